@@ -1,0 +1,118 @@
+"""Configuration dataclasses: what the model is (:class:`TaggerConfig`) and how it is trained
+(:class:`TrainConfig`).
+
+Each field carries its help text in ``metadata``; the command line is generated from these
+fields, so the defaults live here and nowhere else. Both round-trip through JSON.
+
+>>> c = TaggerConfig(hidden_dim=64)
+>>> TaggerConfig.from_dict(c.to_dict()) == c
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+class _JsonConfig:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"expected {cls.__name__} fields, got unknown keys {unknown}")
+        return cls(**d)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass
+class TaggerConfig(_JsonConfig):
+    """The architecture. Defaults are the recipe that reaches 95%+ UPOS on UD English-EWT."""
+
+    embedding_dim: int = _f(100, "word embedding size")
+    hidden_dim: int = _f(256, "LSTM hidden size per direction")
+    num_layers: int = _f(1, "stacked LSTM layers")
+    bidirectional: bool = _f(True, "run a backward LSTM too and concatenate")
+    dropout: float = _f(0.33, "dropout on the LSTM's input and output (and between layers)")
+    crf: bool = _f(True, "decode with a linear-chain CRF instead of per-token softmax")
+    tag_scheme: str = _f(
+        "auto",
+        "span scheme of the tags, for CRF constraints and span F1 (auto = detect from the tag set)",
+        choices=("auto", "bio", "iob1", "bioes", "none"),
+    )
+    constrain: bool = _f(True, "forbid the CRF transitions that the tag scheme rules out (e.g. O -> I-PER)")
+    char_embedding_dim: int = _f(30, "character embedding size for the character CNN")
+    char_filters: int = _f(50, "character CNN filters (0 = no character features)")
+    char_kernel_size: int = _f(3, "character CNN window width (odd)")
+    max_word_length: int = _f(30, "characters per word seen by the CNN; longer words are cut")
+    lowercase: bool = _f(True, "look words up lowercased (the case goes to the case feature)")
+    case_embedding_dim: int = _f(4, "size of the case feature (lower/Title/OTHER); 0 = none")
+    rnn_mode: str = _f(
+        "auto",
+        "how the LSTM skips padding: packed (pack_padded_sequence), padded (per-length reversal), "
+        "auto (packed on CUDA, padded elsewhere); all give the same scores",
+        choices=("auto", "packed", "padded"),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_dim", "hidden_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"expected 0 <= dropout < 1, got {self.dropout}")
+        if self.char_filters < 0 or self.char_embedding_dim < 1 or self.max_word_length < 1:
+            raise ValueError("expected char_filters >= 0, char_embedding_dim >= 1, max_word_length >= 1")
+        if self.char_kernel_size < 1 or self.char_kernel_size % 2 == 0:
+            raise ValueError(f"expected an odd char_kernel_size >= 1, got {self.char_kernel_size}")
+        if self.case_embedding_dim < 0:
+            raise ValueError(f"expected case_embedding_dim >= 0, got {self.case_embedding_dim}")
+        if self.tag_scheme not in ("auto", "bio", "iob1", "bioes", "none"):
+            raise ValueError(f"expected tag_scheme auto, bio, iob1, bioes or none, got {self.tag_scheme!r}")
+        if self.rnn_mode not in ("auto", "packed", "padded"):
+            raise ValueError(f"expected rnn_mode auto, packed or padded, got {self.rnn_mode!r}")
+
+
+@dataclass
+class TrainConfig(_JsonConfig):
+    """How to train. Defaults: Adam 2e-3, batch 32, early stopping on dev accuracy."""
+
+    epochs: int = _f(30, "maximum number of passes over the training data")
+    batch_size: int = _f(32, "sentences per batch")
+    optimizer: str = _f("adam", "optimizer", choices=("sgd", "adam", "adamw"))
+    lr: float = _f(2e-3, "learning rate")
+    momentum: float = _f(0.0, "SGD momentum")
+    weight_decay: float = _f(0.0, "weight decay")
+    clip: float = _f(5.0, "clip the gradient norm to this (0 = no clipping)")
+    patience: int = _f(5, "stop after this many epochs without a better dev score (0 = never)")
+    lr_halving: int = _f(2, "halve the learning rate after this many epochs without dev gain (0 = never)")
+    word_dropout: float = _f(
+        0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)"
+    )
+    min_freq: int = _f(1, "keep training words seen at least this often")
+    seed: int = _f(1, "seed for Python, NumPy and torch")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps")
+    num_workers: int = _f(0, "DataLoader worker processes")
+    eval_batch_size: int = _f(256, "sentences per batch when evaluating or predicting")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("expected epochs, batch_size and eval_batch_size >= 1")
+        if self.optimizer not in ("sgd", "adam", "adamw"):
+            raise ValueError(f"expected optimizer sgd, adam or adamw, got {self.optimizer!r}")
+        if self.lr <= 0:
+            raise ValueError(f"expected lr > 0, got {self.lr}")
+        if self.word_dropout < 0 or self.clip < 0 or self.patience < 0 or self.lr_halving < 0:
+            raise ValueError("expected word_dropout, clip, patience and lr_halving >= 0")
+        if self.min_freq < 1 or self.num_workers < 0:
+            raise ValueError("expected min_freq >= 1 and num_workers >= 0")

@@ -1,0 +1,251 @@
+"""From sentences to padded batches: encoding, the dataset, collate and length bucketing.
+
+A sentence is encoded once (:func:`encode_tokens`) into NumPy arrays; :func:`collate` pads a
+list of them to the longest sentence of the batch; :class:`BucketBatchSampler` groups sentences
+of similar length so that padding stays small.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .config import TaggerConfig
+from .errors import SeqtagError
+from .vocab import Vocabularies, case_id, normalize
+
+
+@dataclass
+class Encoded:
+    """One encoded sentence: ``words``, ``cases`` and ``tags`` have shape ``(n,)``; ``chars`` has
+    shape ``(n, w)`` with ``w`` the longest (capped) word, or ``(n, 0)`` without character features."""
+
+    words: np.ndarray
+    cases: np.ndarray
+    chars: np.ndarray
+    tags: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+@dataclass
+class Batch:
+    """A padded batch, ``batch_first``.
+
+    Attributes:
+        words: ``(batch, seq_len)`` int64 word ids, 0 = padding.
+        cases: ``(batch, seq_len)`` int64 case-feature ids, 0 = padding.
+        chars: ``(batch, seq_len, word_len)`` int64 character ids (``word_len`` may be 0).
+        tags: ``(batch, seq_len)`` int64 tag ids, 0 at padding (use ``lengths`` to mask).
+        lengths: ``(batch,)`` int64 sentence lengths, always on the CPU.
+    """
+
+    words: torch.Tensor
+    cases: torch.Tensor
+    chars: torch.Tensor
+    tags: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Move everything but ``lengths`` (which stays on the CPU, as packing needs) to ``device``."""
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(move(self.words), move(self.cases), move(self.chars), move(self.tags), self.lengths)
+
+    def pin_memory(self) -> Batch:
+        return Batch(*(t.pin_memory() for t in (self.words, self.cases, self.chars, self.tags)), self.lengths)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def encode_tokens(tokens: Sequence[str], vocabs: Vocabularies, config: TaggerConfig) -> Encoded:
+    """Encode one sentence's tokens (tags are left empty: see :func:`encode_tags`)."""
+    normed = [normalize(t, vocabs.lower_map) for t in tokens]
+    words = vocabs.words.encode(normed if config.lowercase else tokens)
+    cases = [case_id(t, n) for t, n in zip(tokens, normed)]
+    if config.char_filters > 0:
+        cap = config.max_word_length
+        width = min(cap, max((len(t) for t in tokens), default=0))
+        chars = np.zeros((len(tokens), width), dtype=np.int64)
+        for i, t in enumerate(tokens):
+            ids = vocabs.chars.encode(t[:cap])
+            chars[i, : len(ids)] = ids
+    else:
+        chars = np.zeros((len(tokens), 0), dtype=np.int64)
+    return Encoded(
+        np.asarray(words, dtype=np.int64), np.asarray(cases, dtype=np.int64), chars, np.zeros(0, np.int64)
+    )
+
+
+def encode_tags(tags: Sequence[str], vocabs: Vocabularies) -> np.ndarray:
+    ids = [vocabs.tags.stoi.get(t, -1) for t in tags]
+    if -1 in ids:
+        unknown = sorted({t for t, i in zip(tags, ids) if i < 0})
+        raise SeqtagError(f"tags not in the model's tag set: {', '.join(unknown)}")
+    return np.asarray(ids, dtype=np.int64)
+
+
+def check_tags(sentences: Sequence, vocabs: Vocabularies, where: str = "the data") -> None:
+    """Raise :class:`SeqtagError` listing every tag of ``sentences`` that ``vocabs`` lacks."""
+    unknown = sorted({t for s in sentences for t in s.tags} - set(vocabs.tags.stoi))
+    if unknown:
+        shown = ", ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+        raise SeqtagError(
+            f"{where} has {len(unknown)} tag(s) the model was not trained with: {shown} "
+            f"(the model knows {len(vocabs.tags)} tags)"
+        )
+
+
+class TaggingDataset(Dataset):
+    """Sentences encoded once, up front. ``lengths`` is a NumPy array for the bucketing sampler."""
+
+    def __init__(self, sentences: Sequence, vocabs: Vocabularies, config: TaggerConfig, with_tags: bool = True):
+        if with_tags:
+            check_tags(sentences, vocabs)
+        self.items: list[Encoded] = []
+        for s in sentences:
+            enc = encode_tokens(s.tokens, vocabs, config)
+            if with_tags:
+                enc.tags = encode_tags(s.tags, vocabs)
+            self.items.append(enc)
+        self.lengths = np.asarray([len(e) for e in self.items], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Encoded:
+        return self.items[index]
+
+
+def collate(items: Sequence[Encoded]) -> Batch:
+    """Pad encoded sentences to the longest one: see :class:`Batch` for the shapes."""
+    lengths = np.fromiter((len(e) for e in items), dtype=np.int64, count=len(items))
+    b, t = len(items), int(lengths.max(initial=0))
+    w = max((e.chars.shape[1] for e in items), default=0)
+    words = np.zeros((b, t), np.int64)
+    cases = np.zeros((b, t), np.int64)
+    tags = np.zeros((b, t), np.int64)
+    chars = np.zeros((b, t, w), np.int64)
+    for i, e in enumerate(items):
+        n = len(e)
+        words[i, :n] = e.words
+        cases[i, :n] = e.cases
+        if len(e.tags):
+            tags[i, :n] = e.tags
+        if w:
+            chars[i, :n, : e.chars.shape[1]] = e.chars
+    return Batch(
+        torch.from_numpy(words),
+        torch.from_numpy(cases),
+        torch.from_numpy(chars),
+        torch.from_numpy(tags),
+        torch.from_numpy(lengths),
+    )
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of sentences of similar length, in random order.
+
+    Each epoch: shuffle all indices (seeded by ``seed + epoch``), cut them into pools of
+    ``pool_size`` batches, sort each pool by length, cut it into batches, shuffle the batches.
+    The last partial batch is kept. Without ``shuffle``, batches come sorted by length.
+
+    With ``num_replicas > 1`` (distributed training), rank ``rank`` takes every
+    ``num_replicas``-th batch; when the batch count does not divide evenly, the first batches
+    are repeated so that every rank runs the same number of steps.
+
+    Args:
+        lengths: ``(num_sentences,)`` sentence lengths.
+        batch_size: sentences per batch.
+        shuffle: randomize (training) or not (evaluation).
+        seed: base seed; call :meth:`set_epoch` each epoch.
+        pool_size: batches per sorting pool.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        pool_size: int = 100,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"expected 0 <= rank < num_replicas, got rank {rank} of {num_replicas}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.shuffle, self.seed, self.pool_size = batch_size, shuffle, seed, pool_size
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[np.ndarray]:
+        n = len(self.lengths)
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(n)
+        pool = self.batch_size * self.pool_size
+        batches = []
+        for start in range(0, n, pool):
+            chunk = order[start : start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()
+        if self.num_replicas > 1:
+            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+            batches = batches + batches[: total - len(batches)]
+            batches = batches[self.rank :: self.num_replicas]
+        for b in batches:
+            yield b.tolist()
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.lengths) / self.batch_size)
+        return math.ceil(n / self.num_replicas)
+
+
+def _worker_init(_: int) -> None:
+    # Worker processes only pad arrays: one intra-op thread each, so that they do not
+    # oversubscribe the cores the model runs on.
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: TaggingDataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    num_replicas: int = 1,
+    rank: int = 0,
+) -> DataLoader:
+    """A ``DataLoader`` over ``dataset`` with length bucketing; its ``batch_sampler`` has ``set_epoch``."""
+    sampler = BucketBatchSampler(
+        dataset.lengths, batch_size, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,201 @@
+"""String-to-id maps for words, characters and tags.
+
+>>> v = Vocab.build(["a", "b", "a"], specials=(PAD, UNK))
+>>> v.itos
+['<pad>', '<unk>', 'a', 'b']
+>>> v["a"], v["zzz"]
+(2, 1)
+>>> Vocab.from_dict(v.to_dict()) == v
+True
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+PAD = "<pad>"
+UNK = "<unk>"
+
+
+class Vocab:
+    """A bijection between strings and ids ``0..len-1``.
+
+    ``specials`` come first (for words and characters: padding id 0, unknown id 1);
+    a vocabulary with :data:`UNK` maps unseen strings to it, one without raises ``KeyError``.
+    """
+
+    def __init__(self, itos: Sequence[str], specials: Sequence[str] = ()) -> None:
+        self.itos = list(itos)
+        self.specials = tuple(specials)
+        if list(self.specials) != self.itos[: len(self.specials)]:
+            raise ValueError(f"expected the specials {self.specials} first, got {self.itos[:len(self.specials)]}")
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("expected distinct strings in a vocabulary")
+        self.unk_id = self.stoi.get(UNK)
+
+    @classmethod
+    def build(
+        cls,
+        items: Iterable[str],
+        specials: Sequence[str] = (),
+        min_freq: int = 1,
+        max_size: int | None = None,
+    ) -> Vocab:
+        """Count ``items`` and keep those seen ``min_freq`` times or more, most frequent first
+        (ties in first-seen order), at most ``max_size`` besides the specials."""
+        counts = Counter(items)
+        kept = [s for s, c in counts.most_common() if c >= min_freq and s not in specials]
+        if max_size is not None:
+            kept = kept[:max_size]
+        return cls([*specials, *kept], specials)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self.stoi
+
+    def __getitem__(self, item: str) -> int:
+        i = self.stoi.get(item, self.unk_id)
+        if i is None:
+            raise KeyError(item)
+        return i
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.itos == other.itos and self.specials == other.specials
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)}, specials={self.specials})"
+
+    def encode(self, items: Iterable[str]) -> list[int]:
+        return [self[s] for s in items]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.itos[i] for i in ids]
+
+    def to_dict(self) -> dict:
+        return {"itos": self.itos, "specials": list(self.specials)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Vocab:
+        return cls(d["itos"], d.get("specials", ()))
+
+
+def _lower_map(chars: Iterable[str]) -> dict[str, str]:
+    """Per-character lowercasing restricted to ``chars``, their uppercase forms and ASCII.
+
+    Eager prediction and the exported TorchScript tagger both lowercase through this table,
+    so they agree on every input, including characters never seen in training.
+    """
+    table: dict[str, str] = {}
+    seen = set(chars)  # read ``chars`` once: it may be a generator
+    candidates = seen | {c.upper() for c in seen if len(c.upper()) == 1}
+    candidates |= {chr(i) for i in range(65, 91)}
+    for c in candidates:
+        low = c.lower()
+        if low != c and len(low) == 1:
+            table[c] = low
+    return dict(sorted(table.items()))
+
+
+class Vocabularies:
+    """The word, character and tag vocabularies of one tagger, plus its lowercasing table.
+
+    Words and characters reserve id 0 for padding and id 1 for unknown; tags have no specials.
+    ``word_counts[i]`` is the training frequency of word ``i`` (0 for specials and for words
+    that come only from pretrained vectors).
+    """
+
+    def __init__(
+        self,
+        words: Vocab,
+        chars: Vocab,
+        tags: Vocab,
+        lower_map: dict[str, str],
+        word_counts: Sequence[int] | None = None,
+    ) -> None:
+        self.words, self.chars, self.tags, self.lower_map = words, chars, tags, lower_map
+        self.word_counts = list(word_counts) if word_counts is not None else [0] * len(words)
+        if len(self.word_counts) != len(words):
+            raise ValueError("expected one word count per word")
+
+    @classmethod
+    def build(
+        cls,
+        sentences: Iterable,
+        lowercase: bool = True,
+        min_freq: int = 1,
+        extra_words: Sequence[str] = (),
+    ) -> Vocabularies:
+        """Build from training sentences (objects with ``tokens`` and ``tags``).
+
+        ``extra_words`` (e.g. the words of pretrained vectors) are added after the training
+        words, with count 0.
+        """
+        sentences = list(sentences)
+        chars = Vocab.build((c for s in sentences for t in s.tokens for c in t), specials=(PAD, UNK))
+        lower_map = _lower_map(chars.itos[2:])
+        norm = (lambda t: normalize(t, lower_map)) if lowercase else (lambda t: t)
+        counts = Counter(norm(t) for s in sentences for t in s.tokens)
+        words = Vocab.build(
+            (w for w, c in counts.items() for _ in range(c)), specials=(PAD, UNK), min_freq=min_freq
+        )
+        seen = set(words.itos)
+        extra = [w for w in dict.fromkeys(extra_words) if w not in seen]
+        words = Vocab([*words.itos, *extra], words.specials)
+        word_counts = [counts.get(w, 0) if i >= 2 else 0 for i, w in enumerate(words.itos)]
+        for w in extra:
+            word_counts[words[w]] = 0
+        tag_list = sorted({t for s in sentences for t in s.tags})
+        return cls(words, chars, Vocab(tag_list), lower_map, word_counts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabularies) and self.to_dict() == other.to_dict()
+
+    def to_dict(self) -> dict:
+        return {
+            "words": self.words.to_dict(),
+            "chars": self.chars.to_dict(),
+            "tags": self.tags.to_dict(),
+            "lower_map": self.lower_map,
+            "word_counts": self.word_counts,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Vocabularies:
+        return cls(
+            Vocab.from_dict(d["words"]),
+            Vocab.from_dict(d["chars"]),
+            Vocab.from_dict(d["tags"]),
+            dict(d["lower_map"]),
+            d.get("word_counts"),
+        )
+
+
+def normalize(token: str, lower_map: dict[str, str]) -> str:
+    """Lowercase ``token`` character by character through ``lower_map``.
+
+    >>> normalize("Über", {"Ü": "ü", "U": "u"})
+    'über'
+    """
+    if token.isascii():
+        return token.lower()
+    return "".join([lower_map.get(c, c) for c in token])
+
+
+CASE_LOWER, CASE_TITLE, CASE_OTHER = 1, 2, 3  # 0 is padding
+
+
+def case_id(token: str, normalized: str) -> int:
+    """The case feature: 1 unchanged by lowercasing, 2 only the first character changed, 3 otherwise.
+
+    >>> [case_id(t, t.lower()) for t in ["dog", "Dog", "DOG", "iPhone", "42"]]
+    [1, 2, 3, 3, 1]
+    """
+    if token == normalized:
+        return CASE_LOWER
+    if token[1:] == normalized[1:]:
+        return CASE_TITLE
+    return CASE_OTHER

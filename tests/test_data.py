@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+from seqtag import TaggerConfig, Vocabularies, read_conllu
+from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
+
+from .helpers import random_sentences
+
+
+def _dataset(sentences, **config):
+    cfg = TaggerConfig(**config)
+    return TaggingDataset(sentences, Vocabularies.build(sentences), cfg)
+
+
+def test_collate_pads_to_longest_and_keeps_values():
+    sentences = random_sentences(5, max_len=9)
+    ds = _dataset(sentences)
+    batch = collate([ds[i] for i in range(5)])
+    lengths = [len(s) for s in sentences]
+    assert batch.lengths.tolist() == lengths and batch.lengths.dtype == torch.int64
+    assert batch.lengths.device.type == "cpu"
+    assert batch.words.shape == (5, max(lengths))
+    longest_word = max(len(t) for s in sentences for t in s.tokens)
+    assert batch.chars.shape == (5, max(lengths), longest_word)
+    for i, n in enumerate(lengths):
+        assert batch.words[i, :n].tolist() == ds[i].words.tolist()
+        assert batch.tags[i, :n].tolist() == ds[i].tags.tolist()
+        assert (batch.words[i, n:] == 0).all() and (batch.chars[i, n:] == 0).all()
+
+
+def test_long_words_are_cut_to_max_word_length():
+    sentences = random_sentences(2)
+    sentences[0].tokens[0] = "x" * 100
+    ds = _dataset(sentences, max_word_length=7)
+    assert ds[0].chars.shape[1] == 7
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_sampler_yields_every_sentence_once_per_epoch(shuffle, batch_size):
+    lengths = np.random.default_rng(0).integers(1, 50, size=103)
+    sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=3, pool_size=4)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(103))
+        assert all(len(b) == batch_size for b in batches if len(b) != 103 % batch_size)
+
+
+def test_sampler_shuffles_differently_per_epoch_and_reproducibly():
+    lengths = np.arange(1, 201)
+    s = BucketBatchSampler(lengths, 8, seed=1)
+    s.set_epoch(0)
+    first = list(s)
+    s.set_epoch(1)
+    second = list(s)
+    s.set_epoch(0)
+    assert list(s) == first and first != second
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_distributed_sampler_splits_batches_disjointly_with_equal_counts(replicas):
+    lengths = np.random.default_rng(1).integers(1, 30, size=101)
+    per_rank = []
+    for rank in range(replicas):
+        s = BucketBatchSampler(lengths, 4, seed=7, num_replicas=replicas, rank=rank)
+        s.set_epoch(2)
+        per_rank.append(list(s))
+    assert len({len(b) for b in per_rank}) == 1
+    assert len(per_rank[0]) == len(BucketBatchSampler(lengths, 4, num_replicas=replicas))
+    seen = [i for batches in per_rank for b in batches for i in b]
+    assert set(seen) == set(range(101))
+    # only the batches repeated to even out the counts appear twice
+    assert len(seen) - 101 < replicas * 4
+
+
+def test_loader_with_workers_gives_the_same_batches():
+    sentences = random_sentences(40)
+    ds = _dataset(sentences)
+    plain = [b.words for b in make_loader(ds, 8, shuffle=True, seed=2)]
+    workers = [b.words for b in make_loader(ds, 8, shuffle=True, seed=2, num_workers=2)]
+    assert len(plain) == len(workers)
+    assert all(torch.equal(a, b) for a, b in zip(plain, workers))
+
+
+def test_bucketing_keeps_padding_under_five_percent_on_ewt(ewt_dir):
+    sentences = read_conllu(ewt_dir / "en_ewt-ud-train.conllu")
+    lengths = np.array([len(s) for s in sentences])
+    sampler = BucketBatchSampler(lengths, 32, seed=0)
+    padded = real = 0
+    for batch in sampler:
+        real += lengths[batch].sum()
+        padded += len(batch) * lengths[batch].max()
+    assert (padded - real) / padded < 0.05

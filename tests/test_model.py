@@ -1,0 +1,153 @@
+import json
+
+import pytest
+import torch
+
+from seqtag import SeqtagError, Tagger, resolve_device
+from seqtag.data import collate, encode_tokens
+from seqtag.model import reverse_padded
+
+from .helpers import random_sentences, small_tagger
+
+ARCHS = [
+    dict(bidirectional=False, num_layers=1, crf=False, char_filters=0),
+    dict(bidirectional=True, num_layers=1, crf=False, char_filters=0),
+    dict(bidirectional=False, num_layers=2, crf=False, char_filters=0),
+    dict(bidirectional=True, num_layers=2, crf=True, char_filters=6),
+]
+
+
+def _emissions(tagger, sentences):
+    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
+    with torch.no_grad():
+        return tagger(batch.words, batch.cases, batch.chars, batch.lengths), batch
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
+@pytest.mark.parametrize("mode", ["packed", "padded"])
+def test_padding_invariance(arch, mode):
+    sentences = random_sentences(9, max_len=15)
+    tagger = small_tagger(sentences, rnn_mode=mode, **arch)
+    batched, batch = _emissions(tagger, sentences)
+    for i, s in enumerate(sentences):
+        alone, _ = _emissions(tagger, [s])
+        torch.testing.assert_close(batched[i, : len(s)], alone[0], atol=1e-5, rtol=1e-5)
+
+    # garbage in padded positions changes nothing at real positions
+    mask = torch.arange(batch.words.size(1))[None, :] >= batch.lengths[:, None]
+    words = batch.words.masked_fill(mask, 5)
+    cases = batch.cases.masked_fill(mask, 3)
+    chars = batch.chars.masked_fill(mask[:, :, None], 7)
+    with torch.no_grad():
+        garbage = tagger(words, cases, chars, batch.lengths)
+    for i, s in enumerate(sentences):
+        torch.testing.assert_close(garbage[i, : len(s)], batched[i, : len(s)], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=str)
+def test_packed_and_padded_agree_in_scores_and_gradients(arch):
+    sentences = random_sentences(8, max_len=14)
+    tagger = small_tagger(sentences, **arch)
+    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
+    results = []
+    for packed in (True, False):
+        tagger.packed = packed
+        tagger.zero_grad()
+        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
+        tags = torch.randint(0, tagger.num_tags, batch.words.shape, generator=torch.Generator().manual_seed(1))
+        tagger.loss(emissions, tags, batch.lengths).backward()
+        grads = [p.grad.clone() for p in tagger.lstm.parameters()]
+        results.append((emissions.detach(), grads))
+    mask = torch.arange(batch.words.size(1))[None, :] < batch.lengths[:, None]
+    torch.testing.assert_close(results[0][0][mask], results[1][0][mask], atol=1e-6, rtol=1e-5)
+    for g_packed, g_padded in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g_packed, g_padded, atol=1e-6, rtol=1e-4)
+
+
+def test_reverse_padded_reverses_within_length_and_is_an_involution():
+    x = torch.arange(12.0).reshape(2, 6, 1)
+    lengths = torch.tensor([4, 6])
+    r = reverse_padded(x, lengths)
+    assert r[0, :, 0].tolist() == [3, 2, 1, 0, 4, 5]
+    assert r[1, :, 0].tolist() == [11, 10, 9, 8, 7, 6]
+    torch.testing.assert_close(reverse_padded(r, lengths), x)
+
+
+def test_loss_ignores_padding():
+    sentences = random_sentences(5, max_len=10)
+    tagger = small_tagger(sentences, crf=False, char_filters=0)
+    (emissions, batch) = _emissions(tagger, sentences)
+    loss = tagger.loss(emissions, batch.tags, batch.lengths)
+    manual = torch.cat(
+        [torch.nn.functional.cross_entropy(emissions[i, :n], batch.tags[i, :n], reduction="none")
+         for i, n in enumerate(batch.lengths.tolist())]
+    ).mean()
+    torch.testing.assert_close(loss, manual)
+
+
+def test_char_cnn_gives_unknown_words_distinct_vectors():
+    sentences = random_sentences(4)
+    tagger = small_tagger(sentences, char_filters=6)
+    enc = encode_tokens(["zzqx", "qqxz"], tagger.vocabs, tagger.config)
+    assert enc.words.tolist() == [1, 1]  # both unknown words
+    chars = torch.from_numpy(enc.chars)[None]
+    vectors = tagger.char_cnn(chars)[0]
+    assert not torch.allclose(vectors[0], vectors[1])
+
+
+def test_predict_handles_empty_input_and_keeps_order():
+    sentences = random_sentences(20, max_len=10)
+    tagger = small_tagger(sentences)
+    tokens = [s.tokens for s in sentences]
+    batched = tagger.predict([[]] + tokens + [[]], batch_size=3)
+    assert batched[0] == [] and batched[-1] == []
+    assert batched[1:-1] == [tagger.predict([t])[0] for t in tokens]
+    assert tagger.predict([]) == []
+
+
+def test_save_load_round_trip(tmp_path):
+    sentences = random_sentences(12)
+    tagger = small_tagger(sentences, crf=True, tag_scheme="none")
+    tagger.save(tmp_path / "m")
+    loaded = Tagger.load(tmp_path / "m")
+    assert loaded.config == tagger.config and loaded.vocabs == tagger.vocabs
+    tokens = [s.tokens for s in random_sentences(30, seed=5)]
+    assert loaded.predict(tokens) == tagger.predict(tokens)
+    for key, value in tagger.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["model"]["crf"] is True
+
+
+def test_load_refuses_a_pickle_that_runs_code(tmp_path):
+    sentences = random_sentences(3)
+    small_tagger(sentences).save(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Payload()}, tmp_path / "weights.pt")
+    with pytest.raises(SeqtagError, match="refused"):
+        Tagger.load(tmp_path)
+    assert not marker.exists()
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(SeqtagError, match="not a seqtag model directory"):
+        Tagger.load(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:1"])
+def test_cuda_requested_without_cuda_is_an_error(spec):
+    with pytest.raises(SeqtagError, match="CUDA is not available"):
+        resolve_device(spec)
+
+
+def test_device_auto_and_bad_names():
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_device("CPU") == torch.device("cpu")
+    with pytest.raises(SeqtagError, match="unknown device"):
+        resolve_device("gpu")
