@@ -100,6 +100,9 @@ class TrainConfig(_JsonConfig):
         0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)"
     )
     min_freq: int = _f(1, "keep training words seen at least this often")
+    vectors: str = _f("", "pretrained word vectors (word2vec/GloVe text, optionally .gz) to start the word embedding from")
+    vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary")
+    freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
     seed: int = _f(1, "seed for Python, NumPy and torch")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps")
     num_workers: int = _f(0, "DataLoader worker processes")

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import __version__
-from .config import TaggerConfig
+from .config import TaggerConfig, TrainConfig
 from .crf import CRF, allowed_transitions
 from .data import Encoded, TaggingDataset, collate, encode_tokens
 from .device import resolve_device
@@ -269,8 +269,10 @@ class Tagger(nn.Module):
     # -- files ------------------------------------------------------------------------------
 
     @torch.jit.unused
-    def save(self, directory: str | Path) -> None:
+    def save(self, directory: str | Path, training: TrainConfig | None = None) -> None:
         """Write ``config.json``, ``vocab.json`` and ``weights.pt`` into ``directory``.
+
+        ``config.json`` holds the model configuration and, when given, the training configuration.
 
         Each file is written to a temporary name and renamed, so a crash leaves either the old
         file or the new one, never a torn one.
@@ -283,6 +285,8 @@ class Tagger(nn.Module):
         atomic_write_bytes(directory / WEIGHTS_FILE, buf.getvalue())
         atomic_write_text(directory / VOCAB_FILE, json.dumps(self.vocabs.to_dict(), ensure_ascii=False))
         meta = {"seqtag_version": __version__, "model": self.config.to_dict()}
+        if training is not None:
+            meta["training"] = training.to_dict()
         atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
 
     @classmethod

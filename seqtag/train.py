@@ -24,6 +24,7 @@ from .device import resolve_device
 from .errors import SeqtagError
 from .metrics import span_f1, token_accuracy
 from .model import Tagger
+from .vectors import init_embedding, read_vectors
 from .vocab import UNK, Vocabularies
 
 METRICS_FILE = "metrics.jsonl"
@@ -76,7 +77,8 @@ def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:
     if tc.optimizer == "sgd":
         return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    # The fused kernel updates the large word embedding several times faster than the default.
+    return cls(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
 
 
 def _unk_probabilities(vocabs: Vocabularies, alpha: float, device: torch.device) -> torch.Tensor:
@@ -121,8 +123,16 @@ def train(
         raise SeqtagError("no training sentences")
     device = resolve_device(tc.device)
     seed_everything(tc.seed)
-    vocabs = Vocabularies.build(train_data, lowercase=config.lowercase, min_freq=tc.min_freq)
+    vectors = read_vectors(tc.vectors, tc.vectors_max_words) if tc.vectors else None
+    vocabs = Vocabularies.build(
+        train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
+    )
     tagger = Tagger(config, vocabs)
+    if vectors is not None:
+        found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
+        _log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
+        if tc.freeze_vectors:
+            tagger.word_embedding.weight.requires_grad_(False)
     tagger.set_rnn_mode(device)
     tagger.to(device)
     train_set = tagger.dataset(train_data)
@@ -210,7 +220,7 @@ def train(
             if improved:
                 best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
                 if out is not None:
-                    tagger.save(out)
+                    tagger.save(out, tc)
             if out is not None:
                 with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")

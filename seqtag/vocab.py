@@ -145,7 +145,7 @@ class Vocabularies:
         seen = set(words.itos)
         extra = [w for w in dict.fromkeys(extra_words) if w not in seen]
         words = Vocab([*words.itos, *extra], words.specials)
-        word_counts = [counts.get(w, 0) if i >= 2 else 0 for i, w in enumerate(words.itos)]
+        word_counts = [counts.get(w, 1) if i >= 2 else 0 for i, w in enumerate(words.itos)]
         for w in extra:
             word_counts[words[w]] = 0
         tag_list = sorted({t for s in sentences for t in s.tags})
