@@ -132,22 +132,22 @@ class Vocabularies:
         """Build from training sentences (objects with ``tokens`` and ``tags``).
 
         ``extra_words`` (e.g. the words of pretrained vectors) are added after the training
-        words, with count 0.
+        words, with count 0; they are normalized like the training words, since lookups are.
         """
-        sentences = list(sentences)
+        sentences, extra_words = list(sentences), list(extra_words)
         chars = Vocab.build((c for s in sentences for t in s.tokens for c in t), specials=(PAD, UNK))
-        lower_map = _lower_map(chars.itos[2:])
+        # the vectors' characters join the lowercasing table (not the character vocabulary), so
+        # that a vector word and a token spelled like it normalize alike
+        lower_map = _lower_map(set(chars.itos[2:]) | {c for w in extra_words for c in w})
         norm = (lambda t: normalize(t, lower_map)) if lowercase else (lambda t: t)
         counts = Counter(norm(t) for s in sentences for t in s.tokens)
         words = Vocab.build(
             (w for w, c in counts.items() for _ in range(c)), specials=(PAD, UNK), min_freq=min_freq
         )
         seen = set(words.itos)
-        extra = [w for w in dict.fromkeys(extra_words) if w not in seen]
+        extra = [w for w in dict.fromkeys(norm(w) for w in extra_words) if w not in seen]
         words = Vocab([*words.itos, *extra], words.specials)
-        word_counts = [counts.get(w, 1) if i >= 2 else 0 for i, w in enumerate(words.itos)]
-        for w in extra:
-            word_counts[words[w]] = 0
+        word_counts = [counts.get(w, 0) if i >= 2 else 0 for i, w in enumerate(words.itos)]
         tag_list = sorted({t for s in sentences for t in s.tags})
         return cls(words, chars, Vocab(tag_list), lower_map, word_counts)
 
