@@ -175,7 +175,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         batch_size: int,
         shuffle: bool = True,
         seed: int = 0,
-        pool_size: int = 100,
+        pool_size: int = 200,
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:

@@ -1,0 +1,23 @@
+"""Benchmarks run on UD English-EWT when it is present, else on a synthetic corpus of EWT-like
+lengths; ``SEQTAG_CORPORA`` overrides where the corpora are looked for."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqtag
+from seqtag.bench import synthetic_corpus
+
+CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
+EWT_TRAIN = CORPORA / "ud_english_ewt" / "en_ewt-ud-train.conllu"
+
+torch.set_num_threads(int(os.environ.get("SEQTAG_BENCH_THREADS", "2")))
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    if EWT_TRAIN.exists():
+        return seqtag.read_conllu(EWT_TRAIN)[:4000]
+    return synthetic_corpus(4000)
