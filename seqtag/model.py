@@ -44,7 +44,7 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return F.dropout(x, p, True)
     n = x.numel()
     draws = (n + 6) // 7
-    raw = torch.randint(0, 2**56, (draws,), dtype=torch.int64, device=x.device)
+    raw = torch.randint(0, 72057594037927936, (draws,), dtype=torch.int64, device=x.device)  # 2**56
     bytes_ = raw.view(torch.uint8).view(draws, 8)[:, :7].reshape(-1)[:n].view(x.shape)
     threshold = int(round(p * 256))
     return x * (bytes_ >= threshold).to(x.dtype) * (256.0 / (256 - threshold))
@@ -80,8 +80,6 @@ class CharCNN(nn.Module):
     encoded in groups by length (up to 8 characters, up to 16, longer), each group cut to its
     own longest word: the same result for a fraction of the convolution work.
     """
-
-    group_limits: list[int]
 
     def __init__(self, num_chars: int, embedding_dim: int, filters: int, kernel_size: int) -> None:
         super().__init__()
@@ -226,6 +224,7 @@ class Tagger(nn.Module):
                 x = fwd
         return x
 
+    @torch.jit.export
     def loss(self, emissions: Tensor, tags: Tensor, lengths: Tensor) -> Tensor:
         """Mean loss per real token: CRF negative log-likelihood or cross-entropy.
 
@@ -242,6 +241,7 @@ class Tagger(nn.Module):
             return self.crf(emissions, tags, mask).sum() / mask.sum()
         return F.cross_entropy(emissions.float().flatten(0, 1), tags.masked_fill(~mask, -100).flatten())
 
+    @torch.jit.export
     def decode(self, emissions: Tensor, lengths: Tensor) -> Tensor:
         """Best tag ids ``(batch, seq_len)``, 0 at padded positions (Viterbi with a CRF, else argmax)."""
         mask = lengths_to_mask(lengths, emissions.size(1), emissions.device)

@@ -151,3 +151,28 @@ def test_device_auto_and_bad_names():
     assert resolve_device("CPU") == torch.device("cpu")
     with pytest.raises(SeqtagError, match="unknown device"):
         resolve_device("gpu")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch 2.13
+@pytest.mark.parametrize("arch", ARCHS, ids=str)
+@pytest.mark.parametrize("mode", ["packed", "padded"])
+def test_scripted_tagger_equals_eager(arch, mode):
+    sentences = random_sentences(7, max_len=12)
+    sentences[0].tokens[0] = "w" * 40  # longer than max_word_length: every char-CNN length group
+    tagger = small_tagger(sentences, rnn_mode=mode, **arch)
+    scripted = torch.jit.script(tagger)
+    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
+    args = (batch.words, batch.cases, batch.chars, batch.lengths)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(*args), tagger(*args))
+        assert torch.equal(scripted.decode(tagger(*args), batch.lengths), tagger.decode(tagger(*args), batch.lengths))
+
+
+def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
+    from seqtag.model import dropout
+
+    x = torch.ones(200_000)
+    y = dropout(x, 0.33, True)
+    assert abs((y == 0).float().mean().item() - 84 / 256) < 0.01  # p rounded to 84/256
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.equal(dropout(x, 0.33, False), x)
