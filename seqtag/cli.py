@@ -1,4 +1,4 @@
-"""The ``seqtag`` command: train, evaluate, predict, demo.
+"""The ``seqtag`` command: train (and ``train --resume``), evaluate, predict, plot, demo.
 
 Model and training options are generated from :class:`~seqtag.config.TaggerConfig` and
 :class:`~seqtag.config.TrainConfig`, so their names, defaults and help live in one place.
@@ -16,11 +16,16 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .bench import PRECISIONS, baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
+from .checkpoint import checkpoint_dir, find_checkpoint, read_checkpoint
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence, read_corpus
+from .device import resolve_device
 from .errors import SeqtagError
+from .fileio import atomic_write_text
 from .model import CONFIG_FILE, Tagger
-from .train import evaluate, train
+from .plot import plot_learning_curve
+from .train import TrainingInterrupted, evaluate, train
 from .tutorial import demo
 
 
@@ -38,7 +43,7 @@ def _add_config_options(parser: argparse.ArgumentParser, cls: type, title: str) 
             kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
             group.add_argument(
                 flag, dest=f.name, type=kind, default=None, choices=f.metadata.get("choices"),
-                metavar=None if f.metadata.get("choices") else f.name.split("_")[-1].upper(),
+                metavar=None if f.metadata.get("choices") else f.metadata.get("metavar", f.name.split("_")[-1].upper()),
                 help=f"{help_text} (default: {f.default})",
             )
 
@@ -69,9 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a tagger on a CoNLL or CoNLL-U file")
-    p.add_argument("--train", required=True, metavar="FILE", help="training data")
+    p.add_argument("--train", metavar="FILE", help="training data (required unless --resume)")
     p.add_argument("--dev", metavar="FILE", help="dev data, evaluated after each epoch to pick the best model")
-    p.add_argument("--output-dir", required=True, metavar="DIR", help="where the model is saved")
+    p.add_argument("--output-dir", metavar="DIR", help="where the model is saved (required unless --resume)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file in "
+                   "DIR/checkpoints) with its saved settings; --epochs N trains up to N epochs in all")
+    p.add_argument("--overwrite", action="store_true", help="replace the model or run already in --output-dir")
     p.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     _add_data_options(p)
@@ -81,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a trained tagger on gold-tagged data")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
     p.add_argument("--data", required=True, metavar="FILE", help="gold-tagged data")
+    p.add_argument("--unknown-tags", choices=("error", "map-to-O"), default="error",
+                   help="gold tags the model does not know: an error (default), or scored as O")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
@@ -93,26 +103,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
 
     sub.add_parser("demo", help="train the tutorial's tagger and a batched BiLSTM-CRF on the tutorial corpus")
+
+    p = sub.add_parser("plot", help="draw a run's learning curve from its metrics.jsonl (needs matplotlib)")
+    p.add_argument("run", metavar="DIR", help="output directory of 'seqtag train'")
+    p.add_argument("--out", metavar="FILE", help="PNG file to write (default: DIR/learning_curve.png)")
+
+    p = sub.add_parser("bench", help="measure training and inference tokens/s against the device's matmul rate")
+    p.add_argument("--corpus", default="synthetic", metavar="FILE", help="a corpus file, or 'synthetic' (default)")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None, metavar="N",
+                   help=f"batch sizes to time (default: {TrainConfig.batch_size})")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (default: fp32)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (default: torch's choice)")
+    p.add_argument("--steps", type=int, default=20, help="steps per timed segment (default: 20)")
+    p.add_argument("--repeats", type=int, default=5, help="timed segments; the median is reported (default: 5)")
+    p.add_argument("--baseline", action="store_true", help="also time the tutorial's one-sentence-per-step loop")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_options(p)
+    _add_config_options(p, TaggerConfig, "model")
     return parser
+
+
+DATA_FILE = "data.json"  # the data files and columns of a run started here, for --resume
+
+
+def _data_settings(args: argparse.Namespace) -> dict:
+    return {
+        "train_file": str(Path(args.train).resolve()),
+        "validation_file": str(Path(args.dev).resolve()) if args.dev else None,
+        "format": args.format,
+        "tag_column": args.tag_column,
+        "token_column": args.token_column,
+    }
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.resume:
+        _resume_training(args)
+        return
+    if not args.train or not args.output_dir:
+        raise SeqtagError("train needs --train FILE and --output-dir DIR (or --resume DIR)")
     model_config = _config_from_args(TaggerConfig, args)
     train_config = _config_from_args(TrainConfig, args)
     out = Path(args.output_dir)
-    if (out / CONFIG_FILE).exists():
-        raise SeqtagError(f"{out} already holds a model; choose another --output-dir")
+    if ((out / CONFIG_FILE).exists() or (checkpoint_dir(out) / "last.pt").exists()) and not args.overwrite:
+        raise SeqtagError(
+            f"{out} already holds a model; pass --overwrite to replace it, --resume {out} to continue "
+            f"its training, or choose another --output-dir"
+        )
     train_data = _read(args.train, args)
     dev_data = _read(args.dev, args) if args.dev else None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / DATA_FILE, json.dumps(_data_settings(args), indent=2) + "\n")
     train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet)
+    print(f"model saved in {out}", file=sys.stderr)
+
+
+def _resume_training(args: argparse.Namespace) -> None:
+    """``seqtag train --resume DIR``: the saved settings, with the changes resuming allows."""
+    target = Path(args.resume)
+    out = target.parent.parent if target.is_file() else target
+    source = find_checkpoint(out, target if target.is_file() else True)
+    saved = read_checkpoint(source)
+    given = [f.name for f in dataclasses.fields(TaggerConfig) if getattr(args, f.name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise SeqtagError(f"--resume continues the run with its saved model settings; drop {flags}")
+    if args.output_dir and Path(args.output_dir).resolve() != out.resolve():
+        raise SeqtagError(f"--resume continues the run in {out}; drop --output-dir")
+    train_config = _config_from_args(TrainConfig, args, base=TrainConfig.from_dict(saved["train_config"]))
+    if args.train:
+        data = _data_settings(args)
+    else:
+        try:
+            data = json.loads((out / DATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise SeqtagError(
+                f"{out / DATA_FILE} is missing or unreadable, so the run's data files are unknown: pass "
+                f"--train (and --dev, --format, --tag-column) as when the run started"
+            ) from None
+    columns = argparse.Namespace(format=data["format"], tag_column=data["tag_column"], token_column=data["token_column"])
+    train_data = _read(data["train_file"], columns)
+    dev_data = _read(data["validation_file"], columns) if data["validation_file"] else None
+    train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source)
     print(f"model saved in {out}", file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     tagger = Tagger.load(args.model, device=args.device)
-    result = evaluate(tagger, _read(args.data, args), batch_size=args.batch_size)
+    result = evaluate(tagger, _read(args.data, args), batch_size=args.batch_size, unknown_tags=args.unknown_tags)
+    if result.get("unknown_tags"):
+        mapped = ", ".join(f"{tag} ({n})" for tag, n in sorted(result["unknown_tags"].items()))
+        print(f"seqtag: gold tags unknown to the model, scored as O: {mapped}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return
@@ -148,14 +232,69 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     demo()
 
 
+def _cmd_plot(args: argparse.Namespace) -> None:
+    print(plot_learning_curve(args.run, args.out))
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = _config_from_args(TaggerConfig, args)
+    sentences = synthetic_corpus() if args.corpus == "synthetic" else _read(args.corpus, args)
+    device = resolve_device(args.device)
+    batch_sizes = args.batch_size or [TrainConfig.batch_size]
+    results = bench(sentences, config, batch_sizes, args.precision, str(device), args.steps, args.repeats)
+    summary = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "threads": torch.get_num_threads(),
+        "precision": args.precision,
+        "matmul_gflops": matmul_gflops(device, args.precision),
+        **results[0].as_dict(),
+        "results": [r.as_dict() for r in results],
+    }
+    if args.baseline:
+        base = baseline_tokens_per_s(sentences, config)
+        summary["baseline_train_tokens_per_s"] = base
+        for r in summary["results"]:
+            r["speedup_over_baseline"] = r["train_tokens_per_s"] / base
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"device {summary['device']}, {summary['threads']} threads, {args.precision}; "
+          f"matmul {summary['matmul_gflops']:.0f} GFLOP/s; corpus {args.corpus} ({len(sentences)} sentences)")
+    print(f"{'batch':>6} {'train tok/s':>12} {'train sent/s':>12} {'infer tok/s':>12} {'infer sent/s':>12} "
+          f"{'padding':>8} {'LSTM GFLOP/s':>13} {'of matmul':>9}" + ("  vs per-sentence" if args.baseline else ""))
+    for r in summary["results"]:
+        line = (f"{r['batch_size']:>6} {r['train_tokens_per_s']:>12,.0f} {r['train_sentences_per_s']:>12,.0f} "
+                f"{r['infer_tokens_per_s']:>12,.0f} {r['infer_sentences_per_s']:>12,.0f} "
+                f"{100 * r['padding_fraction']:>7.1f}% {r['lstm_train_gflops']:>13.1f} "
+                f"{100 * r['lstm_train_gflops'] / summary['matmul_gflops']:>8.0f}%")
+        if args.baseline:
+            line += f"  {r['speedup_over_baseline']:>6.1f}x"
+        print(line)
+    if args.baseline:
+        print(f"per-sentence loop (the tutorial's): {summary['baseline_train_tokens_per_s']:,.0f} train tok/s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "demo": _cmd_demo}
+    command = {
+        "train": _cmd_train,
+        "evaluate": _cmd_evaluate,
+        "predict": _cmd_predict,
+        "demo": _cmd_demo,
+        "bench": _cmd_bench,
+        "plot": _cmd_plot,
+    }
     try:
         command[args.command](args)
     except SeqtagError as e:
         print(f"seqtag: error: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(f"seqtag: training interrupted {e.where}; checkpoint saved in {e.checkpoint}\n"
+              f"seqtag: resume with: seqtag train --resume {e.output_dir}", file=sys.stderr)
+        return 128 + e.signal_number
     except KeyboardInterrupt:
         print("seqtag: interrupted", file=sys.stderr)
         return 130

@@ -95,7 +95,32 @@ class TrainConfig(_JsonConfig):
     weight_decay: float = _f(0.0, "weight decay")
     clip: float = _f(5.0, "clip the gradient norm to this (0 = no clipping)")
     patience: int = _f(5, "stop after this many epochs without a better dev score (0 = never)")
-    lr_halving: int = _f(2, "halve the learning rate after this many epochs without dev gain (0 = never)")
+    select: str = _f(
+        "auto",
+        "dev metric that picks the best epoch (auto = f1 for span tag sets such as BIO, else accuracy)",
+        choices=("auto", "accuracy", "f1"),
+    )
+    schedule: str = _f(
+        "plateau",
+        "learning-rate schedule: constant; linear (decay to 0 over all steps); "
+        "plateau (halve after --lr-halving epochs without dev gain)",
+        choices=("constant", "linear", "plateau"),
+    )
+    warmup_steps: int = _f(
+        0, "raise the learning rate linearly from lr/N to lr over the first N steps", metavar="N"
+    )
+    lr_halving: int = _f(2, "plateau schedule: halve the learning rate after this many epochs without dev gain (0 = never)")
+    precision: str = _f(
+        "fp32",
+        "fp32; bf16 (autocast, CPU or GPU); fp16 (autocast with gradient scaling, CUDA only)",
+        choices=("fp32", "bf16", "fp16"),
+    )
+    checkpoint_every: int = _f(
+        0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N"
+    )
+    keep: int = _f(
+        0, "keep this many older numbered checkpoints besides checkpoints/last.pt and best.pt", metavar="N"
+    )
     word_dropout: float = _f(
         0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)"
     )
@@ -119,3 +144,12 @@ class TrainConfig(_JsonConfig):
             raise ValueError("expected word_dropout, clip, patience and lr_halving >= 0")
         if self.min_freq < 1 or self.num_workers < 0:
             raise ValueError("expected min_freq >= 1 and num_workers >= 0")
+        for name, choices in (
+            ("select", ("auto", "accuracy", "f1")),
+            ("schedule", ("constant", "linear", "plateau")),
+            ("precision", ("fp32", "bf16", "fp16")),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"expected {name} in {choices}, got {getattr(self, name)!r}")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.keep < 0:
+            raise ValueError("expected warmup_steps, checkpoint_every and keep >= 0")

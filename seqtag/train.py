@@ -1,33 +1,87 @@
 """The training loop and evaluation.
 
-:func:`train` builds vocabularies and a :class:`~seqtag.model.Tagger`, trains it on bucketed
-minibatches, evaluates on a dev set after each epoch, keeps the best model and stops early.
+:func:`train` builds vocabularies and a :class:`~seqtag.model.Tagger` and trains it on bucketed
+minibatches: optimizer (SGD, Adam, AdamW), learning-rate schedule (constant, linear, plateau;
+optional warm-up), gradient clipping, mixed precision (bf16, fp16), evaluation on dev after each
+epoch, best-model selection, early stopping. With an ``output_dir`` it also keeps the best model,
+``metrics.jsonl`` and a learning-curve plot there, writes a resumable checkpoint after each epoch
+(and every ``checkpoint_every`` steps), turns SIGINT/SIGTERM into a checkpoint and a clean stop,
+and continues a stopped run with ``resume=True``, exactly as if it had never stopped.
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import (
+    METRICS_FILE,
+    PLOT_FILE,
+    Progress,
+    checkpoint_name,
+    data_fingerprint,
+    encode_checkpoint,
+    find_checkpoint,
+    read_checkpoint,
+    remove_checkpoints,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from .config import TaggerConfig, TrainConfig
-from .data import TaggingDataset, check_tags, make_loader
+from .corpus import Sentence
+from .data import Batch, TaggingDataset, check_tags, make_loader
 from .device import resolve_device
 from .errors import SeqtagError
+from .fileio import atomic_write_text
 from .metrics import span_f1, token_accuracy
-from .model import Tagger
+from .model import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, Tagger
+from .plot import plot_learning_curve
 from .vectors import init_embedding, read_vectors
 from .vocab import UNK, Vocabularies
 
-METRICS_FILE = "metrics.jsonl"
+# What ``resume`` lets a caller change: the rest would not fit the saved state (batch positions,
+# optimizer and scaler state, vocabularies) or would make it a different run from the start.
+# ``lr`` and ``clip`` are here to recover from a diverging run: resume an earlier checkpoint lower.
+RESUMABLE_CHANGES = (
+    "epochs", "patience", "lr", "clip", "device", "num_workers", "eval_batch_size", "checkpoint_every", "keep",
+)  # fmt: skip
+# Row fields that measure wall-clock time, so differ between an interrupted run and a straight one.
+WALL_CLOCK_FIELDS = ("tokens_per_s", "epoch_seconds", "wall_time")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint to resume from.
+
+    Attributes:
+        signal_number: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+        output_dir: the run directory; continue with ``train(..., output_dir=output_dir, resume=True)``
+            or ``seqtag train --resume output_dir``.
+        checkpoint: the checkpoint written.
+        where: when, e.g. ``"at step 57 (epoch 3, batch 12 of 40)"``.
+    """
+
+    def __init__(self, signal_number: int, output_dir: Path, checkpoint: Path, where: str) -> None:
+        self.signal_number, self.output_dir, self.checkpoint, self.where = signal_number, output_dir, checkpoint, where
+        super().__init__(
+            f"training interrupted by {signal.Signals(signal_number).name} {where}; checkpoint saved in "
+            f"{checkpoint}; continue with seqtag.train(..., output_dir={str(output_dir)!r}, resume=True)"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -37,18 +91,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256) -> dict:
+def map_unknown_tags(sentences: Sequence, vocabs: Vocabularies) -> tuple[list[Sentence], dict[str, int]]:
+    """Replace gold tags that ``vocabs`` lacks by ``"O"``.
+
+    Returns:
+        The sentences (new objects where a tag changed) and how many tokens each unknown tag had.
+
+    Raises:
+        SeqtagError: if some tag is unknown and the model has no ``"O"`` tag.
+    """
+    known = vocabs.tags.stoi
+    counts: dict[str, int] = {}
+    out = []
+    for s in sentences:
+        if all(t in known for t in s.tags):
+            out.append(s)
+            continue
+        for t in s.tags:
+            if t not in known:
+                counts[t] = counts.get(t, 0) + 1
+        out.append(Sentence(list(s.tokens), [t if t in known else "O" for t in s.tags], list(s.comments)))
+    if counts and "O" not in known:
+        shown = ", ".join(sorted(counts)[:20])
+        raise SeqtagError(
+            f"the evaluation data has {len(counts)} tag(s) the model was not trained with ({shown}) "
+            f"and the model has no 'O' tag to map them to"
+        )
+    return out, counts
+
+
+def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256, unknown_tags: str = "error") -> dict:
     """Score ``tagger`` on gold-tagged ``sentences``.
+
+    Args:
+        tagger: the model (in whatever autocast context the caller has entered).
+        sentences: gold-tagged sentences, or a :class:`~seqtag.data.TaggingDataset`.
+        batch_size: sentences per forward pass.
+        unknown_tags: ``"error"``: gold tags the model lacks are an error; ``"map-to-O"``: they
+            are scored as ``"O"`` (for span tag sets: such a chunk counts as missed).
 
     Returns:
         ``accuracy``, ``tokens``, ``sentences``; for span tag sets (BIO, IOB1, BIOES) also
-        ``precision``, ``recall``, ``f1`` (conlleval semantics) and ``per_type``.
+        ``precision``, ``recall``, ``f1`` (conlleval semantics) and ``per_type``; with
+        ``unknown_tags="map-to-O"`` also ``unknown_tags``: how many tokens each mapped tag had.
 
     Raises:
-        SeqtagError: if the gold data has tags the model was not trained with.
+        SeqtagError: if the gold data has tags the model was not trained with (listing them).
     """
+    if unknown_tags not in ("error", "map-to-O"):
+        raise ValueError(f"expected unknown_tags 'error' or 'map-to-O', got {unknown_tags!r}")
     dataset = sentences if isinstance(sentences, TaggingDataset) else None
+    mapped: dict[str, int] = {}
     if dataset is None:
+        if unknown_tags == "map-to-O":
+            sentences, mapped = map_unknown_tags(sentences, tagger.vocabs)
         check_tags(sentences, tagger.vocabs, "the evaluation data")
         dataset = tagger.dataset(sentences)
     pred_ids = tagger.decode_encoded(dataset.items, batch_size)
@@ -69,7 +165,38 @@ def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256) -> dict
             f1=report.micro.f1,
             per_type=report.as_dict()["per_type"],
         )
+    if unknown_tags == "map-to-O":
+        result["unknown_tags"] = mapped
     return result
+
+
+def learning_rate(tc: TrainConfig, step: int, halvings: int, total_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0 = the first).
+
+    Warm-up multiplies by ``(step + 1) / warmup_steps`` during the first ``warmup_steps`` steps;
+    then ``linear`` decays to 0 at ``total_steps``, ``plateau`` halves ``halvings`` times,
+    ``constant`` keeps ``tc.lr``.
+
+    >>> tc = TrainConfig(lr=1.0, schedule="linear", warmup_steps=2)
+    >>> [learning_rate(tc, s, 0, 6) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    lr = tc.lr
+    if step < tc.warmup_steps:
+        return lr * (step + 1) / tc.warmup_steps
+    if tc.schedule == "linear":
+        lr *= max(0.0, (total_steps - step) / max(1, total_steps - tc.warmup_steps))
+    elif tc.schedule == "plateau":
+        lr *= 0.5**halvings
+    return lr
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of ``precision`` (``"fp32"``: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:
@@ -94,6 +221,170 @@ def _log(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+class _StopSignals:
+    """While active, SIGINT and SIGTERM only set :attr:`signal_number`, so that the loop can stop
+    at the next step boundary with a checkpoint; a second signal interrupts at once. Inactive
+    outside the main thread (Python delivers signals there only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signal_number: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signal_number: int, frame: object) -> None:
+        if self.signal_number is not None:
+            raise KeyboardInterrupt
+        self.signal_number = signal_number
+
+    def __enter__(self) -> _StopSignals:
+        if self.enabled:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _flush_denormal() -> Iterator[None]:
+    # Adam's state for rare words decays into denormal floats, which are ~30x slower on x86 CPUs.
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _build_tagger(
+    train_data: Sequence, config: TaggerConfig, tc: TrainConfig, saved_vocab: dict | None, quiet: bool
+) -> Tagger:
+    """A new tagger: vocabularies from ``train_data`` (and pretrained vectors), or the saved ones."""
+    if saved_vocab is not None:
+        tagger = Tagger(config, Vocabularies.from_dict(saved_vocab))
+    else:
+        vectors = read_vectors(tc.vectors, tc.vectors_max_words) if tc.vectors else None
+        vocabs = Vocabularies.build(
+            train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
+        )
+        tagger = Tagger(config, vocabs)
+        if vectors is not None:
+            found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
+            _log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
+    if tc.vectors and tc.freeze_vectors:
+        tagger.word_embedding.weight.requires_grad_(False)
+    return tagger
+
+
+def _step(
+    tagger: Tagger,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    lr: float,
+    tc: TrainConfig,
+    word_dropout: torch.Tensor | None,
+) -> tuple[float, float]:
+    """One optimizer step on ``batch`` at learning rate ``lr``.
+
+    Returns:
+        ``(loss, gradient norm)`` (the norm is 0.0 unless clipping without a gradient scaler).
+        If either is not finite, no step is taken.
+    """
+    device = next(tagger.parameters()).device
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    batch = batch.to(device, non_blocking=True)
+    words = batch.words
+    if word_dropout is not None:
+        drop = torch.rand(words.shape, device=device) < word_dropout[words]
+        words = words.masked_fill(drop, tagger.vocabs.words.stoi[UNK])
+    with autocast(device, tc.precision):
+        emissions = tagger(words, batch.cases, batch.chars, batch.lengths)
+        loss = tagger.loss(emissions, batch.tags, batch.lengths)  # float32 (the CRF upcasts)
+    value = float(loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    if not math.isfinite(value):
+        return value, 0.0
+    if scaler is None:
+        loss.backward()
+    else:  # fp16: scale the loss so small gradients do not flush to zero; unscale before clipping
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    norm = 0.0
+    if tc.clip > 0:
+        total = float(torch.nn.utils.clip_grad_norm_(tagger.parameters(), tc.clip))
+        if scaler is None:  # the scaler skips steps with overflowing gradients by itself
+            norm = total
+    if not math.isfinite(norm):
+        return value, norm
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    return value, norm
+
+
+def _resumed_configs(
+    saved: dict, config: TaggerConfig | None, train_config: TrainConfig | None
+) -> tuple[TaggerConfig, TrainConfig]:
+    """The saved run's configurations, with the changes in ``train_config`` that resuming allows."""
+    saved_config = TaggerConfig.from_dict(saved["model_config"])
+    saved_tc = TrainConfig.from_dict(saved["train_config"])
+    if config is not None and config != saved_config:
+        raise SeqtagError("resume continues the saved run with its model configuration: pass config=None")
+    if train_config is None:
+        return saved_config, saved_tc
+    changed = [
+        name
+        for name, value in train_config.to_dict().items()
+        if value != getattr(saved_tc, name) and name not in RESUMABLE_CHANGES
+    ]
+    if changed:
+        shown = ", ".join(f"{n} (saved {getattr(saved_tc, n)!r}, given {getattr(train_config, n)!r})" for n in changed)
+        raise SeqtagError(
+            f"resume continues the saved run; it can change only {', '.join(RESUMABLE_CHANGES)}, not {shown}"
+        )
+    return saved_config, train_config
+
+
+def _check_data(saved: dict, key: str, sentences: Sequence | None, what: str) -> None:
+    expected, given = saved["data"][key], data_fingerprint(sentences)
+    if expected != given:
+        describe = lambda d: "none" if d is None else f"{d['sentences']} sentences, {d['tokens']} tokens"  # noqa: E731
+        raise SeqtagError(
+            f"the {what} data is not what the saved run was trained with "
+            f"(saved: {describe(expected)}; given: {describe(given)}, or the same counts with other content)"
+        )
+
+
+def _clear_output_dir(out: Path) -> None:
+    """A new run owns its output directory: remove what an earlier run left there."""
+    remove_checkpoints(out)
+    for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, METRICS_FILE, PLOT_FILE):
+        (out / name).unlink(missing_ok=True)
+
+
+def _write_metrics(out: Path, rows: list[dict]) -> None:
+    atomic_write_text(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _all_finite(tagger: Tagger) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in tagger.parameters())
+
+
+def _plot(out: Path, quiet: bool) -> None:
+    # matplotlib is optional (the "plot" extra): without it, say so and carry on.
+    try:
+        path = plot_learning_curve(out)
+    except (SeqtagError, OSError) as e:
+        _log(f"no learning-curve plot: {e}", quiet)
+        return
+    _log(f"learning curve: {path}", quiet)
+
+
 def train(
     train_data: Sequence,
     dev: Sequence | None = None,
@@ -101,40 +392,82 @@ def train(
     train_config: TrainConfig | None = None,
     output_dir: str | Path | None = None,
     quiet: bool = False,
+    resume: bool | str | os.PathLike = False,
 ) -> Tagger:
     """Train a tagger on ``train_data`` (a list of :class:`~seqtag.corpus.Sentence`).
 
     Args:
         train_data: gold-tagged training sentences.
         dev: gold-tagged sentences evaluated after each epoch; the best epoch's model is kept
-            (by span F1 for span tag sets, else accuracy). Without ``dev``, the last epoch's.
+            (by ``train_config.select``). Without ``dev``, the last epoch's.
         config: the architecture (default :class:`TaggerConfig`).
         train_config: optimizer, batch size, epochs, ... (default :class:`TrainConfig`).
-        output_dir: where to save the best model and ``metrics.jsonl`` (optional).
+        output_dir: where to keep the best model, ``metrics.jsonl``, ``learning_curve.png`` and
+            ``checkpoints/`` (optional; without it nothing is saved and nothing can be resumed).
+            A new run first removes what an earlier run left there.
         quiet: no progress bar or log lines.
+        resume: continue the run saved in ``output_dir`` from ``checkpoints/last.pt`` (``True``)
+            or from the checkpoint file given. The model configuration, vocabularies and
+            training configuration come from the checkpoint; ``config`` must be None and
+            ``train_config`` may differ from the saved one only in ``RESUMABLE_CHANGES`` (with
+            more ``epochs``, training continues up to that many epochs in all). ``train_data``
+            and ``dev`` must be the data the run started with.
 
     Returns:
-        The trained tagger, in eval mode, on the training device.
+        The trained tagger (the best epoch's weights), in eval mode, on the training device.
+
+    Raises:
+        SeqtagError: for bad settings or data, a non-finite loss (the checkpoints on disk stay
+            as they were: the message names the step and the last good checkpoint) and a failed
+            write (e.g. a full disk; the previous checkpoint stays intact).
+        TrainingInterrupted: on SIGINT or SIGTERM (with an ``output_dir``), after writing a
+            checkpoint at the next step boundary.
+
+    Example:
+        >>> import seqtag, tempfile
+        >>> tiny = seqtag.TrainConfig(epochs=2, batch_size=1, device="cpu")
+        >>> out = tempfile.mkdtemp()
+        >>> _ = seqtag.train(seqtag.tutorial_corpus(), train_config=tiny, output_dir=out, quiet=True)
+        >>> tagger = seqtag.train(seqtag.tutorial_corpus(), train_config=tiny.replace(epochs=3),
+        ...                       output_dir=out, quiet=True, resume=True)
+        >>> from seqtag.plot import read_metrics
+        >>> [row["epoch"] for row in read_metrics(out)]
+        [1, 2, 3]
     """
-    config = config or TaggerConfig()
-    tc = train_config or TrainConfig()
     train_data = list(train_data)
     if not train_data:
         raise SeqtagError("no training sentences")
+    dev = list(dev) if dev else None
+    out = Path(output_dir) if output_dir is not None else None
+    saved = None
+    if resume is not False:
+        if out is None:
+            raise SeqtagError("resume needs output_dir, the directory of the run to continue")
+        source = find_checkpoint(out, resume)
+        saved = read_checkpoint(source)
+        config, tc = _resumed_configs(saved, config, train_config)
+        _check_data(saved, "train", train_data, "training")
+        _check_data(saved, "dev", dev, "dev")
+    else:
+        config = config or TaggerConfig()
+        tc = train_config or TrainConfig()
     device = resolve_device(tc.device)
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise SeqtagError(f"--precision fp16 needs CUDA (gradient scaling); on {device.type} use --precision bf16")
     seed_everything(tc.seed)
-    vectors = read_vectors(tc.vectors, tc.vectors_max_words) if tc.vectors else None
-    vocabs = Vocabularies.build(
-        train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
-    )
-    tagger = Tagger(config, vocabs)
-    if vectors is not None:
-        found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
-        _log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
-        if tc.freeze_vectors:
-            tagger.word_embedding.weight.requires_grad_(False)
+
+    # -- the model ------------------------------------------------------------------------
+    tagger = _build_tagger(train_data, config, tc, saved["vocab"] if saved is not None else None, quiet)
+    vocabs = tagger.vocabs
+    select = "f1" if tagger.tag_scheme != "none" else "accuracy"
+    if tc.select != "auto":
+        if tc.select == "f1" and tagger.tag_scheme == "none":
+            raise SeqtagError("--select f1 needs span tags (BIO, IOB1 or BIOES); these tags have no span scheme")
+        select = tc.select
     tagger.set_rnn_mode(device)
     tagger.to(device)
+
+    # -- data -----------------------------------------------------------------------------
     train_set = tagger.dataset(train_data)
     dev_set = None
     if dev:
@@ -148,80 +481,168 @@ def train(
         num_workers=tc.num_workers,
         pin_memory=device.type == "cuda",
     )
+    steps_per_epoch = len(loader)
+    total_steps = tc.epochs * steps_per_epoch
+
+    # -- optimizer and the state a checkpoint restores --------------------------------------
     optimizer = _optimizer(tagger, tc)
-    unk_prob = _unk_probabilities(vocabs, tc.word_dropout, device) if tc.word_dropout > 0 else None
-    unk_id = vocabs.words.stoi[UNK]
-    select = "f1" if tagger.tag_scheme != "none" else "accuracy"
-    out = Path(output_dir) if output_dir is not None else None
+    scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
+    word_dropout = _unk_probabilities(vocabs, tc.word_dropout, device) if tc.word_dropout > 0 else None
+    progress = Progress()
+    best_state: dict | None = None  # weights of epoch progress.best_epoch
+    best_is_current = False  # whether the model still holds exactly best_state
+    if saved is not None:
+        progress = saved["progress"]
+        if progress.epoch > tc.epochs:
+            raise SeqtagError(f"the saved run has trained {progress.epoch} epochs already; expected epochs >= that")
+        tagger.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None:
+            scaler.load_state_dict(saved["scaler"])
+        best_is_current = saved["best_model"] is None and progress.best_epoch > 0
+        if saved["best_model"] is not None:
+            best_state = {k: v.to(device) for k, v in saved["best_model"].items()}
+        elif best_is_current:
+            best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
+        note = set_rng_state(saved["rng"])
+        if note:
+            _log(f"resuming: {note}", quiet)
+        _log(f"resuming {out} from {source.name}: epoch {progress.epoch + 1}, step {progress.step}", quiet)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / METRICS_FILE).write_text("")
+        if saved is None:
+            _clear_output_dir(out)
+        else:
+            remove_checkpoints(out, after=checkpoint_name(progress))
+        # A resumed run restarts from the checkpoint's history: rows written after it are redone.
+        _write_metrics(out, progress.history)
 
-    best_score, best_state, best_epoch, stale = -math.inf, None, 0, 0
-    step = 0
-    start_time = time.perf_counter()
-    # Adam's state for rare words decays into denormal floats, which are ~30x slower on x86 CPUs.
-    torch.set_flush_denormal(True)
-    try:
-        for epoch in range(1, tc.epochs + 1):
+    fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
+    session_start = time.perf_counter()
+    seconds_before = progress.seconds
+
+    def save_checkpoint(best: bool) -> Path | None:
+        """Write the current state to ``out/checkpoints``; None without an ``output_dir``."""
+        if out is None:
+            return None
+        if not _all_finite(tagger):
+            raise SeqtagError(
+                f"the weights are no longer finite at step {progress.step}; stopping without saving "
+                f"(try a smaller --lr or --clip); the last good checkpoint is in {out / 'checkpoints'}"
+            )
+        progress.seconds = seconds_before + time.perf_counter() - session_start
+        state = {
+            "model_config": config.to_dict(),
+            "train_config": tc.to_dict(),
+            "vocab": vocabs.to_dict(),
+            "data": fingerprints,
+            "progress": progress.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in tagger.state_dict().items()},
+            "best_model": None if best_is_current or best_state is None else {k: v.cpu() for k, v in best_state.items()},
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng_state(),
+        }
+        try:
+            return write_checkpoint(out, encode_checkpoint(state), progress, best=best, keep=tc.keep)
+        except OSError as e:
+            raise SeqtagError(
+                f"cannot write a checkpoint in {out / 'checkpoints'} ({e}); stopping. "
+                f"The checkpoints already there are intact"
+            ) from None
+
+    stopped_early = bool(dev_set is not None and tc.patience and progress.stale >= tc.patience)
+    if progress.epoch >= tc.epochs or stopped_early:
+        _log(f"nothing to train: the run has {progress.epoch} epochs of {tc.epochs}"
+             + (f" and stopped early (patience {tc.patience})" if stopped_early else ""), quiet)
+
+    # -- the loop -------------------------------------------------------------------------
+    with _StopSignals(enabled=out is not None) as stop, _flush_denormal():
+        for epoch in range(progress.epoch + 1, tc.epochs + 1):
+            if stopped_early:
+                break
             loader.batch_sampler.set_epoch(epoch)
             tagger.train()
-            epoch_start = time.perf_counter()
-            total_loss, total_tokens = 0.0, 0
-            bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=quiet, file=sys.stderr)
+            lr = learning_rate(tc, progress.step, progress.halvings, total_steps)
+            epoch_start, seconds_at_start = time.perf_counter(), progress.epoch_seconds
+            # Creating the iterator draws a worker seed from torch's global generator: keep that
+            # draw out of the stream that dropout uses, so a resumed run draws what a straight one does.
+            with torch.random.fork_rng(devices=[]):
+                batches = iter(loader)
+            # A mid-epoch checkpoint resumes after the batches already trained (they are only padded).
+            batches = islice(batches, progress.batch, None)
+            bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", initial=progress.batch, total=steps_per_epoch,
+                       leave=False, disable=quiet, file=sys.stderr)  # fmt: skip
             for batch in bar:
-                batch = batch.to(device, non_blocking=True)
-                words = batch.words
-                if unk_prob is not None:
-                    drop = torch.rand(words.shape, device=device) < unk_prob[words]
-                    words = words.masked_fill(drop, unk_id)
-                emissions = tagger(words, batch.cases, batch.chars, batch.lengths)
-                loss = tagger.loss(emissions, batch.tags, batch.lengths)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(tagger.parameters(), tc.clip)
-                step += 1
-                value = float(loss.detach())
-                if not math.isfinite(value):
+                lr = learning_rate(tc, progress.step, progress.halvings, total_steps)
+                loss, norm = _step(tagger, batch, optimizer, scaler, lr, tc, word_dropout)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
+                    last = out / "checkpoints" / "last.pt" if out is not None else None
                     raise SeqtagError(
-                        f"loss became {value} at epoch {epoch}, step {step}; stopping "
-                        f"(try a smaller --lr or --clip); the best model so far is kept"
-                        + (f" in {out}" if out is not None and best_state is not None else "")
+                        f"{what} in epoch {epoch} at step {progress.step + 1} (batch {progress.batch + 1} of "
+                        f"{steps_per_epoch}); stopping without taking that step (try a smaller --lr or --clip)"
+                        + (f"; the last good checkpoint is {last}" if last is not None and last.exists() else "")
                     )
-                optimizer.step()
+                best_is_current = False
                 n = batch.num_tokens
-                total_loss += value * n
-                total_tokens += n
-                if step % 10 == 0 and not quiet:
+                progress.step += 1
+                progress.batch += 1
+                progress.epoch_loss += loss * n
+                progress.epoch_tokens += n
+                if progress.step % 10 == 0 and not quiet:
                     elapsed = time.perf_counter() - epoch_start
-                    bar.set_postfix(loss=f"{total_loss / total_tokens:.4f}", tok_s=f"{total_tokens / elapsed:,.0f}")
+                    bar.set_postfix(loss=f"{progress.epoch_loss / progress.epoch_tokens:.4f}", lr=f"{lr:.2g}",
+                                    tok_s=f"{progress.epoch_tokens / (seconds_at_start + elapsed):,.0f}")  # fmt: skip
+                if progress.batch < steps_per_epoch:  # the epoch's end writes its own checkpoint
+                    due = tc.checkpoint_every and progress.step % tc.checkpoint_every == 0
+                    if due or stop.signal_number is not None:
+                        progress.epoch_seconds = seconds_at_start + time.perf_counter() - epoch_start
+                        path = save_checkpoint(best=False)
+                        if stop.signal_number is not None:
+                            bar.close()
+                            where = f"at step {progress.step} (epoch {epoch}, batch {progress.batch} of {steps_per_epoch})"
+                            raise TrainingInterrupted(stop.signal_number, out, path, where)
             bar.close()
-            seconds = time.perf_counter() - epoch_start
+
+            # -- end of epoch: metrics, model selection, schedule, checkpoint ------------------
+            seconds = seconds_at_start + time.perf_counter() - epoch_start
             row = {
                 "epoch": epoch,
-                "step": step,
-                "train_loss": total_loss / max(total_tokens, 1),
-                "tokens_per_s": total_tokens / seconds,
-                "lr": optimizer.param_groups[0]["lr"],
+                "step": progress.step,
+                "train_loss": progress.epoch_loss / max(progress.epoch_tokens, 1),
+                "tokens_per_s": progress.epoch_tokens / seconds,
+                "lr": lr,
                 "epoch_seconds": seconds,
-                "wall_time": time.perf_counter() - start_time,
             }
             improved = True
             if dev_set is not None:
-                metrics = evaluate(tagger, dev_set, tc.eval_batch_size)
+                with autocast(device, tc.precision):
+                    metrics = evaluate(tagger, dev_set, tc.eval_batch_size)
                 row.update({f"dev_{k}": v for k, v in metrics.items() if k != "per_type"})
-                score = metrics[select]
-                improved = score > best_score
+                improved = metrics[select] > progress.best_score
                 if improved:
-                    best_score, best_epoch, stale = score, epoch, 0
-                else:
-                    stale += 1
+                    progress.best_score = metrics[select]
             if improved:
+                progress.best_epoch, progress.stale = epoch, 0
                 best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
-                if out is not None:
-                    tagger.save(out, tc)
+                best_is_current = True
+            else:
+                progress.stale += 1
+                if tc.schedule == "plateau" and tc.lr_halving and progress.stale % tc.lr_halving == 0:
+                    progress.halvings += 1
+            row["wall_time"] = seconds_before + time.perf_counter() - session_start
+            progress.history.append(row)
+            progress.epoch, progress.batch = epoch, 0
+            progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
+            path = None
             if out is not None:
+                if improved:
+                    try:
+                        tagger.save(out, tc)
+                    except OSError as e:
+                        raise SeqtagError(f"cannot save the model in {out} ({e}); stopping") from None
+                path = save_checkpoint(best=improved)
                 with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
             dev_text = f" dev {select} {row[f'dev_{select}']:.4f}" if dev_set is not None else ""
@@ -230,15 +651,13 @@ def train(
                 f"{row['tokens_per_s']:,.0f} tok/s {seconds:.1f}s" + (" *" if improved and dev_set else ""),
                 quiet,
             )
-            if dev_set is not None and not improved:
-                if tc.lr_halving and stale % tc.lr_halving == 0:
-                    for group in optimizer.param_groups:
-                        group["lr"] /= 2
-                if tc.patience and stale >= tc.patience:
-                    _log(f"no dev gain for {stale} epochs: stopping; best epoch {best_epoch}", quiet)
-                    break
-    finally:
-        torch.set_flush_denormal(False)
+            if stop.signal_number is not None and epoch < tc.epochs:
+                raise TrainingInterrupted(stop.signal_number, out, path, f"after epoch {epoch} (step {progress.step})")
+            if dev_set is not None and tc.patience and progress.stale >= tc.patience:
+                _log(f"no dev gain for {progress.stale} epochs: stopping; best epoch {progress.best_epoch}", quiet)
+                break
+    if out is not None:
+        _plot(out, quiet)
     if best_state is not None:
         tagger.load_state_dict(best_state)
     tagger.eval()
