@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -22,6 +22,14 @@ from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence, read_corpus
 from .device import resolve_device
 from .errors import SeqtagError
+from .export import (
+    DEFAULT_MAX_LENGTH,
+    METADATA_FILE,
+    load_torch_export,
+    load_torchscript,
+    to_torch_export,
+    to_torchscript,
+)
 from .fileio import atomic_write_text
 from .model import CONFIG_FILE, Tagger
 from .plot import plot_learning_curve
@@ -96,8 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
     _add_data_options(p)
 
-    p = sub.add_parser("predict", help="tag whitespace-tokenized sentences, one per line")
+    p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out) or torch.export")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
+    p.add_argument("--output", required=True, metavar="PATH",
+                   help="torchscript: the file to write (e.g. tagger.pt); torch-export: a new directory")
+    p.add_argument("--format", choices=("torchscript", "torch-export"), default="torchscript",
+                   help="torchscript: one self-contained file, any sentence length, loads in C++ (default); "
+                   "torch-export: id tensors in, one program per sentence-length bucket (see docs/export.md)")
+    p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, metavar="N",
+                   help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
+
+    p = sub.add_parser("predict", help="tag whitespace-tokenized sentences, one per line")
+    p.add_argument("model", metavar="MODEL", help="model directory written by 'seqtag train', or a TorchScript "
+                   "file or torch.export directory written by 'seqtag export'")
     p.add_argument("--input", metavar="FILE", help="input file (default: standard input)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
@@ -211,8 +230,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                   f"F1 {100 * score['f1']:6.2f}  ({score['support']} gold)")
 
 
+def _predictor(model: str, device: str, batch_size: int) -> Callable[[list[list[str]]], list[list[str]]]:
+    """``sentences -> tags`` for a model directory, a TorchScript file or a torch.export directory."""
+    path = Path(model)
+    if path.is_file():
+        module = load_torchscript(path, map_location=resolve_device(device))
+        module.batch_size = batch_size
+        return module
+    if (path / METADATA_FILE).is_file():
+        exported = load_torch_export(path)  # CPU programs
+        return lambda sentences: exported.predict(sentences, batch_size=batch_size)
+    tagger = Tagger.load(path, device=device)
+    return lambda sentences: tagger.predict(sentences, batch_size=batch_size)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    if args.format == "torchscript":
+        path = to_torchscript(args.model, args.output)
+    else:
+        path = to_torch_export(args.model, args.output, max_length=args.max_length)
+    print(f"exported {args.model} ({args.format}) to {path}", file=sys.stderr)
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
-    tagger = Tagger.load(args.model, device=args.device)
+    predict = _predictor(args.model, args.device, args.batch_size)
     if args.input:
         try:
             text = Path(args.input).read_text(encoding="utf-8")
@@ -222,7 +263,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         text = sys.stdin.read()
     sentences = [line.split() for line in text.splitlines()]
     sentences = [s for s in sentences if s]
-    tags = tagger.predict(sentences, batch_size=args.batch_size)
+    tags = predict(sentences)
     out = sys.stdout
     for tokens, labels in zip(sentences, tags):
         out.write("".join(f"{tok}\t{tag}\n" for tok, tag in zip(tokens, labels)) + "\n")
@@ -284,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "predict": _cmd_predict,
         "demo": _cmd_demo,
         "bench": _cmd_bench,
+        "export": _cmd_export,
         "plot": _cmd_plot,
     }
     try:

@@ -106,3 +106,19 @@ def test_ewt_slice_end_to_end_in_a_subprocess(tmp_path, ewt_dir):
     out = subprocess.run([sys.executable, "-m", "seqtag", "predict", str(model)], input="I like green tea .\n",
                          capture_output=True, text=True, check=True).stdout
     assert [line.split("\t")[0] for line in out.splitlines() if line] == ["I", "like", "green", "tea", "."]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch 2.13
+def test_export_then_predict_from_the_exported_file(tmp_path, tutorial_file, capsys):
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(model), "--epochs", "30",
+                 "--lr", "0.05", "--word-dropout", "0", "--quiet", *TINY]) == 0
+    assert main(["export", str(model), "--output", str(tmp_path / "tagger.pt")]) == 0
+    text = tmp_path / "in.txt"
+    text.write_text("The dog ate the apple\nEverybody read that unseen book\n")
+    outputs = []
+    for source in (model, tmp_path / "tagger.pt"):
+        capsys.readouterr()
+        assert main(["predict", str(source), "--input", str(text)]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 12
