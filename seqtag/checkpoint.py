@@ -103,9 +103,23 @@ def checkpoint_name(progress: Progress) -> str:
 
 def data_fingerprint(sentences: Sequence | None) -> dict[str, Any] | None:
     """Sentence and token counts and a SHA-256 of the tokens and tags, to tell whether a resumed
-    run is given the data it started with."""
+    run is given the data it started with.
+
+    For an encoded dataset (one with ``lengths``), the hash is its ``fingerprint`` attribute when
+    it has one (``hf.ArrowTaggingDataset``: data, vocabularies and encoding options, so a large
+    corpus is not read again at every checkpoint), else a hash of the word and tag ids.
+    """
     if sentences is None:
         return None
+    lengths = getattr(sentences, "lengths", None)
+    if lengths is not None:
+        key = getattr(sentences, "fingerprint", None)
+        if key is None:
+            ids = hashlib.sha256()
+            for e in sentences:
+                ids.update(e.words.tobytes() + e.tags.tobytes() + b"\x1e")
+            key = ids.hexdigest()
+        return {"sentences": len(sentences), "tokens": int(np.sum(lengths)), "sha256": key}
     digest = hashlib.sha256()
     tokens = 0
     for s in sentences:

@@ -35,6 +35,8 @@ from .model import CONFIG_FILE, Tagger
 from .plot import plot_learning_curve
 from .train import TrainingInterrupted, evaluate, train
 from .tutorial import demo
+from .vectors import read_vectors
+from .vocab import Vocabularies
 
 
 def _add_config_options(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
@@ -76,13 +78,54 @@ def _read(path: str, args: argparse.Namespace) -> list[Sentence]:
     return read_corpus(path, format=args.format, tag_column=args.tag_column, token_column=args.token_column)
 
 
+def _add_hf_options(parser: argparse.ArgumentParser, splits: dict[str, tuple[str | None, str]]) -> None:
+    group = parser.add_argument_group("Hugging Face datasets (instead of files)")
+    group.add_argument("--hf-dataset", metavar="NAME_OR_PATH",
+                       help="a Hub dataset name, a save_to_disk folder, a .json/.jsonl/.parquet/.csv file or a "
+                       "folder of them")  # fmt: skip
+    group.add_argument("--hf-config", metavar="NAME", help="the Hub dataset's configuration")
+    for flag, (default, help_text) in splits.items():
+        group.add_argument(flag, default=default, metavar="SPLIT", help=help_text)
+    group.add_argument("--tokens-column", help="tokens column (default: tokens)")
+    group.add_argument("--tags-column", help="tags column (default: the first of ner_tags, pos_tags, upos, tags, "
+                       "labels, xpos)")  # fmt: skip
+    group.add_argument("--label-names", metavar="A,B,...",
+                       help="tag names by id, comma-separated, for integer tags without ClassLabel names")
+    group.add_argument("--hf-cache-dir", metavar="DIR",
+                       help="where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)")
+    group.add_argument("--num-proc", type=int, default=None, help="processes that encode the data (default: 1)")
+
+
+def _hf_columns(args: argparse.Namespace) -> dict:
+    names = args.label_names.split(",") if args.label_names else None
+    return {"tokens_column": args.tokens_column, "tags_column": args.tags_column, "label_names": names}
+
+
+def _hf_data(args: argparse.Namespace, config: TaggerConfig, tc: TrainConfig, vocabs=None):
+    """``--hf-dataset``: the train and dev splits, encoded into memory-mapped Arrow datasets."""
+    from . import hf  # imports datasets: only when asked for
+
+    splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.hf_cache_dir)
+    train_split = hf.pick_split(splits, args.train_split, args.hf_dataset)
+    dev_name = args.dev_split or ("validation" if "validation" in splits else None)
+    dev_split = hf.pick_split(splits, dev_name, args.hf_dataset) if dev_name else None
+    columns = _hf_columns(args)
+    if vocabs is None:
+        extra = read_vectors(tc.vectors, tc.vectors_max_words)[0] if tc.vectors else ()
+        vocabs = hf.build_vocabs(train_split, config.lowercase, tc.min_freq, extra_words=extra, **columns)
+    encode = dict(num_proc=args.num_proc, cache_dir=args.hf_cache_dir, **columns)
+    train_set = hf.ArrowTaggingDataset(train_split, vocabs, config, **encode)
+    dev_set = hf.ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
+    return train_set, dev_set
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqtag", description="Neural sequence tagging on PyTorch.")
     parser.add_argument("--version", action="version", version=f"seqtag {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a tagger on a CoNLL or CoNLL-U file")
-    p.add_argument("--train", metavar="FILE", help="training data (required unless --resume)")
+    p.add_argument("--train", metavar="FILE", help="training data (required unless --resume or --hf-dataset)")
     p.add_argument("--dev", metavar="FILE", help="dev data, evaluated after each epoch to pick the best model")
     p.add_argument("--output-dir", metavar="DIR", help="where the model is saved (required unless --resume)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file in "
@@ -91,18 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     _add_data_options(p)
+    _add_hf_options(p, {
+        "--train-split": ("train", "training split (default: train)"),
+        "--dev-split": (None, "dev split (default: validation, when there is one)"),
+    })  # fmt: skip
     _add_config_options(p, TaggerConfig, "model")
     _add_config_options(p, TrainConfig, "training")
 
     p = sub.add_parser("evaluate", help="score a trained tagger on gold-tagged data")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
-    p.add_argument("--data", required=True, metavar="FILE", help="gold-tagged data")
+    p.add_argument("--data", metavar="FILE", help="gold-tagged data (or --hf-dataset)")
     p.add_argument("--unknown-tags", choices=("error", "map-to-O"), default="error",
                    help="gold tags the model does not know: an error (default), or scored as O")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
     _add_data_options(p)
+    _add_hf_options(p, {"--split": (None, "split to score (default: test, or the only split)")})
 
     p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out) or torch.export")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
@@ -147,6 +195,13 @@ DATA_FILE = "data.json"  # the data files and columns of a run started here, for
 
 
 def _data_settings(args: argparse.Namespace) -> dict:
+    if args.hf_dataset:
+        local = Path(args.hf_dataset).expanduser()
+        return {
+            "hf_dataset": str(local.resolve()) if local.exists() else args.hf_dataset,
+            **{k: getattr(args, k) for k in ("hf_config", "train_split", "dev_split", "tokens_column",
+                                             "tags_column", "label_names", "hf_cache_dir", "num_proc")},
+        }  # fmt: skip
     return {
         "train_file": str(Path(args.train).resolve()),
         "validation_file": str(Path(args.dev).resolve()) if args.dev else None,
@@ -162,8 +217,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         _resume_training(args)
         return
-    if not args.train or not args.output_dir:
-        raise SeqtagError("train needs --train FILE and --output-dir DIR (or --resume DIR)")
+    if not (args.train or args.hf_dataset) or not args.output_dir:
+        raise SeqtagError("train needs --train FILE (or --hf-dataset) and --output-dir DIR (or --resume DIR)")
+    if args.train and args.hf_dataset:
+        raise SeqtagError("train takes --train FILE or --hf-dataset, not both")
     model_config = _config_from_args(TaggerConfig, args)
     train_config = _config_from_args(TrainConfig, args)
     out = Path(args.output_dir)
@@ -172,8 +229,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
             f"{out} already holds a model; pass --overwrite to replace it, --resume {out} to continue "
             f"its training, or choose another --output-dir"
         )
-    train_data = _read(args.train, args)
-    dev_data = _read(args.dev, args) if args.dev else None
+    if args.hf_dataset:
+        train_data, dev_data = _hf_data(args, model_config, train_config)
+    else:
+        train_data = _read(args.train, args)
+        dev_data = _read(args.dev, args) if args.dev else None
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / DATA_FILE, json.dumps(_data_settings(args), indent=2) + "\n")
     train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet)
@@ -193,7 +253,7 @@ def _resume_training(args: argparse.Namespace) -> None:
     if args.output_dir and Path(args.output_dir).resolve() != out.resolve():
         raise SeqtagError(f"--resume continues the run in {out}; drop --output-dir")
     train_config = _config_from_args(TrainConfig, args, base=TrainConfig.from_dict(saved["train_config"]))
-    if args.train:
+    if args.train or args.hf_dataset:
         data = _data_settings(args)
     else:
         try:
@@ -203,16 +263,31 @@ def _resume_training(args: argparse.Namespace) -> None:
                 f"{out / DATA_FILE} is missing or unreadable, so the run's data files are unknown: pass "
                 f"--train (and --dev, --format, --tag-column) as when the run started"
             ) from None
-    columns = argparse.Namespace(format=data["format"], tag_column=data["tag_column"], token_column=data["token_column"])
-    train_data = _read(data["train_file"], columns)
-    dev_data = _read(data["validation_file"], columns) if data["validation_file"] else None
+    if "hf_dataset" in data:
+        config = TaggerConfig.from_dict(saved["model_config"])
+        vocabs = Vocabularies.from_dict(saved["vocab"])
+        train_data, dev_data = _hf_data(argparse.Namespace(**data), config, train_config, vocabs)
+    else:
+        columns = argparse.Namespace(format=data["format"], tag_column=data["tag_column"], token_column=data["token_column"])
+        train_data = _read(data["train_file"], columns)
+        dev_data = _read(data["validation_file"], columns) if data["validation_file"] else None
     train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source)
     print(f"model saved in {out}", file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    if bool(args.data) == bool(args.hf_dataset):
+        raise SeqtagError("evaluate takes --data FILE or --hf-dataset NAME_OR_PATH (one of them)")
     tagger = Tagger.load(args.model, device=args.device)
-    result = evaluate(tagger, _read(args.data, args), batch_size=args.batch_size, unknown_tags=args.unknown_tags)
+    if args.hf_dataset:
+        from . import hf  # imports datasets: only when asked for
+
+        splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.hf_cache_dir)
+        split = args.split or ("test" if "test" in splits else None)
+        data = hf.sentences(hf.pick_split(splits, split, args.hf_dataset), **_hf_columns(args))
+    else:
+        data = _read(args.data, args)
+    result = evaluate(tagger, data, batch_size=args.batch_size, unknown_tags=args.unknown_tags)
     if result.get("unknown_tags"):
         mapped = ", ".join(f"{tag} ({n})" for tag, n in sorted(result["unknown_tags"].items()))
         print(f"seqtag: gold tags unknown to the model, scored as O: {mapped}", file=sys.stderr)

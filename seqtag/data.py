@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -103,10 +104,47 @@ def check_tags(sentences: Sequence, vocabs: Vocabularies, where: str = "the data
         )
 
 
+@runtime_checkable
+class EncodedDataset(Protocol):
+    """Encoded sentences, as :func:`make_loader`, ``train`` and ``evaluate`` take them:
+    :class:`TaggingDataset` (in memory) or :class:`seqtag.hf.ArrowTaggingDataset` (memory-mapped).
+
+    Attributes:
+        lengths: ``(num_sentences,)`` int64 sentence lengths, for the bucketing sampler.
+        vocabs: the vocabularies the ids come from.
+        config: the configuration whose encoding options (``lowercase``, ``char_filters``,
+            ``max_word_length``) were used.
+    """
+
+    lengths: np.ndarray
+    vocabs: Vocabularies
+    config: TaggerConfig
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Encoded: ...
+
+
+def check_encoding(dataset: EncodedDataset, vocabs: Vocabularies, config: TaggerConfig, what: str) -> None:
+    """Raise :class:`SeqtagError` unless ``dataset`` was encoded with ``vocabs`` and ``config``'s
+    encoding options, as a model with them expects."""
+    if dataset.vocabs is not vocabs and dataset.vocabs != vocabs:
+        raise SeqtagError(f"{what} was encoded with other vocabularies than the model's")
+    given, expected = dataset.config, config
+    options = ("lowercase", "max_word_length")
+    if any(getattr(given, o) != getattr(expected, o) for o in options) or (given.char_filters > 0) != (
+        expected.char_filters > 0
+    ):
+        raise SeqtagError(
+            f"{what} was encoded with other options than the model's (lowercase, char_filters > 0, max_word_length)"
+        )
+
+
 class TaggingDataset(Dataset):
     """Sentences encoded once, up front. ``lengths`` is a NumPy array for the bucketing sampler."""
 
     def __init__(self, sentences: Sequence, vocabs: Vocabularies, config: TaggerConfig, with_tags: bool = True):
+        self.vocabs, self.config = vocabs, config
         if with_tags:
             check_tags(sentences, vocabs)
         self.items: list[Encoded] = []
@@ -227,7 +265,7 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(
-    dataset: TaggingDataset,
+    dataset: EncodedDataset,
     batch_size: int,
     shuffle: bool,
     seed: int = 0,

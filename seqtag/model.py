@@ -273,17 +273,22 @@ class Tagger(nn.Module):
 
     @torch.jit.unused
     def decode_encoded(self, items: Sequence[Encoded], batch_size: int = 256) -> list[list[int]]:
-        """Best tag ids for already encoded sentences, batched by length; one host transfer per batch."""
+        """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
+        :class:`~seqtag.data.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by length;
+        one host transfer per batch."""
         device = next(self.parameters()).device
-        out: list[list[int]] = [[] for _ in items]
-        order = sorted((i for i, e in enumerate(items) if len(e)), key=lambda i: len(items[i]))
+        lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
+        lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
+        fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
+        out: list[list[int]] = [[] for _ in lengths]
+        order = sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), batch_size):
                     chunk = order[start : start + batch_size]
-                    batch = collate([items[i] for i in chunk]).to(device)
+                    batch = collate(fetch(chunk) if fetch else [items[i] for i in chunk]).to(device)
                     emissions = self(batch.words, batch.cases, batch.chars, batch.lengths)
                     paths = self.decode(emissions, batch.lengths).cpu().tolist()
                     for i, path, n in zip(chunk, paths, batch.lengths.tolist()):

@@ -45,7 +45,7 @@ from .checkpoint import (
 )
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence
-from .data import Batch, TaggingDataset, check_tags, make_loader
+from .data import Batch, EncodedDataset, check_encoding, check_tags, make_loader
 from .device import resolve_device
 from .errors import SeqtagError
 from .fileio import atomic_write_text
@@ -125,7 +125,8 @@ def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256, unknown
 
     Args:
         tagger: the model (in whatever autocast context the caller has entered).
-        sentences: gold-tagged sentences, or a :class:`~seqtag.data.TaggingDataset`.
+        sentences: gold-tagged sentences, or an encoded dataset (:class:`~seqtag.data.EncodedDataset`:
+            a ``TaggingDataset`` or ``hf.ArrowTaggingDataset`` made with the model's vocabularies).
         batch_size: sentences per forward pass.
         unknown_tags: ``"error"``: gold tags the model lacks are an error; ``"map-to-O"``: they
             are scored as ``"O"`` (for span tag sets: such a chunk counts as missed).
@@ -140,16 +141,18 @@ def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256, unknown
     """
     if unknown_tags not in ("error", "map-to-O"):
         raise ValueError(f"expected unknown_tags 'error' or 'map-to-O', got {unknown_tags!r}")
-    dataset = sentences if isinstance(sentences, TaggingDataset) else None
+    dataset = sentences if isinstance(sentences, EncodedDataset) else None
     mapped: dict[str, int] = {}
-    if dataset is None:
+    if dataset is not None:
+        check_encoding(dataset, tagger.vocabs, tagger.config, "the evaluation dataset")
+    else:
         if unknown_tags == "map-to-O":
             sentences, mapped = map_unknown_tags(sentences, tagger.vocabs)
         check_tags(sentences, tagger.vocabs, "the evaluation data")
         dataset = tagger.dataset(sentences)
-    pred_ids = tagger.decode_encoded(dataset.items, batch_size)
+    pred_ids = tagger.decode_encoded(dataset, batch_size)
     itos = tagger.vocabs.tags.itos
-    gold = [[itos[i] for i in e.tags.tolist()] for e in dataset.items]
+    gold = [[itos[i] for i in e.tags.tolist()] for e in dataset]
     pred = [[itos[i] for i in p] for p in pred_ids]
     tokens = int(dataset.lengths.sum())
     result: dict = {
@@ -260,14 +263,18 @@ def _flush_denormal() -> Iterator[None]:
 def _build_tagger(
     train_data: Sequence, config: TaggerConfig, tc: TrainConfig, saved_vocab: dict | None, quiet: bool
 ) -> Tagger:
-    """A new tagger: vocabularies from ``train_data`` (and pretrained vectors), or the saved ones."""
+    """A new tagger: vocabularies from ``train_data`` (and pretrained vectors), the encoded
+    dataset's, or the saved ones."""
     if saved_vocab is not None:
         tagger = Tagger(config, Vocabularies.from_dict(saved_vocab))
     else:
         vectors = read_vectors(tc.vectors, tc.vectors_max_words) if tc.vectors else None
-        vocabs = Vocabularies.build(
-            train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
-        )
+        if isinstance(train_data, EncodedDataset):
+            vocabs = train_data.vocabs
+        else:
+            vocabs = Vocabularies.build(
+                train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
+            )
         tagger = Tagger(config, vocabs)
         if vectors is not None:
             found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
@@ -386,8 +393,8 @@ def _plot(out: Path, quiet: bool) -> None:
 
 
 def train(
-    train_data: Sequence,
-    dev: Sequence | None = None,
+    train_data: Sequence | EncodedDataset,
+    dev: Sequence | EncodedDataset | None = None,
     config: TaggerConfig | None = None,
     train_config: TrainConfig | None = None,
     output_dir: str | Path | None = None,
@@ -397,9 +404,13 @@ def train(
     """Train a tagger on ``train_data`` (a list of :class:`~seqtag.corpus.Sentence`).
 
     Args:
-        train_data: gold-tagged training sentences.
-        dev: gold-tagged sentences evaluated after each epoch; the best epoch's model is kept
-            (by ``train_config.select``). Without ``dev``, the last epoch's.
+        train_data: gold-tagged training sentences, or an encoded dataset
+            (:class:`~seqtag.data.EncodedDataset`, e.g. ``hf.ArrowTaggingDataset`` for a corpus
+            larger than memory): the model then takes its vocabularies, so ``min_freq`` and the
+            vectors' extra words are set where they were built (``hf.build_vocabs``).
+        dev: gold-tagged sentences (or an encoded dataset with the same vocabularies) evaluated
+            after each epoch; the best epoch's model is kept (by ``train_config.select``).
+            Without ``dev``, the last epoch's.
         config: the architecture (default :class:`TaggerConfig`).
         train_config: optimizer, batch size, epochs, ... (default :class:`TrainConfig`).
         output_dir: where to keep the best model, ``metrics.jsonl``, ``learning_curve.png`` and
@@ -434,10 +445,12 @@ def train(
         >>> [row["epoch"] for row in read_metrics(out)]
         [1, 2, 3]
     """
-    train_data = list(train_data)
-    if not train_data:
+    if not isinstance(train_data, EncodedDataset):
+        train_data = list(train_data)
+    if not len(train_data):
         raise SeqtagError("no training sentences")
-    dev = list(dev) if dev else None
+    if not isinstance(dev, EncodedDataset):
+        dev = list(dev) if dev else None
     out = Path(output_dir) if output_dir is not None else None
     saved = None
     if resume is not False:
@@ -468,9 +481,16 @@ def train(
     tagger.to(device)
 
     # -- data -----------------------------------------------------------------------------
-    train_set = tagger.dataset(train_data)
+    if isinstance(train_data, EncodedDataset):
+        check_encoding(train_data, vocabs, config, "the training dataset")
+        train_set = train_data
+    else:
+        train_set = tagger.dataset(train_data)
     dev_set = None
-    if dev:
+    if isinstance(dev, EncodedDataset):
+        check_encoding(dev, vocabs, config, "the dev dataset")
+        dev_set = dev
+    elif dev:
         check_tags(dev, vocabs, "the dev data")
         dev_set = tagger.dataset(dev)
     loader = make_loader(

@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -45,8 +45,18 @@ class Vocab:
     ) -> Vocab:
         """Count ``items`` and keep those seen ``min_freq`` times or more, most frequent first
         (ties in first-seen order), at most ``max_size`` besides the specials."""
-        counts = Counter(items)
-        kept = [s for s, c in counts.most_common() if c >= min_freq and s not in specials]
+        return cls.from_counts(Counter(items), specials, min_freq, max_size)
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Mapping[str, int],
+        specials: Sequence[str] = (),
+        min_freq: int = 1,
+        max_size: int | None = None,
+    ) -> Vocab:
+        """As :meth:`build`, from counts already made; ties keep the mapping's order."""
+        kept = [s for s, c in Counter(counts).most_common() if c >= min_freq and s not in specials]
         if max_size is not None:
             kept = kept[:max_size]
         return cls([*specials, *kept], specials)
@@ -129,26 +139,50 @@ class Vocabularies:
         min_freq: int = 1,
         extra_words: Sequence[str] = (),
     ) -> Vocabularies:
-        """Build from training sentences (objects with ``tokens`` and ``tags``).
+        """Build from training sentences (objects with ``tokens`` and ``tags``), read once, so
+        ``sentences`` may be a stream.
 
         ``extra_words`` (e.g. the words of pretrained vectors) are added after the training
         words, with count 0; they are normalized like the training words, since lookups are.
         """
-        sentences, extra_words = list(sentences), list(extra_words)
-        chars = Vocab.build((c for s in sentences for t in s.tokens for c in t), specials=(PAD, UNK))
+        token_counts: Counter[str] = Counter()
+        tags: set[str] = set()
+        for s in sentences:
+            token_counts.update(s.tokens)
+            tags.update(s.tags)
+        return cls.from_counts(token_counts, tags, lowercase, min_freq, extra_words)
+
+    @classmethod
+    def from_counts(
+        cls,
+        token_counts: Mapping[str, int],
+        tags: Iterable[str],
+        lowercase: bool = True,
+        min_freq: int = 1,
+        extra_words: Sequence[str] = (),
+    ) -> Vocabularies:
+        """As :meth:`build`, from the count of each distinct token in first-seen order (which
+        breaks frequency ties) and the tag set: work in the number of distinct tokens, not in
+        the corpus size (``hf.build_vocabs`` counts Arrow batches this way)."""
+        extra_words = list(extra_words)
+        char_counts: Counter[str] = Counter()
+        for t, n in token_counts.items():  # distinct tokens in first-seen order: so are their characters
+            for c in t:
+                char_counts[c] += n
+        chars = Vocab.from_counts(char_counts, specials=(PAD, UNK))
         # the vectors' characters join the lowercasing table (not the character vocabulary), so
         # that a vector word and a token spelled like it normalize alike
         lower_map = _lower_map(set(chars.itos[2:]) | {c for w in extra_words for c in w})
         norm = (lambda t: normalize(t, lower_map)) if lowercase else (lambda t: t)
-        counts = Counter(norm(t) for s in sentences for t in s.tokens)
-        words = Vocab.build(
-            (w for w, c in counts.items() for _ in range(c)), specials=(PAD, UNK), min_freq=min_freq
-        )
+        counts: Counter[str] = Counter()
+        for t, n in token_counts.items():
+            counts[norm(t)] += n
+        words = Vocab.from_counts(counts, specials=(PAD, UNK), min_freq=min_freq)
         seen = set(words.itos)
         extra = [w for w in dict.fromkeys(norm(w) for w in extra_words) if w not in seen]
         words = Vocab([*words.itos, *extra], words.specials)
         word_counts = [counts.get(w, 0) if i >= 2 else 0 for i, w in enumerate(words.itos)]
-        tag_list = sorted({t for s in sentences for t in s.tags})
+        tag_list = sorted(set(tags))
         return cls(words, chars, Vocab(tag_list), lower_map, word_counts)
 
     def __eq__(self, other: object) -> bool:
