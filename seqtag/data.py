@@ -188,12 +188,30 @@ def collate(items: Sequence[Encoded]) -> Batch:
     )
 
 
+def cut_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
+    """Cut ``order`` (indices sorted by length; ``lengths`` are theirs, ascending) into batches of
+    at most ``batch_size`` sentences and ``max_tokens`` tokens counting padding; a sentence
+    longer than ``max_tokens`` is a batch of its own."""
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        full = end - start == batch_size
+        over = end < len(order) and (end + 1 - start) * lengths[end] > max_tokens
+        if end == len(order) or full or over:
+            batches.append(order[start:end])
+            start = end
+    return batches
+
+
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of sentences of similar length, in random order.
 
     Each epoch: shuffle all indices (seeded by ``seed + epoch``), cut them into pools of
     ``pool_size`` batches, sort each pool by length, cut it into batches, shuffle the batches.
     The last partial batch is kept. Without ``shuffle``, batches come sorted by length.
+
+    A batch also holds at most ``max_tokens`` tokens counting padding (default
+    ``batch_size * 128``), so a very long sentence gets a smaller batch (down to itself alone)
+    instead of padding 31 others to its length; batches of ordinary sentences are unaffected.
 
     With ``num_replicas > 1`` (distributed training), rank ``rank`` takes every
     ``num_replicas``-th batch; when the batch count does not divide evenly, the first batches
@@ -205,6 +223,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         shuffle: randomize (training) or not (evaluation).
         seed: base seed; call :meth:`set_epoch` each epoch.
         pool_size: batches per sorting pool.
+        max_tokens: most tokens (sentences × longest length) in a batch.
     """
 
     def __init__(
@@ -216,6 +235,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         pool_size: int = 200,
         num_replicas: int = 1,
         rank: int = 0,
+        max_tokens: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"expected batch_size >= 1, got {batch_size}")
@@ -224,24 +244,26 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size, self.shuffle, self.seed, self.pool_size = batch_size, shuffle, seed, pool_size
         self.num_replicas, self.rank = num_replicas, rank
+        self.max_tokens = max_tokens if max_tokens is not None else batch_size * 128
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _cut(self, order: np.ndarray) -> list[np.ndarray]:
+        return cut_batches(order, self.lengths[order], self.batch_size, self.max_tokens)
+
     def _all_batches(self) -> list[np.ndarray]:
         n = len(self.lengths)
         if not self.shuffle:
-            order = np.argsort(self.lengths, kind="stable")
-            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return self._cut(np.argsort(self.lengths, kind="stable"))
         rng = np.random.default_rng(self.seed + self.epoch)
         order = rng.permutation(n)
         pool = self.batch_size * self.pool_size
         batches = []
         for start in range(0, n, pool):
             chunk = order[start : start + pool]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+            batches.extend(self._cut(chunk[np.argsort(self.lengths[chunk], kind="stable")]))
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -254,8 +276,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield b.tolist()
 
     def __len__(self) -> int:
-        n = math.ceil(len(self.lengths) / self.batch_size)
-        return math.ceil(n / self.num_replicas)
+        return math.ceil(len(self._all_batches()) / self.num_replicas)
 
 
 def _worker_init(_: int) -> None:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from . import __version__
 from .config import TaggerConfig, TrainConfig
 from .crf import CRF, allowed_transitions
-from .data import Encoded, TaggingDataset, collate, encode_tokens
+from .data import Encoded, TaggingDataset, collate, cut_batches, encode_tokens
 from .device import resolve_device
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
@@ -272,22 +273,26 @@ class Tagger(nn.Module):
         return self.decode_encoded(items, batch_size)
 
     @torch.jit.unused
-    def decode_encoded(self, items: Sequence[Encoded], batch_size: int = 256) -> list[list[int]]:
+    def decode_encoded(
+        self, items: Sequence[Encoded], batch_size: int = 256, max_tokens: int | None = None
+    ) -> list[list[int]]:
         """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
-        :class:`~seqtag.data.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by length;
-        one host transfer per batch."""
+        :class:`~seqtag.data.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by length
+        (at most ``batch_size`` sentences and ``max_tokens`` padded tokens, default
+        ``batch_size * 128``, per batch); one host transfer per batch."""
         device = next(self.parameters()).device
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
         lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
         fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
         out: list[list[int]] = [[] for _ in lengths]
-        order = sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__)
+        order = np.array(sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__), dtype=np.int64)
+        cap = max_tokens if max_tokens is not None else batch_size * 128
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(order), batch_size):
-                    chunk = order[start : start + batch_size]
+                for chunk in cut_batches(order, np.asarray(lengths, dtype=np.int64)[order], batch_size, cap):
+                    chunk = chunk.tolist()
                     batch = collate(fetch(chunk) if fetch else [items[i] for i in chunk]).to(device)
                     emissions = self(batch.words, batch.cases, batch.chars, batch.lengths)
                     paths = self.decode(emissions, batch.lengths).cpu().tolist()
@@ -301,6 +306,12 @@ class Tagger(nn.Module):
     def dataset(self, sentences: Sequence, with_tags: bool = True) -> TaggingDataset:
         """Encode ``sentences`` with this tagger's vocabularies."""
         return TaggingDataset(sentences, self.vocabs, self.config, with_tags=with_tags)
+
+    def _apply(self, fn, recurse=True):
+        # after a move to CUDA, cuDNN wants the LSTM's weights in one contiguous block
+        result = super()._apply(fn, recurse)
+        self.lstm.flatten_parameters()
+        return result
 
     @torch.jit.unused
     def set_rnn_mode(self, device: torch.device) -> None:

@@ -94,3 +94,16 @@ def test_bucketing_keeps_padding_under_five_percent_on_ewt(ewt_dir):
         real += lengths[batch].sum()
         padded += len(batch) * lengths[batch].max()
     assert (padded - real) / padded < 0.05
+
+
+def test_a_very_long_sentence_gets_its_own_batch_and_every_batch_respects_the_token_cap():
+    lengths = np.random.default_rng(0).integers(1, 60, size=3000)
+    lengths[7] = 10_000
+    for shuffle in (True, False):
+        sampler = BucketBatchSampler(lengths, 32, shuffle=shuffle, seed=1)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(3000))
+        assert [b for b in batches if 7 in b] == [[7]]
+        assert all(len(b) * lengths[b].max() <= 32 * 128 for b in batches if 7 not in b)
+        assert sum(len(b) == 32 for b in batches) >= 3000 // 32 - 2  # ordinary batches stay full

@@ -176,3 +176,13 @@ def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
     assert abs((y == 0).float().mean().item() - 84 / 256) < 0.01  # p rounded to 84/256
     assert abs(y.mean().item() - 1.0) < 0.01
     assert torch.equal(dropout(x, 0.33, False), x)
+
+
+def test_predicting_a_10000_token_sentence_among_short_ones_batches_it_alone():
+    sentences = random_sentences(40, max_len=8)
+    tagger = small_tagger(sentences)
+    long = [sentences[0].tokens[0]] * 10_000
+    tokens = [s.tokens for s in sentences] + [long]
+    tags = tagger.predict(tokens, batch_size=64)
+    assert len(tags[-1]) == 10_000
+    assert tags[:-1] == tagger.predict(tokens[:-1], batch_size=64)
