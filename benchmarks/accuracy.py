@@ -34,7 +34,6 @@ VARIANTS = {
     "no-chars": {"char_filters": 0},
     "two-layers": {"num_layers": 2},
     "no-constrain": {"constrain": False},
-    "chars-100": {"char_filters": 100},
     "tutorial-arch": {"bidirectional": False, "crf": False, "char_filters": 0, "case_embedding_dim": 0,
                       "lowercase": False},
 }

@@ -53,7 +53,7 @@ class TaggerConfig(_JsonConfig):
     )
     constrain: bool = _f(True, "forbid the CRF transitions that the tag scheme rules out (e.g. O -> I-PER)")
     char_embedding_dim: int = _f(30, "character embedding size for the character CNN")
-    char_filters: int = _f(50, "character CNN filters (0 = no character features)")
+    char_filters: int = _f(100, "character CNN filters (0 = no character features)")
     char_kernel_size: int = _f(3, "character CNN window width (odd)")
     max_word_length: int = _f(30, "characters per word seen by the CNN; longer words are cut")
     lowercase: bool = _f(True, "look words up lowercased (the case goes to the case feature)")
