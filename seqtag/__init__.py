@@ -1,12 +1,15 @@
 """seqtag: neural sequence tagging (POS, NER, chunking) on PyTorch.
 
+A small BiLSTM-CRF with character features, trained in minibatches on the PyTorch LSTM
+tutorial's two sentences (the tutorial's own settings are ``seqtag.tutorial.TUTORIAL_MODEL``
+and ``TUTORIAL_TRAINING``):
+
 >>> import seqtag
 >>> corpus = seqtag.tutorial_corpus()
->>> config = seqtag.TaggerConfig(embedding_dim=6, hidden_dim=6, bidirectional=False, crf=False,
-...                              char_filters=0, case_embedding_dim=0, lowercase=False, dropout=0.0)
->>> tagger = seqtag.train(corpus, config=config, quiet=True,
-...                       train_config=seqtag.TrainConfig(epochs=300, batch_size=1, optimizer="sgd", lr=0.1,
-...                                                       word_dropout=0.0, clip=0.0, lr_halving=0, patience=0))
+>>> config = seqtag.TaggerConfig(embedding_dim=16, hidden_dim=16, dropout=0.0)
+>>> train_config = seqtag.TrainConfig(epochs=60, batch_size=2, lr=0.05, patience=0, lr_halving=0,
+...                                   word_dropout=0.0, device="cpu")
+>>> tagger = seqtag.train(corpus, config=config, train_config=train_config, quiet=True)
 >>> tagger.predict([["The", "dog", "ate", "the", "apple"]])
 [['DET', 'NN', 'V', 'DET', 'NN']]
 """

@@ -22,10 +22,16 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
 
 class _JsonConfig:
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict of JSON values (what ``config.json`` holds)."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
+        """Rebuild from :meth:`to_dict`'s output; missing keys take their defaults.
+
+        Raises:
+            ValueError: for a key that is not a field, or a value out of range.
+        """
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(d) - names)
         if unknown:
@@ -33,6 +39,7 @@ class _JsonConfig:
         return cls(**d)
 
     def replace(self, **changes: Any):
+        """A copy with ``changes`` applied, checked like a new instance (``ValueError``)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 

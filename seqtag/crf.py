@@ -100,8 +100,10 @@ class CRF(torch.nn.Module):
         start_transitions: ``(num_tags,)`` score of starting with each tag.
         end_transitions: ``(num_tags,)`` score of ending with each tag.
         transitions: ``(num_tags, num_tags)`` score of moving from tag ``i`` to tag ``j``.
-        start_mask, transition_mask, end_mask: bool buffers of the same shapes; False
-            marks a forbidden move (all True until :meth:`set_constraints`).
+        start_mask: ``(num_tags,)`` bool buffer; False marks a forbidden first tag (all True
+            until :meth:`set_constraints`).
+        transition_mask: ``(num_tags, num_tags)`` bool buffer; False marks a forbidden move.
+        end_mask: ``(num_tags,)`` bool buffer; False marks a forbidden last tag.
 
     Note:
         Scores are computed in float32, or in float64 for float64 emissions; the

@@ -89,7 +89,8 @@ class ScriptedTagger(nn.Module):
         tags: tag names in id order (``tags[i]`` is tag id ``i``).
         config_json: the :class:`~seqtag.config.TaggerConfig` as JSON.
         seqtag_version: version of seqtag that wrote the file.
-        word_ids, char_ids: vocabularies (string ► id; 0 padding, 1 unknown).
+        word_ids: the word vocabulary (string ► id; 0 padding, 1 unknown).
+        char_ids: the character vocabulary (string ► id; 0 padding, 1 unknown).
         lower_map: per-character lowercasing table (see :func:`seqtag.vocab.normalize`).
     """
 
@@ -586,10 +587,12 @@ class TorchExportTagger:
 
     Attributes:
         buckets: the bucket lengths, ascending; ``max_length`` is the last.
-        word_length, min_word_length: the character widths the programs take (``max_word_length``
-            and 2; both 0 without character features).
-        tags, config, vocabs: the tag names, :class:`~seqtag.config.TaggerConfig` and
-            :class:`~seqtag.vocab.Vocabularies`.
+        word_length: the widest character dimension the programs take (``max_word_length``;
+            0 without character features).
+        min_word_length: the narrowest (2; 0 without character features).
+        tags: the tag names, in id order.
+        config: the :class:`~seqtag.config.TaggerConfig`.
+        vocabs: the :class:`~seqtag.vocab.Vocabularies`.
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:

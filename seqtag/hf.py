@@ -538,7 +538,9 @@ def to_conll(
         dataset: one split.
         path: the output file (written atomically).
         format: ``"conll"`` or ``"conllu"`` (default: from the suffix).
-        tokens_column, tags_column, label_names: as :func:`sentences`.
+        tokens_column: as :func:`sentences`.
+        tags_column: as :func:`sentences`.
+        label_names: as :func:`sentences`.
         column: the CoNLL-U field for the tags (default: the tags column's name when it is a
             CoNLL-U field, else ``upos``).
     """
@@ -624,9 +626,11 @@ def build_vocabs(
 
     Args:
         dataset: the training split.
-        lowercase, min_freq: as :meth:`Vocabularies.build` (``TaggerConfig.lowercase``,
-            ``TrainConfig.min_freq``).
-        tokens_column, tags_column, label_names: as :func:`sentences`.
+        lowercase: as :meth:`Vocabularies.build` (``TaggerConfig.lowercase``).
+        min_freq: as :meth:`Vocabularies.build` (``TrainConfig.min_freq``).
+        tokens_column: as :func:`sentences`.
+        tags_column: as :func:`sentences`.
+        label_names: as :func:`sentences`.
         extra_words: as :meth:`Vocabularies.build` (the words of pretrained vectors).
         batch_size: rows per Arrow batch read.
     """
@@ -827,7 +831,9 @@ class ArrowTaggingDataset(torch.utils.data.Dataset):
         vocabs: the tagger's vocabularies (:func:`build_vocabs` for a training split).
         config: the tagger's configuration (``lowercase``, ``char_filters``, ``max_word_length``
             decide the encoding).
-        tokens_column, tags_column, label_names: as :func:`sentences`.
+        tokens_column: as :func:`sentences`.
+        tags_column: as :func:`sentences`.
+        label_names: as :func:`sentences`.
         with_tags: encode the tags too (False for prediction).
         num_proc: processes for the encoding ``map`` (default: one).
         cache_dir: folder for the encoded Arrow file. Default: next to ``dataset``'s own cache
@@ -838,7 +844,8 @@ class ArrowTaggingDataset(torch.utils.data.Dataset):
     Attributes:
         lengths: ``(num_sentences,)`` int64 sentence lengths, for the bucketing sampler.
         encoded: the encoded ``datasets.Dataset``.
-        vocabs, config: as given.
+        vocabs: as given.
+        config: as given.
         fingerprint: a hash of the source dataset's fingerprint, the columns, the vocabularies
             and the encoding options: the cache key, and what a resumed run compares.
 
