@@ -17,7 +17,8 @@ float, bool, None) only, so that it loads with ``torch.load(..., weights_only=Tr
 file cannot run code. It holds the model and optimizer states, the gradient scaler (fp16), the
 state of every random number generator, the configurations and vocabularies, a fingerprint of
 the training data, and :class:`Progress` (epoch, position within the epoch, best score,
-early-stopping counters, metrics history).
+early-stopping counters, metrics history). A run under ``torchrun`` adds ``distributed``: its
+``world_size`` and the generator states of ranks 1 and up (``rng`` is rank 0's); rank 0 writes.
 
 Files are written atomically (temporary file in the same directory, fsync, rename): a crash or a
 full disk leaves the previous checkpoint as it was.
@@ -265,7 +266,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ``data`` (fingerprints of the training and dev data), ``progress`` (a
         :class:`Progress`), ``model`` and ``best_model`` (state dicts; ``best_model`` is None
         when it equals ``model`` or there is no best model yet), ``optimizer``, ``scaler``
-        (None unless fp16) and ``rng`` (for :func:`set_rng_state`).
+        (None unless fp16) and ``rng`` (for :func:`set_rng_state`); from newer runs also
+        ``distributed`` (``world_size``, and ``rng``: the states of ranks 1 and up).
 
     Raises:
         SeqtagError: if the file is missing, truncated, not a seqtag checkpoint, or carries

@@ -21,6 +21,7 @@ from .checkpoint import checkpoint_dir, find_checkpoint, read_checkpoint
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence, read_corpus
 from .device import resolve_device
+from .distributed import BACKENDS, is_main_process
 from .errors import SeqtagError
 from .export import (
     DEFAULT_MAX_LENGTH,
@@ -133,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the model or run already in --output-dir")
     p.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--dist-backend", choices=BACKENDS, default=None,
+                   help="under torchrun: the torch.distributed backend (default: nccl on CUDA, else gloo)")
     _add_data_options(p)
     _add_hf_options(p, {
         "--train-split": ("train", "training split (default: train)"),
@@ -235,9 +238,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
         train_data = _read(args.train, args)
         dev_data = _read(args.dev, args) if args.dev else None
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / DATA_FILE, json.dumps(_data_settings(args), indent=2) + "\n")
-    train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet)
-    print(f"model saved in {out}", file=sys.stderr)
+    if is_main_process():  # under torchrun, rank 0 writes
+        atomic_write_text(out / DATA_FILE, json.dumps(_data_settings(args), indent=2) + "\n")
+    train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet,
+          dist_backend=args.dist_backend)  # fmt: skip
+    if is_main_process():
+        print(f"model saved in {out}", file=sys.stderr)
 
 
 def _resume_training(args: argparse.Namespace) -> None:
@@ -271,8 +277,10 @@ def _resume_training(args: argparse.Namespace) -> None:
         columns = argparse.Namespace(format=data["format"], tag_column=data["tag_column"], token_column=data["token_column"])
         train_data = _read(data["train_file"], columns)
         dev_data = _read(data["validation_file"], columns) if data["validation_file"] else None
-    train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source)
-    print(f"model saved in {out}", file=sys.stderr)
+    train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source,
+          dist_backend=args.dist_backend)  # fmt: skip
+    if is_main_process():
+        print(f"model saved in {out}", file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -409,8 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seqtag: error: {e}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:
-        print(f"seqtag: training interrupted {e.where}; checkpoint saved in {e.checkpoint}\n"
-              f"seqtag: resume with: seqtag train --resume {e.output_dir}", file=sys.stderr)
+        if is_main_process():  # under torchrun every rank stops; one says so
+            print(f"seqtag: training interrupted {e.where}; checkpoint saved in {e.checkpoint}\n"
+                  f"seqtag: resume with: seqtag train --resume {e.output_dir}", file=sys.stderr)
         return 128 + e.signal_number
     except KeyboardInterrupt:
         print("seqtag: interrupted", file=sys.stderr)

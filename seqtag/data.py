@@ -215,7 +215,10 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     With ``num_replicas > 1`` (distributed training), rank ``rank`` takes every
     ``num_replicas``-th batch; when the batch count does not divide evenly, the first batches
-    are repeated so that every rank runs the same number of steps.
+    are repeated so that every rank runs the same number of steps. Every rank computes the same
+    epoch's batches (same ``seed``, same :meth:`set_epoch`), so the ranks' shares are disjoint
+    but for those repeats, and skipping a rank's first ``k`` batches (a mid-epoch resume) skips
+    what that rank trained before.
 
     Args:
         lengths: ``(num_sentences,)`` sentence lengths.
@@ -270,7 +273,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = self._all_batches()
         if self.num_replicas > 1:
             total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
-            batches = batches + batches[: total - len(batches)]
+            # cyclically: fewer batches than ranks still gives every rank one
+            batches = [batches[i % len(batches)] for i in range(total)]
             batches = batches[self.rank :: self.num_replicas]
         for b in batches:
             yield b.tolist()

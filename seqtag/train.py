@@ -7,12 +7,15 @@ epoch, best-model selection, early stopping. With an ``output_dir`` it also keep
 ``metrics.jsonl`` and a learning-curve plot there, writes a resumable checkpoint after each epoch
 (and every ``checkpoint_every`` steps), turns SIGINT/SIGTERM into a checkpoint and a clean stop,
 and continues a stopped run with ``resume=True``, exactly as if it had never stopped.
-See ``docs/training.md``.
+Under ``torchrun`` (or in a process group the caller started) it trains with
+``DistributedDataParallel``: each rank takes its own share of the batches, rank 0 writes the
+files. See ``docs/training.md`` and ``docs/distributed.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -21,18 +24,23 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import (
+    LAST,
     METRICS_FILE,
     PLOT_FILE,
     Progress,
+    checkpoint_dir,
     checkpoint_name,
     data_fingerprint,
     encode_checkpoint,
@@ -46,7 +54,7 @@ from .checkpoint import (
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence
 from .data import Batch, EncodedDataset, check_encoding, check_tags, make_loader
-from .device import resolve_device
+from .distributed import Distributed
 from .errors import SeqtagError
 from .fileio import atomic_write_text
 from .metrics import span_f1, token_accuracy
@@ -284,36 +292,52 @@ def _build_tagger(
     return tagger
 
 
-def _step(
-    tagger: Tagger,
-    batch: Batch,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    lr: float,
-    tc: TrainConfig,
-    word_dropout: torch.Tensor | None,
-) -> tuple[float, float]:
-    """One optimizer step on ``batch`` at learning rate ``lr``.
+class _LossModule(nn.Module):
+    """The tagger and its loss in one ``forward``, the module that ``DistributedDataParallel``
+    wraps: its gradient hooks must see every parameter that the loss uses, the CRF's included."""
 
-    Returns:
-        ``(loss, gradient norm)`` (the norm is 0.0 unless clipping without a gradient scaler).
-        If either is not finite, no step is taken.
-    """
+    def __init__(self, tagger: Tagger) -> None:
+        super().__init__()
+        self.tagger = tagger
+
+    def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
+        """The mean loss per real token of a padded batch (see :meth:`Tagger.loss`)."""
+        emissions = self.tagger(words, cases, chars, lengths)
+        return self.tagger.loss(emissions, tags, lengths)  # float32 (the CRF upcasts)
+
+
+def _forward(
+    model: nn.Module, tagger: Tagger, batch: Batch, tc: TrainConfig, word_dropout: Tensor | None
+) -> Tensor:
+    """The training loss of ``batch`` (a scalar tensor), with word dropout; ``model`` is the
+    :class:`_LossModule` of ``tagger``, or its ``DistributedDataParallel`` wrapper."""
     device = next(tagger.parameters()).device
-    for group in optimizer.param_groups:
-        group["lr"] = lr
     batch = batch.to(device, non_blocking=True)
     words = batch.words
     if word_dropout is not None:
         drop = torch.rand(words.shape, device=device) < word_dropout[words]
         words = words.masked_fill(drop, tagger.vocabs.words.stoi[UNK])
     with autocast(device, tc.precision):
-        emissions = tagger(words, batch.cases, batch.chars, batch.lengths)
-        loss = tagger.loss(emissions, batch.tags, batch.lengths)  # float32 (the CRF upcasts)
-    value = float(loss.detach())
-    optimizer.zero_grad(set_to_none=True)
-    if not math.isfinite(value):
-        return value, 0.0
+        return model(words, batch.cases, batch.chars, batch.lengths, batch.tags)
+
+
+def _update(
+    tagger: Tagger,
+    loss: Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    lr: float,
+    tc: TrainConfig,
+) -> float:
+    """Back-propagate ``loss`` (under DDP: and average the gradients over the ranks) and take
+    one optimizer step at learning rate ``lr``.
+
+    Returns:
+        The gradient norm (0.0 unless clipping without a gradient scaler). If it is not
+        finite, no step is taken. Under DDP the gradients, so the norm, are the same on every rank.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     if scaler is None:
         loss.backward()
     else:  # fp16: scale the loss so small gradients do not flush to zero; unscale before clipping
@@ -325,13 +349,13 @@ def _step(
         if scaler is None:  # the scaler skips steps with overflowing gradients by itself
             norm = total
     if not math.isfinite(norm):
-        return value, norm
+        return norm
     if scaler is None:
         optimizer.step()
     else:
         scaler.step(optimizer)
         scaler.update()
-    return value, norm
+    return norm
 
 
 def _resumed_configs(
@@ -378,6 +402,18 @@ def _write_metrics(out: Path, rows: list[dict]) -> None:
     atomic_write_text(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _save_model(tagger: Tagger, out: Path, tc: TrainConfig) -> None:
+    try:
+        tagger.save(out, tc)
+    except OSError as e:
+        raise SeqtagError(f"cannot save the model in {out} ({e}); stopping") from None
+
+
+def _append_metrics(out: Path, row: dict) -> None:
+    with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def _all_finite(tagger: Tagger) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in tagger.parameters())
 
@@ -392,6 +428,70 @@ def _plot(out: Path, quiet: bool) -> None:
     _log(f"learning curve: {path}", quiet)
 
 
+def _on_main(world: Distributed, action: Callable[[], object]) -> None:
+    """Run ``action`` (a write) on rank 0 only. If it fails, every rank stops: rank 0 with its
+    error, the others with a :class:`SeqtagError` that quotes it (rather than wait forever in
+    the next collective for a rank that is gone)."""
+    if not world.enabled:
+        action()
+        return
+    if world.is_main:
+        try:
+            action()
+        except Exception as e:
+            world.broadcast(str(e) or type(e).__name__)
+            raise
+        world.broadcast(None)
+        return
+    error = world.broadcast(None)
+    if error is not None:
+        raise SeqtagError(f"rank 0 stopped: {error}")
+
+
+def _check_ranks_agree(world: Distributed, config: TaggerConfig, tc: TrainConfig, vocabs: Vocabularies,
+                       fingerprints: dict, saving: bool) -> None:  # fmt: skip
+    """Every rank must build the same model from the same data: DDP averages gradients by
+    parameter position, so ranks with other vocabularies would train nonsense without an error.
+    And all or none must have an output directory (saving a checkpoint is a collective)."""
+    key = json.dumps([config.to_dict(), tc.to_dict(), vocabs.to_dict(), fingerprints, saving], sort_keys=True)
+    if not world.same_text(key):
+        raise SeqtagError(
+            "the ranks disagree on the data, the vocabularies, the training settings or whether there "
+            "is an output directory: every rank must be given the same data and options"
+        )
+
+
+def _restore_rng(saved: dict, world: Distributed, source: Path, quiet: bool) -> None:
+    """Give each rank its generators back from the checkpoint (rank 0's are ``rng``, the
+    others' ``distributed.rng``). A checkpoint from another number of ranks resumes only at an
+    epoch boundary: a mid-epoch position counts batches of one particular split."""
+    progress = saved["progress"]
+    saved_world = saved.get("distributed", {}).get("world_size", 1)
+    if saved_world != world.world_size:
+        if progress.batch > 0:
+            raise SeqtagError(
+                f"{source} was written in the middle of epoch {progress.epoch + 1} by {saved_world} "
+                f"process(es); resume it with {saved_world} (torchrun --nproc_per_node ...), or resume "
+                f"an epoch-end checkpoint to change the number of processes"
+            )
+        _log(
+            f"resuming a run of {saved_world} process(es) with {world.world_size}: the effective batch "
+            f"size and the steps per epoch change, and the run is no longer an exact continuation",
+            quiet,
+        )
+    states = [saved["rng"], *saved.get("distributed", {}).get("rng", [])]
+    if world.rank < len(states):  # a rank the saved run lacked keeps its fresh seed + rank stream
+        note = set_rng_state(states[world.rank])
+        if note:
+            _log(f"resuming: {note}", quiet)
+
+
+def _agreed_signal(world: Distributed, stop: _StopSignals) -> int | None:
+    """The signal that stops every rank (SIGINT before SIGTERM), if any rank has had one."""
+    sigint, sigterm = world.sum([stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM])
+    return signal.SIGINT if sigint else signal.SIGTERM if sigterm else None
+
+
 def train(
     train_data: Sequence | EncodedDataset,
     dev: Sequence | EncodedDataset | None = None,
@@ -400,8 +500,15 @@ def train(
     output_dir: str | Path | None = None,
     quiet: bool = False,
     resume: bool | str | os.PathLike = False,
+    dist_backend: str | None = None,
 ) -> Tagger:
     """Train a tagger on ``train_data`` (a list of :class:`~seqtag.corpus.Sentence`).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1), or in a process group that the caller started,
+    every process calls ``train`` with the same arguments: it trains with
+    ``DistributedDataParallel``, ``batch_size`` sentences per rank and step, and only rank 0
+    writes to ``output_dir`` and prints. Every rank returns the same model. See
+    ``docs/distributed.md``.
 
     Args:
         train_data: gold-tagged training sentences, or an encoded dataset
@@ -423,6 +530,8 @@ def train(
             ``train_config`` may differ from the saved one only in ``RESUMABLE_CHANGES`` (with
             more ``epochs``, training continues up to that many epochs in all). ``train_data``
             and ``dev`` must be the data the run started with.
+        dist_backend: the ``torch.distributed`` backend when ``train`` starts the process group:
+            ``"nccl"``, ``"gloo"`` or None (``nccl`` on CUDA, else ``gloo``).
 
     Returns:
         The trained tagger (the best epoch's weights), in eval mode, on the training device.
@@ -432,7 +541,8 @@ def train(
             as they were: the message names the step and the last good checkpoint) and a failed
             write (e.g. a full disk; the previous checkpoint stays intact).
         TrainingInterrupted: on SIGINT or SIGTERM (with an ``output_dir``), after writing a
-            checkpoint at the next step boundary.
+            checkpoint at the next step boundary (under DDP: on every rank, when any rank has
+            had the signal).
 
     Example:
         >>> import seqtag, tempfile
@@ -452,7 +562,7 @@ def train(
     if not isinstance(dev, EncodedDataset):
         dev = list(dev) if dev else None
     out = Path(output_dir) if output_dir is not None else None
-    saved = None
+    saved, source = None, None
     if resume is not False:
         if out is None:
             raise SeqtagError("resume needs output_dir, the directory of the run to continue")
@@ -464,7 +574,26 @@ def train(
     else:
         config = config or TaggerConfig()
         tc = train_config or TrainConfig()
-    device = resolve_device(tc.device)
+    world = distributed.setup(tc.device, dist_backend)
+    try:
+        return _train(train_data, dev, config, tc, out, saved, source, quiet or not world.is_main, world)
+    finally:
+        distributed.teardown(world)
+
+
+def _train(
+    train_data: Sequence | EncodedDataset,
+    dev: Sequence | EncodedDataset | None,
+    config: TaggerConfig,
+    tc: TrainConfig,
+    out: Path | None,
+    saved: dict | None,
+    source: Path | None,
+    quiet: bool,
+    world: Distributed,
+) -> Tagger:
+    """:func:`train` once the configurations are settled and this process knows its rank."""
+    device = world.device
     if tc.precision == "fp16" and device.type != "cuda":
         raise SeqtagError(f"--precision fp16 needs CUDA (gradient scaling); on {device.type} use --precision bf16")
     seed_everything(tc.seed)
@@ -479,6 +608,12 @@ def train(
         select = tc.select
     tagger.set_rnn_mode(device)
     tagger.to(device)
+    fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
+    if world.enabled:
+        _check_ranks_agree(world, config, tc, vocabs, fingerprints, out is not None)
+        # Every rank initialised the model from ``seed`` (and DDP broadcasts rank 0's weights);
+        # dropout and word dropout draw from ``seed + rank``, so that the ranks drop differently.
+        seed_everything(tc.seed + world.rank)
 
     # -- data -----------------------------------------------------------------------------
     if isinstance(train_data, EncodedDataset):
@@ -493,6 +628,7 @@ def train(
     elif dev:
         check_tags(dev, vocabs, "the dev data")
         dev_set = tagger.dataset(dev)
+    # Each rank takes its own share of every epoch's batches, all ranks the same number of them.
     loader = make_loader(
         train_set,
         tc.batch_size,
@@ -500,7 +636,11 @@ def train(
         seed=tc.seed,
         num_workers=tc.num_workers,
         pin_memory=device.type == "cuda",
+        num_replicas=world.world_size,
+        rank=world.rank,
     )
+    # The batch count can vary a little between epochs (the token cap cuts batches of long
+    # sentences): the linear schedule plans with epoch 0's, each epoch counts its own.
     steps_per_epoch = len(loader)
     total_steps = tc.epochs * steps_per_epoch
 
@@ -512,6 +652,7 @@ def train(
     best_state: dict | None = None  # weights of epoch progress.best_epoch
     best_is_current = False  # whether the model still holds exactly best_state
     if saved is not None:
+        assert out is not None and source is not None
         progress = saved["progress"]
         if progress.epoch > tc.epochs:
             raise SeqtagError(f"the saved run has trained {progress.epoch} epochs already; expected epochs >= that")
@@ -524,11 +665,26 @@ def train(
             best_state = {k: v.to(device) for k, v in saved["best_model"].items()}
         elif best_is_current:
             best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
-        note = set_rng_state(saved["rng"])
-        if note:
-            _log(f"resuming: {note}", quiet)
+        _restore_rng(saved, world, source, quiet)
         _log(f"resuming {out} from {source.name}: epoch {progress.epoch + 1}, step {progress.step}", quiet)
-    if out is not None:
+    # The loss inside the module that DDP wraps; DDP broadcasts rank 0's weights here (the ranks
+    # hold the same ones already) and averages the gradients over the ranks in backward().
+    model: nn.Module = _LossModule(tagger)
+    if world.enabled:
+        # The buffers (the CRF's transition masks) never change: no need to broadcast them each step.
+        constant_buffers = (
+            {"forward_sync_buffers": False}  # torch >= 2.13 (which deprecates broadcast_buffers)
+            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False}
+        )
+        model = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers
+        )
+        _log(f"distributed: {world.world_size} processes, {tc.batch_size} sentences per process and step "
+             f"({tc.batch_size * world.world_size} in all), {steps_per_epoch} steps per epoch", quiet)  # fmt: skip
+
+    def prepare_output_dir() -> None:
+        assert out is not None
         out.mkdir(parents=True, exist_ok=True)
         if saved is None:
             _clear_output_dir(out)
@@ -537,12 +693,15 @@ def train(
         # A resumed run restarts from the checkpoint's history: rows written after it are redone.
         _write_metrics(out, progress.history)
 
-    fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
+    if out is not None:
+        _on_main(world, prepare_output_dir)
+
     session_start = time.perf_counter()
     seconds_before = progress.seconds
 
     def save_checkpoint(best: bool) -> Path | None:
-        """Write the current state to ``out/checkpoints``; None without an ``output_dir``."""
+        """Write the current state to ``out/checkpoints`` (rank 0; a collective under DDP, which
+        gathers every rank's random generators); the path of ``last.pt``, None without an ``output_dir``."""
         if out is None:
             return None
         if not _all_finite(tagger):
@@ -551,25 +710,35 @@ def train(
                 f"(try a smaller --lr or --clip); the last good checkpoint is in {out / 'checkpoints'}"
             )
         progress.seconds = seconds_before + time.perf_counter() - session_start
-        state = {
-            "model_config": config.to_dict(),
-            "train_config": tc.to_dict(),
-            "vocab": vocabs.to_dict(),
-            "data": fingerprints,
-            "progress": progress.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in tagger.state_dict().items()},
-            "best_model": None if best_is_current or best_state is None else {k: v.cpu() for k, v in best_state.items()},
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": rng_state(),
-        }
-        try:
-            return write_checkpoint(out, encode_checkpoint(state), progress, best=best, keep=tc.keep)
-        except OSError as e:
-            raise SeqtagError(
-                f"cannot write a checkpoint in {out / 'checkpoints'} ({e}); stopping. "
-                f"The checkpoints already there are intact"
-            ) from None
+        rng_states = world.gather(rng_state())
+
+        def write() -> None:
+            assert rng_states is not None
+            state = {
+                "model_config": config.to_dict(),
+                "train_config": tc.to_dict(),
+                "vocab": vocabs.to_dict(),
+                "data": fingerprints,
+                "progress": progress.to_dict(),
+                "model": {k: v.detach().cpu() for k, v in tagger.state_dict().items()},
+                "best_model": None
+                if best_is_current or best_state is None
+                else {k: v.cpu() for k, v in best_state.items()},
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng_states[0],
+                "distributed": {"world_size": world.world_size, "rng": rng_states[1:]},
+            }
+            try:
+                write_checkpoint(out, encode_checkpoint(state), progress, best=best, keep=tc.keep)
+            except OSError as e:
+                raise SeqtagError(
+                    f"cannot write a checkpoint in {out / 'checkpoints'} ({e}); stopping. "
+                    f"The checkpoints already there are intact"
+                ) from None
+
+        _on_main(world, write)
+        return checkpoint_dir(out) / LAST
 
     stopped_early = bool(dev_set is not None and tc.patience and progress.stale >= tc.patience)
     if progress.epoch >= tc.epochs or stopped_early:
@@ -582,22 +751,41 @@ def train(
             if stopped_early:
                 break
             loader.batch_sampler.set_epoch(epoch)
-            tagger.train()
+            steps_per_epoch = len(loader)
+            model.train()
             lr = learning_rate(tc, progress.step, progress.halvings, total_steps)
             epoch_start, seconds_at_start = time.perf_counter(), progress.epoch_seconds
             # Creating the iterator draws a worker seed from torch's global generator: keep that
             # draw out of the stream that dropout uses, so a resumed run draws what a straight one does.
             with torch.random.fork_rng(devices=[]):
                 batches = iter(loader)
-            # A mid-epoch checkpoint resumes after the batches already trained (they are only padded).
+            # A mid-epoch checkpoint resumes after the batches already trained (they are only padded);
+            # under DDP each rank skips as many of its own batches.
             batches = islice(batches, progress.batch, None)
             bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", initial=progress.batch, total=steps_per_epoch,
                        leave=False, disable=quiet, file=sys.stderr)  # fmt: skip
             for batch in bar:
                 lr = learning_rate(tc, progress.step, progress.halvings, total_steps)
-                loss, norm = _step(tagger, batch, optimizer, scaler, lr, tc, word_dropout)
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    what = f"loss became {loss}" if not math.isfinite(loss) else f"gradient norm became {norm}"
+                loss = _forward(model, tagger, batch, tc, word_dropout)
+                local = float(loss.detach()) * batch.num_tokens
+                # One all-reduce a step (none in a single process): the loss summed over all ranks'
+                # tokens, and whether any rank has had a signal, so that every rank takes the same
+                # decision at the same step. A rank that stopped alone would leave the others
+                # waiting for it in the next gradient all-reduce.
+                loss_sum, tokens, sigint, sigterm = world.sum([
+                    local, batch.num_tokens,
+                    stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM,
+                ])  # fmt: skip
+                signal_number = signal.SIGINT if sigint else signal.SIGTERM if sigterm else None
+                optimizer.zero_grad(set_to_none=True)
+                norm = _update(tagger, loss, optimizer, scaler, lr, tc) if math.isfinite(loss_sum) else 0.0
+                if not (math.isfinite(loss_sum) and math.isfinite(norm)):
+                    if not math.isfinite(loss_sum):
+                        what = f"loss became {loss_sum / max(tokens, 1)}"
+                        if world.enabled:
+                            what += f" on rank {world.rank}" if not math.isfinite(local) else " on another rank"
+                    else:
+                        what = f"gradient norm became {norm}"
                     last = out / "checkpoints" / "last.pt" if out is not None else None
                     raise SeqtagError(
                         f"{what} in epoch {epoch} at step {progress.step + 1} (batch {progress.batch + 1} of "
@@ -605,24 +793,23 @@ def train(
                         + (f"; the last good checkpoint is {last}" if last is not None and last.exists() else "")
                     )
                 best_is_current = False
-                n = batch.num_tokens
                 progress.step += 1
                 progress.batch += 1
-                progress.epoch_loss += loss * n
-                progress.epoch_tokens += n
+                progress.epoch_loss += loss_sum
+                progress.epoch_tokens += int(tokens)
                 if progress.step % 10 == 0 and not quiet:
                     elapsed = time.perf_counter() - epoch_start
                     bar.set_postfix(loss=f"{progress.epoch_loss / progress.epoch_tokens:.4f}", lr=f"{lr:.2g}",
                                     tok_s=f"{progress.epoch_tokens / (seconds_at_start + elapsed):,.0f}")  # fmt: skip
                 if progress.batch < steps_per_epoch:  # the epoch's end writes its own checkpoint
                     due = tc.checkpoint_every and progress.step % tc.checkpoint_every == 0
-                    if due or stop.signal_number is not None:
+                    if due or signal_number is not None:
                         progress.epoch_seconds = seconds_at_start + time.perf_counter() - epoch_start
                         path = save_checkpoint(best=False)
-                        if stop.signal_number is not None:
+                        if signal_number is not None:
                             bar.close()
                             where = f"at step {progress.step} (epoch {epoch}, batch {progress.batch} of {steps_per_epoch})"
-                            raise TrainingInterrupted(stop.signal_number, out, path, where)
+                            raise TrainingInterrupted(signal_number, out, path, where)
             bar.close()
 
             # -- end of epoch: metrics, model selection, schedule, checkpoint ------------------
@@ -637,8 +824,13 @@ def train(
             }
             improved = True
             if dev_set is not None:
-                with autocast(device, tc.precision):
-                    metrics = evaluate(tagger, dev_set, tc.eval_batch_size)
+                # Rank 0 scores the whole dev set and tells the others, so that every rank makes
+                # the same model-selection, schedule and early-stopping decisions.
+                metrics = None
+                if world.is_main:
+                    with autocast(device, tc.precision):
+                        metrics = evaluate(tagger, dev_set, tc.eval_batch_size)
+                metrics = world.broadcast(metrics)
                 row.update({f"dev_{k}": v for k, v in metrics.items() if k != "per_type"})
                 improved = metrics[select] > progress.best_score
                 if improved:
@@ -658,25 +850,23 @@ def train(
             path = None
             if out is not None:
                 if improved:
-                    try:
-                        tagger.save(out, tc)
-                    except OSError as e:
-                        raise SeqtagError(f"cannot save the model in {out} ({e}); stopping") from None
+                    _on_main(world, lambda: _save_model(tagger, out, tc))
                 path = save_checkpoint(best=improved)
-                with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+                _on_main(world, lambda row=row: _append_metrics(out, row))
             dev_text = f" dev {select} {row[f'dev_{select}']:.4f}" if dev_set is not None else ""
             _log(
                 f"epoch {epoch}: loss {row['train_loss']:.4f}{dev_text} "
                 f"{row['tokens_per_s']:,.0f} tok/s {seconds:.1f}s" + (" *" if improved and dev_set else ""),
                 quiet,
             )
-            if stop.signal_number is not None and epoch < tc.epochs:
-                raise TrainingInterrupted(stop.signal_number, out, path, f"after epoch {epoch} (step {progress.step})")
+            # Agreed again: a signal may have come during the epoch's last step or the evaluation.
+            signal_number = _agreed_signal(world, stop)
+            if signal_number is not None and epoch < tc.epochs:
+                raise TrainingInterrupted(signal_number, out, path, f"after epoch {epoch} (step {progress.step})")
             if dev_set is not None and tc.patience and progress.stale >= tc.patience:
                 _log(f"no dev gain for {progress.stale} epochs: stopping; best epoch {progress.best_epoch}", quiet)
                 break
-    if out is not None:
+    if out is not None and world.is_main:
         _plot(out, quiet)
     if best_state is not None:
         tagger.load_state_dict(best_state)
