@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from seqtag import Tagger, TaggerConfig, Vocabularies
-from seqtag.bench import autocast
 from seqtag.crf import CRF
 from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
+from seqtag.device import autocast
 
 CPU = torch.device("cpu")
 ARCHS = {

@@ -8,7 +8,6 @@ device, so a user sees how close to the machine's limit the tagger runs.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
@@ -21,12 +20,10 @@ import torch
 from .config import TaggerConfig
 from .corpus import Sentence
 from .data import TaggingDataset, collate, make_loader
-from .device import resolve_device
+from .device import PRECISIONS, autocast, resolve_device
 from .errors import SeqtagError
 from .model import Tagger
 from .vocab import Vocabularies
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def synthetic_corpus(
@@ -46,16 +43,6 @@ def synthetic_corpus(
         tags = rng.integers(0, num_tags, size=int(n))
         out.append(Sentence([words[i] for i in ids], [f"T{t}" for t in tags]))
     return out
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise SeqtagError("fp16 needs CUDA; on a CPU use --precision bf16")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _sync(device: torch.device) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .bench import PRECISIONS, baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
+from .bench import baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
 from .checkpoint import checkpoint_dir, find_checkpoint, read_checkpoint
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence, read_corpus
-from .device import resolve_device
+from .device import PRECISIONS, resolve_device
 from .distributed import BACKENDS, is_main_process
 from .errors import SeqtagError
 from .export import (

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .errors import SeqtagError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -45,3 +49,16 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for ``precision`` (``fp32``, ``bf16``, ``fp16``) on ``device``:
+    none for fp32; fp16 needs CUDA (it also needs a gradient scaler when training)."""
+    if precision not in PRECISIONS:
+        raise SeqtagError(f"expected precision fp32, bf16 or fp16, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise SeqtagError(f"fp16 needs CUDA; on {device.type} use --precision bf16")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

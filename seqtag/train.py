@@ -54,6 +54,7 @@ from .checkpoint import (
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence
 from .data import Batch, EncodedDataset, check_encoding, check_tags, make_loader
+from .device import autocast
 from .distributed import Distributed
 from .errors import SeqtagError
 from .fileio import atomic_write_text
@@ -200,14 +201,6 @@ def learning_rate(tc: TrainConfig, step: int, halvings: int, total_steps: int) -
     elif tc.schedule == "plateau":
         lr *= 0.5**halvings
     return lr
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of ``precision`` (``"fp32"``: none)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:

@@ -22,14 +22,12 @@ import contextlib
 import dataclasses
 import html
 import importlib
-import logging
 import os
 import re
 from collections.abc import Iterator
 
 MARKER = re.compile(r"^<!-- gen:(?P<kind>[a-z-]+)(?: (?P<arg>[\w.]+))? -->[ \t]*$", re.MULTILINE)
 HELP_WIDTH = 100  # columns of the generated --help text, whatever the terminal building the site
-log = logging.getLogger("mkdocs.hooks.seqtag")
 
 # Layout fixes for the readthedocs theme, appended to the Pygments rules.
 SITE_CSS = """
@@ -40,15 +38,6 @@ SITE_CSS = """
 .rst-content div.highlight pre { padding: 0; }
 .rst-content div.highlight pre code { border: none; background: transparent; padding: 12px; }
 """
-
-# Pages that the nav lists but that other work writes; until a page exists, the build shows
-# a stand-in (and says so) instead of failing on a missing file. Remove an entry once its
-# page is in docs/.
-PENDING_PAGES = {
-    "benchmarks.md": "Benchmarks",
-    "distributed.md": "Distributed training",
-}
-
 
 # -- what is generated ----------------------------------------------------------------------
 
@@ -180,11 +169,6 @@ def on_files(files, config):
 
     css = HtmlFormatter(style="default").get_style_defs(".highlight") + "\n" + SITE_CSS
     files.append(File.generated(config, "css/site.css", content=css))
-    for name, title in PENDING_PAGES.items():
-        if files.get_file_from_path(name) is None:
-            text = f"# {title}\n\n!!! note \"Not written yet\"\n    This page is being written.\n"
-            files.append(File.generated(config, name, content=text))
-            log.info("docs/%s is not written yet: the site shows a stand-in page", name)
     return files
 
 
