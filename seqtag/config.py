@@ -38,6 +38,13 @@ class _JsonConfig:
             raise ValueError(f"expected {cls.__name__} fields, got unknown keys {unknown}")
         return cls(**d)
 
+    def _check_choices(self) -> None:
+        """Every field declared with ``choices`` holds one of them (the CLI offers the same list)."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ValueError(f"expected {f.name} in {choices}, got {getattr(self, f.name)!r}")
+
     def replace(self, **changes: Any):
         """A copy with ``changes`` applied, checked like a new instance (``ValueError``)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -84,10 +91,7 @@ class TaggerConfig(_JsonConfig):
             raise ValueError(f"expected an odd char_kernel_size >= 1, got {self.char_kernel_size}")
         if self.case_embedding_dim < 0:
             raise ValueError(f"expected case_embedding_dim >= 0, got {self.case_embedding_dim}")
-        if self.tag_scheme not in ("auto", "bio", "iob1", "bioes", "none"):
-            raise ValueError(f"expected tag_scheme auto, bio, iob1, bioes or none, got {self.tag_scheme!r}")
-        if self.rnn_mode not in ("auto", "packed", "padded"):
-            raise ValueError(f"expected rnn_mode auto, packed or padded, got {self.rnn_mode!r}")
+        self._check_choices()
 
 
 @dataclass
@@ -143,20 +147,12 @@ class TrainConfig(_JsonConfig):
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("expected epochs, batch_size and eval_batch_size >= 1")
-        if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"expected optimizer sgd, adam or adamw, got {self.optimizer!r}")
         if self.lr <= 0:
             raise ValueError(f"expected lr > 0, got {self.lr}")
         if self.word_dropout < 0 or self.clip < 0 or self.patience < 0 or self.lr_halving < 0:
             raise ValueError("expected word_dropout, clip, patience and lr_halving >= 0")
         if self.min_freq < 1 or self.num_workers < 0:
             raise ValueError("expected min_freq >= 1 and num_workers >= 0")
-        for name, choices in (
-            ("select", ("auto", "accuracy", "f1")),
-            ("schedule", ("constant", "linear", "plateau")),
-            ("precision", ("fp32", "bf16", "fp16")),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"expected {name} in {choices}, got {getattr(self, name)!r}")
+        self._check_choices()
         if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.keep < 0:
             raise ValueError("expected warmup_steps, checkpoint_every and keep >= 0")

@@ -186,3 +186,14 @@ def test_predicting_a_10000_token_sentence_among_short_ones_batches_it_alone():
     tags = tagger.predict(tokens, batch_size=64)
     assert len(tags[-1]) == 10_000
     assert tags[:-1] == tagger.predict(tokens[:-1], batch_size=64)
+
+
+@pytest.mark.parametrize(
+    "cls, field", [("TaggerConfig", "rnn_mode"), ("TaggerConfig", "tag_scheme"), ("TrainConfig", "optimizer"),
+                   ("TrainConfig", "precision"), ("TrainConfig", "schedule"), ("TrainConfig", "select")]
+)
+def test_config_refuses_a_value_outside_the_field_choices(cls, field):
+    import seqtag
+
+    with pytest.raises(ValueError, match=f"expected {field} in"):
+        getattr(seqtag, cls)(**{field: "nonsense"})
