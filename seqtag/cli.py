@@ -1,4 +1,4 @@
-"""The ``seqtag`` command: train (and ``train --resume``), evaluate, predict, plot, demo.
+"""The ``seqtag`` command: train (and ``train --resume``), evaluate, predict, export, bench, plot, demo.
 
 Model and training options are generated from :class:`~seqtag.config.TaggerConfig` and
 :class:`~seqtag.config.TrainConfig`, so their names, defaults and help live in one place.
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqtag {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a tagger on a CoNLL or CoNLL-U file")
+    p = sub.add_parser("train", help="train a tagger on CoNLL or CoNLL-U files or a Hugging Face dataset")
     p.add_argument("--train", metavar="FILE", help="training data (required unless --resume or --hf-dataset)")
     p.add_argument("--dev", metavar="FILE", help="dev data, evaluated after each epoch to pick the best model")
     p.add_argument("--output-dir", metavar="DIR", help="where the model is saved (required unless --resume)")
@@ -313,18 +313,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                   f"F1 {100 * score['f1']:6.2f}  ({score['support']} gold)")
 
 
-def _predictor(model: str, device: str, batch_size: int) -> Callable[[list[list[str]]], list[list[str]]]:
-    """``sentences -> tags`` for a model directory, a TorchScript file or a torch.export directory."""
+def _predictor(model: str, device: str, batch_size: int) -> tuple[Callable[[list[list[str]]], list[list[str]]], int]:
+    """``sentences -> tags`` for a model directory, a TorchScript file or a torch.export directory,
+    and the longest sentence it takes (0: any)."""
     path = Path(model)
     if path.is_file():
         module = load_torchscript(path, map_location=resolve_device(device))
         module.batch_size = batch_size
-        return module
+        return module, 0
     if (path / METADATA_FILE).is_file():
         exported = load_torch_export(path)  # CPU programs
-        return lambda sentences: exported.predict(sentences, batch_size=batch_size)
+        return (lambda sentences: exported.predict(sentences, batch_size=batch_size)), exported.max_length
     tagger = Tagger.load(path, device=device)
-    return lambda sentences: tagger.predict(sentences, batch_size=batch_size)
+    return (lambda sentences: tagger.predict(sentences, batch_size=batch_size)), 0
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -336,7 +337,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    predict = _predictor(args.model, args.device, args.batch_size)
+    predict, max_length = _predictor(args.model, args.device, args.batch_size)
     if args.input:
         try:
             text = Path(args.input).read_text(encoding="utf-8")
@@ -344,8 +345,15 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             raise SeqtagError(f"{args.input}: cannot read ({e})") from None
     else:
         text = sys.stdin.read()
-    sentences = [line.split() for line in text.splitlines()]
-    sentences = [s for s in sentences if s]
+    lines = [(number, line.split()) for number, line in enumerate(text.splitlines(), 1)]
+    for number, tokens in lines:
+        if max_length and len(tokens) > max_length:
+            raise SeqtagError(
+                f"{args.input or '<stdin>'}:{number}: {len(tokens)} tokens, more than the {max_length} that "
+                f"the torch.export directory {args.model} covers: export with a larger --max-length, or use "
+                f"the TorchScript format"
+            )
+    sentences = [tokens for _, tokens in lines if tokens]  # blank lines are skipped
     tags = predict(sentences)
     out = sys.stdout
     for tokens, labels in zip(sentences, tags):

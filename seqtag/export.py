@@ -673,7 +673,7 @@ class TorchExportTagger:
         out: list[list[str]] = [[] for _ in items]
         too_long = [i for i, e in enumerate(items) if len(e) > self.max_length]
         if too_long:
-            raise ValueError(
+            raise SeqtagError(
                 f"sentence {too_long[0]} has {len(items[too_long[0]])} tokens, more than the "
                 f"{self.max_length} this export covers: export with a larger max_length, or use TorchScript"
             )

@@ -122,3 +122,25 @@ def test_export_then_predict_from_the_exported_file(tmp_path, tutorial_file, cap
         assert main(["predict", str(source), "--input", str(text)]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and outputs[0].count("\n") == 12
+
+
+def test_predict_from_a_torch_export_directory(tmp_path, tutorial_file, capsys):
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(model), "--epochs", "30",
+                 "--lr", "0.05", "--word-dropout", "0", "--quiet", *TINY]) == 0
+    assert main(["export", str(model), "--output", str(tmp_path / "pt2"), "--format", "torch-export",
+                 "--max-length", "4"]) == 0
+    short = tmp_path / "short.txt"
+    short.write_text("The dog ate\n\nEverybody read that book\n")  # the blank line is skipped
+    outputs = []
+    for source in (model, tmp_path / "pt2"):
+        capsys.readouterr()
+        assert main(["predict", str(source), "--input", str(short)]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 3 + 1 + 4 + 1
+
+    long = tmp_path / "long.txt"
+    long.write_text("The dog ate\nThe dog ate the apple\n")
+    assert main(["predict", str(tmp_path / "pt2"), "--input", str(long)]) == 1
+    err = capsys.readouterr().err
+    assert f"{long}:2: 5 tokens, more than the 4" in err and "Traceback" not in err
