@@ -130,7 +130,8 @@ class TrainConfig(_JsonConfig):
         0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N"
     )
     keep: int = _f(
-        0, "keep this many older numbered checkpoints besides checkpoints/last.pt and best.pt", metavar="N"
+        0, "also keep the N newest checkpoints as numbered files beside checkpoints/last.pt and best.pt",
+        metavar="N",
     )
     word_dropout: float = _f(
         0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)"

@@ -10,7 +10,7 @@ A page asks for generated text with a marker line, replaced when the site is bui
 
 So neither the option list nor the CLI text is kept by hand in a second place. The hook also
 writes the stylesheet (Pygments colours, as code is highlighted at build time and nothing is
-fetched by the browser; a few layout fixes), and stands in a "not written yet" page for pages in the nav that other work adds.
+fetched by the browser; a few layout fixes).
 
 tests/test_docs.py imports this file to check the generated tables against the parser.
 """
