@@ -39,7 +39,7 @@ VARIANTS = {
 }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", choices=FILES, default="ewt")
     parser.add_argument("--tag-column", default="upos", help="CoNLL-U column for EWT (upos or xpos)")
@@ -49,7 +49,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's maximum epochs")
     parser.add_argument("--precision", default=None, help="fp32 or bf16 (if the trainer supports it)")
     parser.add_argument("--log", help="append the JSON lines to this file too")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     train_f, dev_f, test_f = (CORPORA / f for f in FILES[args.corpus])
     if not train_f.exists():

@@ -30,7 +30,7 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "ud_english_ewt" / "en_ewt
 FORMATS = ("eager", "torchscript", "torch-export")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"CoNLL-U or CoNLL file (default: {DEFAULT_CORPUS})")
     p.add_argument("--model", type=Path, help="model directory (default: random default-architecture tagger)")
@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=0,
                    help="torch.export: the longest bucket (default: the longest sentence)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    return p.parse_args(argv)
+    return p
 
 
 def timed(fn, repeats: int, warmup: int) -> tuple[float, object]:
@@ -59,7 +59,7 @@ def timed(fn, repeats: int, warmup: int) -> tuple[float, object]:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     corpus = seqtag.read_corpus(args.corpus)

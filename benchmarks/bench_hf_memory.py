@@ -181,7 +181,7 @@ def model_rate(tagger: Tagger, batches: list, warmup: int) -> tuple[float, float
 # -- main ------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sentences", type=int, default=2_000_000, help="corpus size (default: 2,000,000)")
     parser.add_argument("--avg-length", type=float, default=20.0, help="mean tokens per sentence (default: 20)")
@@ -195,7 +195,11 @@ def main(argv: list[str] | None = None) -> dict:
                         "folder, removed at the end)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="also print the report as one JSON line")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     datasets.disable_progress_bars()

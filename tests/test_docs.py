@@ -2,7 +2,9 @@
 
 - Every ``>>>`` example in seqtag's docstrings runs (``doctest``), one test per docstring.
 - Every ``seqtag ...`` command line in a ```bash block of docs/ and the README parses with
-  ``build_parser()``; every ```python block compiles; the tutorial page runs top to bottom.
+  ``build_parser()``, every ``python benchmarks/X.py ...`` line with that script's
+  ``build_parser()``; every ```python block compiles; the tutorial page runs top to bottom
+  (the quickstart and the README examples run in test_docs_walkthrough.py).
 - The generated reference pages (docs/_gen/reference.py) cover every configuration field
   with a flag the parser accepts, and every subcommand.
 
@@ -77,9 +79,9 @@ def _blocks(path: Path, language: str) -> list[str]:
     return [body for lang, body in FENCE.findall(path.read_text(encoding="utf-8")) if lang == language]
 
 
-def _seqtag_commands(script: str) -> list[list[str]]:
-    """The argument lists of the ``seqtag ...`` (or ``python -m seqtag ...``) commands in a bash
-    script, split at pipes, ``&&``, ``||`` and ``;``; comments and other commands are skipped."""
+def _commands(script: str) -> list[list[str]]:
+    """The commands of a bash script as argument lists, split at pipes, ``&&``, ``||`` and
+    ``;``; comments are dropped and continuation lines joined."""
     commands = []
     for line in script.replace("\\\n", " ").splitlines():
         lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
@@ -87,14 +89,23 @@ def _seqtag_commands(script: str) -> list[list[str]]:
         command: list[str] = []
         for token in [*lexer, ";"]:
             if token in ("|", "||", "&&", ";", "&"):
-                if command and command[0] == "seqtag":
-                    commands.append(command[1:])
-                elif "-m" in command and command[command.index("-m") + 1 :][:1] == ["seqtag"]:
-                    commands.append(command[command.index("-m") + 2 :])
+                if command:
+                    commands.append(command)
                 command = []
             else:
                 command.append(token)
     return commands
+
+
+def _seqtag_commands(script: str) -> list[list[str]]:
+    """The argument lists of the ``seqtag ...`` (or ``... -m seqtag ...``) commands in a bash script."""
+    found = []
+    for command in _commands(script):
+        if command[0] == "seqtag":
+            found.append(command[1:])
+        elif "-m" in command and command[command.index("-m") + 1 :][:1] == ["seqtag"]:
+            found.append(command[command.index("-m") + 2 :])
+    return found
 
 
 def _command_params() -> list:
@@ -135,6 +146,31 @@ def test_commands_in_the_docs_parse(argv, capsys):
         build_parser().parse_args(argv)
     except SystemExit as e:  # argparse exits on a bad command line (and after --help)
         pytest.fail(f"seqtag {' '.join(argv)}: exit {e.code}\n{capsys.readouterr().err}")
+
+
+def _benchmark_script_params() -> list:
+    params = []
+    for path in [*PAGES, ROOT / "README.md"]:
+        for block in _blocks(path, "bash"):
+            for command in _commands(block):
+                if command[0] == "python" and command[1:2] and command[1].startswith("benchmarks/"):
+                    name = f"{path.relative_to(ROOT)}: {' '.join(command)}"
+                    params.append(pytest.param(command[1], command[2:], id=name[:120]))
+    return params
+
+
+@pytest.mark.parametrize(("script", "argv"), _benchmark_script_params())
+def test_benchmark_commands_in_the_docs_parse(script, argv, capsys):
+    """``python benchmarks/X.py ...`` lines name a script that exists, with options its parser takes."""
+    path = ROOT / script
+    assert path.is_file(), f"{script} does not exist"
+    spec = importlib.util.spec_from_file_location(f"seqtag_benchmark_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.build_parser().parse_args(argv)
+    except SystemExit as e:
+        pytest.fail(f"{script} {' '.join(argv)}: exit {e.code}\n{capsys.readouterr().err}")
 
 
 @pytest.mark.parametrize("path", [*PAGES, ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT)))

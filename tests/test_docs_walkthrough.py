@@ -1,7 +1,8 @@
 """The walk-throughs in the docs run as a reader pastes them.
 
-The quickstart (docs/quickstart.md) and the README's examples are run here block by block, in a
-fresh directory, with nothing changed but the data: the ``curl`` the quickstart uses to fetch
+The quickstart (docs/quickstart.md), the README's examples and the command-line version of the
+tutorial (docs/tutorial.md) are run here block by block, in a fresh directory, with nothing
+changed but the data: the ``curl`` the quickstart uses to fetch
 UD English-EWT is replaced (first on PATH) by a stand-in that checks the URL names a file of the
 treebank's GitHub repository at a release tag and writes the first sentences of that file from
 the local corpora folder instead, so that every command runs in seconds and without a network.
@@ -141,3 +142,13 @@ def test_readme_examples_run(ewt_dir, tmp_path, monkeypatch, capsys):
     report = json.loads(out.splitlines()[0])
     assert report["sentences"] == 50 and 0.0 < report["accuracy"] <= 1.0
     assert [line.split("\t")[0] for line in out.strip().splitlines()[1:]] == "The dog ate the apple .".split()
+
+
+def test_tutorial_command_line_runs(tmp_path):
+    """docs/tutorial.md's command-line version of the tutorial tags the sentence as the tutorial does."""
+    (block,) = _blocks(DOCS / "tutorial.md", "bash")
+    resources = tmp_path / "seqtag" / "resources"  # the block runs from the repository root
+    resources.mkdir(parents=True)
+    shutil.copy(ROOT / "seqtag" / "resources" / "tutorial.conll", resources)
+    out = _shell(block, tmp_path).stdout
+    assert [line.split("\t")[1] for line in out.strip().splitlines()] == ["DET", "NN", "V", "DET", "NN"]
