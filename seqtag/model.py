@@ -36,9 +36,10 @@ def lengths_to_mask(lengths: Tensor, max_len: int, device: torch.device) -> Tens
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout. On the CPU the keep-mask comes from 7 random bytes per int64 draw, with
-    ``p`` rounded to a multiple of 1/256: several times faster than ``F.dropout``, whose
-    per-element Bernoulli draws cost more than the LSTM's input product at these sizes."""
+    """Inverted dropout of a tensor of any shape; returns the same shape. On the CPU the
+    keep-mask comes from 7 random bytes per int64 draw, with ``p`` rounded to a multiple of
+    1/256: several times faster than ``F.dropout``, whose per-element Bernoulli draws cost more
+    than the LSTM's input product at these sizes."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -97,6 +98,8 @@ class CharCNN(nn.Module):
         return x.masked_fill(torch.isinf(x), 0.0)
 
     def forward(self, chars: Tensor) -> Tensor:
+        """``(batch, seq_len, word_len)`` character ids (0 = padding) to ``(batch, seq_len, filters)``
+        word vectors (zeros for padding words)."""
         b, t, w = chars.shape
         if w == 0:
             return torch.zeros((b, t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)

@@ -70,7 +70,7 @@ def read_vectors(path: str | os.PathLike, max_words: int | None = None) -> tuple
 
 @torch.no_grad()
 def init_embedding(weight: torch.Tensor, vocab: Vocab, words: list[str], matrix: np.ndarray) -> int:
-    """Copy vectors into the rows of ``weight`` ``(len(vocab), dim)`` for the vocabulary's words:
+    """Copy vectors into the rows of ``weight`` (shape ``(len(vocab), dim)``) for the vocabulary's words:
     an exact match first, else the vector of the word's lowercase form. Returns how many rows
     were set; other rows keep their random initialisation."""
     if weight.shape[1] != matrix.shape[1]:

@@ -19,6 +19,7 @@ import doctest
 import html
 import importlib
 import importlib.util
+import inspect
 import io
 import pkgutil
 import re
@@ -70,6 +71,37 @@ def test_docstring_examples_run(test):
     report = io.StringIO()
     result = runner.run(test, out=report.write)
     assert result.failed == 0, report.getvalue()
+
+
+def _tensor_callables() -> list:
+    """Public functions and methods of seqtag whose signature takes or returns a Tensor."""
+    params, seen = [], set()
+    for name in ["seqtag"] + [f"seqtag.{m.name}" for m in pkgutil.iter_modules(seqtag.__path__) if m.name != "__main__"]:
+        module = importlib.import_module(name)
+        for attr, obj in vars(module).items():
+            if attr.startswith("_") or getattr(obj, "__module__", None) != name:
+                continue
+            members = [(attr, obj, None)]
+            if inspect.isclass(obj):
+                members += [(f"{attr}.{k}", v, obj) for k, v in vars(obj).items()
+                            if callable(v) and (not k.startswith("_") or k in ("__init__", "__call__"))]
+            for qualname, member, owner in members:
+                try:
+                    signature = str(inspect.signature(member))
+                except (TypeError, ValueError):
+                    continue
+                if "Tensor" in signature and id(member) not in seen:
+                    seen.add(id(member))
+                    params.append(pytest.param(member, owner, id=f"{name}.{qualname}"))
+    return params
+
+
+@pytest.mark.parametrize(("member", "owner"), _tensor_callables())
+def test_public_tensor_docstrings_give_shapes(member, owner):
+    """Every public callable that takes or returns tensors states their shapes in its docstring
+    (or, for methods, in its class's docstring)."""
+    text = (inspect.getdoc(member) or "") + (inspect.getdoc(owner) or "" if owner else "")
+    assert re.search(r"\((batch|B|b|N|seq_len|num_tags|n)\b[^)]*\)|shape", text), text[:300]
 
 
 # -- code blocks of the pages ---------------------------------------------------------------
