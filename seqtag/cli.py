@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .bench import baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
-from .checkpoint import checkpoint_dir, find_checkpoint, read_checkpoint
+from .checkpoint import find_checkpoint, read_checkpoint
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence, read_corpus
 from .device import PRECISIONS, resolve_device
@@ -32,9 +32,9 @@ from .export import (
     to_torchscript,
 )
 from .fileio import atomic_write_text
-from .model import CONFIG_FILE, Tagger
+from .model import Tagger
 from .plot import plot_learning_curve
-from .train import TrainingInterrupted, evaluate, train
+from .train import TrainingInterrupted, check_output_dir, evaluate, train
 from .tutorial import demo
 from .vectors import read_vectors
 from .vocab import Vocabularies
@@ -67,10 +67,10 @@ def _config_from_args(cls: type, args: argparse.Namespace, base=None):
         raise SeqtagError(str(e)) from None
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, tag_default: str = "upos / last") -> None:
     parser.add_argument("--format", choices=("conll", "conllu"), help="file format (default: from the suffix)")
     parser.add_argument(
-        "--tag-column", help="tag column: a CoNLL-U name (upos, xpos, ...) or a column index (default: upos / last)"
+        "--tag-column", help=f"tag column: a CoNLL-U name (upos, xpos, ...) or a column index (default: {tag_default})"
     )
     parser.add_argument("--token-column", type=int, default=0, help="token column index of a CoNLL file (default: 0)")
 
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
-    _add_data_options(p)
+    _add_data_options(p, tag_default="the one the model was trained on with seqtag train, else upos / last")
     _add_hf_options(p, {"--split": (None, "split to score (default: test, or the only split)")})
 
     p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out) or torch.export")
@@ -227,11 +227,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     model_config = _config_from_args(TaggerConfig, args)
     train_config = _config_from_args(TrainConfig, args)
     out = Path(args.output_dir)
-    if ((out / CONFIG_FILE).exists() or (checkpoint_dir(out) / "last.pt").exists()) and not args.overwrite:
-        raise SeqtagError(
-            f"{out} already holds a model; pass --overwrite to replace it, --resume {out} to continue "
-            f"its training, or choose another --output-dir"
-        )
+    check_output_dir(out, args.overwrite)  # before reading the data; train() checks again
     if args.hf_dataset:
         train_data, dev_data = _hf_data(args, model_config, train_config)
     else:
@@ -241,7 +237,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if is_main_process():  # under torchrun, rank 0 writes
         atomic_write_text(out / DATA_FILE, json.dumps(_data_settings(args), indent=2) + "\n")
     train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet,
-          dist_backend=args.dist_backend)  # fmt: skip
+          dist_backend=args.dist_backend, overwrite=args.overwrite)  # fmt: skip
     if is_main_process():
         print(f"model saved in {out}", file=sys.stderr)
 
@@ -283,6 +279,14 @@ def _resume_training(args: argparse.Namespace) -> None:
         print(f"model saved in {out}", file=sys.stderr)
 
 
+def _trained_tag_column(model: Path) -> str | None:
+    """The ``--tag-column`` the model directory's run was started with (its data.json), if any."""
+    try:
+        return json.loads((model / DATA_FILE).read_text(encoding="utf-8")).get("tag_column")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if bool(args.data) == bool(args.hf_dataset):
         raise SeqtagError("evaluate takes --data FILE or --hf-dataset NAME_OR_PATH (one of them)")
@@ -294,6 +298,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         split = args.split or ("test" if "test" in splits else None)
         data = hf.sentences(hf.pick_split(splits, split, args.hf_dataset), **_hf_columns(args))
     else:
+        if args.tag_column is None:
+            args.tag_column = _trained_tag_column(Path(args.model))
         data = _read(args.data, args)
     result = evaluate(tagger, data, batch_size=args.batch_size, unknown_tags=args.unknown_tags)
     if result.get("unknown_tags"):

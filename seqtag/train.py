@@ -384,6 +384,16 @@ def _check_data(saved: dict, key: str, sentences: Sequence | None, what: str) ->
         )
 
 
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse to start a new run in a directory that holds a model or a run, unless ``overwrite``."""
+    out = Path(output_dir)
+    if not overwrite and ((out / CONFIG_FILE).exists() or (checkpoint_dir(out) / LAST).exists()):
+        raise SeqtagError(
+            f"{out} already holds a model: replace it (--overwrite; overwrite=True in Python), continue "
+            f"its training (--resume {out}; resume=True), or choose another output directory"
+        )
+
+
 def _clear_output_dir(out: Path) -> None:
     """A new run owns its output directory: remove what an earlier run left there."""
     remove_checkpoints(out)
@@ -494,6 +504,7 @@ def train(
     quiet: bool = False,
     resume: bool | str | os.PathLike = False,
     dist_backend: str | None = None,
+    overwrite: bool = False,
 ) -> Tagger:
     """Train a tagger on ``train_data`` (a list of :class:`~seqtag.corpus.Sentence`).
 
@@ -515,7 +526,8 @@ def train(
         train_config: optimizer, batch size, epochs, ... (default :class:`TrainConfig`).
         output_dir: where to keep the best model, ``metrics.jsonl``, ``learning_curve.png`` and
             ``checkpoints/`` (optional; without it nothing is saved and nothing can be resumed).
-            A new run first removes what an earlier run left there.
+            A directory that already holds a model or a run is refused unless ``overwrite``
+            (or ``resume``).
         quiet: no progress bar or log lines.
         resume: continue the run saved in ``output_dir`` from ``checkpoints/last.pt`` (``True``)
             or from the checkpoint file given. The model configuration, vocabularies and
@@ -525,6 +537,8 @@ def train(
             and ``dev`` must be the data the run started with.
         dist_backend: the ``torch.distributed`` backend when ``train`` starts the process group:
             ``"nccl"``, ``"gloo"`` or None (``nccl`` on CUDA, else ``gloo``).
+        overwrite: start a new run in an ``output_dir`` that holds an earlier model or run,
+            removing its model files, checkpoints, metrics and plot first.
 
     Returns:
         The trained tagger (the best epoch's weights), in eval mode, on the training device.
@@ -565,6 +579,8 @@ def train(
         _check_data(saved, "train", train_data, "training")
         _check_data(saved, "dev", dev, "dev")
     else:
+        if out is not None:
+            check_output_dir(out, overwrite)
         config = config or TaggerConfig()
         tc = train_config or TrainConfig()
     world = distributed.setup(tc.device, dist_backend)
@@ -659,7 +675,9 @@ def _train(
         elif best_is_current:
             best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
         _restore_rng(saved, world, source, quiet)
-        _log(f"resuming {out} from {source.name}: epoch {progress.epoch + 1}, step {progress.step}", quiet)
+        where = (f"in epoch {progress.epoch + 1} after {progress.batch} batches" if progress.batch
+                 else f"after epoch {progress.epoch}")
+        _log(f"resuming {out} from {source.name}: {where}, step {progress.step}", quiet)
     # The loss inside the module that DDP wraps; DDP broadcasts rank 0's weights here (the ranks
     # hold the same ones already) and averages the gradients over the ranks in backward().
     model: nn.Module = _LossModule(tagger)

@@ -144,3 +144,23 @@ def test_predict_from_a_torch_export_directory(tmp_path, tutorial_file, capsys):
     assert main(["predict", str(tmp_path / "pt2"), "--input", str(long)]) == 1
     err = capsys.readouterr().err
     assert f"{long}:2: 5 tokens, more than the 4" in err and "Traceback" not in err
+
+
+def test_evaluate_defaults_to_the_tag_column_the_model_was_trained_on(tmp_path, capsys):
+    from seqtag import write_conllu
+
+    from .helpers import random_sentences
+
+    data = tmp_path / "xpos.conllu"
+    write_conllu(random_sentences(20, seed=3), data, column="xpos")  # the upos column holds "_"
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(data), "--tag-column", "xpos", "--output-dir", str(model),
+                 "--epochs", "1", "--quiet", *TINY]) == 0
+    reports = []
+    for flags in ([], ["--tag-column", "xpos"]):
+        capsys.readouterr()
+        assert main(["evaluate", str(model), "--data", str(data), "--json", *flags]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0] == reports[1] and reports[0]["tokens"] > 0
+    assert main(["evaluate", str(model), "--data", str(data), "--tag-column", "upos"]) == 1
+    assert "not trained with: _" in capsys.readouterr().err

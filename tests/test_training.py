@@ -467,8 +467,21 @@ def test_output_dir_with_a_model_needs_overwrite(tmp_path, capsys):
     assert main([*base, "--epochs", "2", "--keep", "5"]) == 0
     assert main([*base, "--epochs", "1"]) == 1
     err = capsys.readouterr().err
-    assert "already holds a model; pass --overwrite" in err and f"--resume {out}" in err
+    assert "already holds a model: replace it (--overwrite" in err and f"--resume {out}" in err
     assert len(rows(out)) == 2
     assert main([*base, "--epochs", "1", "--overwrite"]) == 0
     assert len(rows(out)) == 1
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_python_train_refuses_an_output_dir_with_a_model(tmp_path):
+    """As on the command line: an earlier run is replaced only when asked (overwrite=True)."""
+    out = tmp_path / "run"
+    data = random_sentences(16, seed=12)
+    seqtag.train(data, config=TINY, train_config=FAST.replace(epochs=2), output_dir=out, quiet=True)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(seqtag.SeqtagError, match="already holds a model.*overwrite=True"):
+        seqtag.train(data, config=TINY, train_config=FAST.replace(epochs=1), output_dir=out, quiet=True)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+    seqtag.train(data, config=TINY, train_config=FAST.replace(epochs=1), output_dir=out, quiet=True, overwrite=True)
+    assert len(rows(out)) == 1
