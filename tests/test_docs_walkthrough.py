@@ -88,7 +88,10 @@ def test_quickstart_runs_as_written(ewt_dir, tmp_path, monkeypatch, capsys):
     assert [re.fullmatch(EWT_URL, url)[1] for url in fetched] == ["train", "dev", "test"]
     assert head.startswith("# newdoc id") and len(head.splitlines()) == 12
 
-    _shell(train, work)
+    log = _shell(train, work).stderr.replace("\r", "\n")
+    (sample,) = _blocks(DOCS / "quickstart.md", "text")  # the epoch line the page shows
+    shape = re.sub(r"\d[\d,.]*", r"\\d[\\d,.]*", re.escape(sample.strip())).replace(r"\ \*", r"( \*)?")
+    assert re.search(f"^{shape}$", log, re.MULTILINE), f"no line like {sample!r} in\n{log[-2000:]}"
     model = work / "runs" / "ewt"
     for name in ("config.json", "vocab.json", "weights.pt", "metrics.jsonl", "checkpoints/last.pt"):
         assert (model / name).is_file(), name
