@@ -18,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from .test_docs import DOCS, ROOT, _blocks
@@ -51,7 +52,10 @@ def _conllu_slice(src: Path, dst: Path, n: int) -> None:
 def _shell(script: str, cwd: Path, bin_dir: Path | None = None) -> subprocess.CompletedProcess:
     """Run a bash block as a reader would, stopping at the first failing command."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    path = [str(Path(sys.executable).parent), env.get("PATH", "")]
+    # where pip puts the seqtag script: beside this Python, or in the user scheme's scripts folder
+    scripts = [str(Path(sys.executable).parent), sysconfig.get_path("scripts"),
+               sysconfig.get_path("scripts", f"{os.name}_user")]
+    path = [*scripts, env.get("PATH", "")]
     env["PATH"] = os.pathsep.join(([str(bin_dir)] if bin_dir else []) + path)
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
