@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from seqtag import TaggerConfig, hf
+from seqtag.bench import train_step
 from seqtag.data import make_loader
 from seqtag.model import Tagger
 
@@ -164,12 +165,7 @@ def model_rate(tagger: Tagger, batches: list, warmup: int) -> tuple[float, float
     torch.set_flush_denormal(True)
     for i, batch in enumerate(batches):
         start = time.perf_counter()
-        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
-        loss = tagger.loss(emissions, batch.tags, batch.lengths)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tagger.parameters(), 5.0)
-        optimizer.step()
+        train_step(tagger, optimizer, batch)
         if i >= warmup:
             times.append(time.perf_counter() - start)
             tokens.append(batch.num_tokens)

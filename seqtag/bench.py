@@ -93,6 +93,18 @@ class BenchResult:
         return dict(self.__dict__)
 
 
+def train_step(tagger: Tagger, optimizer: torch.optim.Optimizer, batch, precision: str = "fp32") -> None:
+    """The step that benchmarks time: forward (under ``precision``'s autocast), loss, backward,
+    gradient clipping at 5 and an optimizer step, on a batch already on the tagger's device."""
+    with autocast(batch.words.device, precision):
+        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
+    loss = tagger.loss(emissions, batch.tags, batch.lengths)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(tagger.parameters(), 5.0)
+    optimizer.step()
+
+
 def _median_rates(segments: list[tuple[float, int, int]]) -> tuple[float, float]:
     """Median tokens/s and sentences/s over ``(seconds, tokens, sentences)`` segments."""
     return (
@@ -154,13 +166,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
         tokens = sents = 0
         for _ in range(n):
             batch = next(batches).to(dev, non_blocking=True)
-            with autocast(dev, precision):
-                emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
-            loss = tagger.loss(emissions, batch.tags, batch.lengths)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(tagger.parameters(), 5.0)
-            optimizer.step()
+            train_step(tagger, optimizer, batch, precision)
             tokens += int(batch.lengths.sum())
             sents += len(batch.lengths)
         _sync(dev)
