@@ -222,7 +222,6 @@ def _sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 def _lstm_gflops(tagger: Tagger, loader, dev, precision: str, steps: int) -> float:
     """Achieved GFLOP/s of the recurrent layer alone (forward + backward, ~3x forward FLOPs) on
     training-shaped inputs, counting real tokens only."""
-    rnn = tagger._lstm_packed if tagger.packed else tagger._lstm_padded
     input_dim = tagger.lstm.input_size
     batches = [b for _, b in zip(range(steps + 2), loader)]
     times, flops = [], []
@@ -231,7 +230,7 @@ def _lstm_gflops(tagger: Tagger, loader, dev, precision: str, steps: int) -> flo
         _sync(dev)
         start = time.perf_counter()
         with autocast(dev, precision):
-            out = rnn(x, b.lengths)
+            out = tagger.recurrent(x, b.lengths)
         out.float().sum().backward()
         _sync(dev)
         if i >= 2:

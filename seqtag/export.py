@@ -38,7 +38,7 @@ from .config import TaggerConfig
 from .data import collate, encode_tokens
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .model import Tagger, lengths_to_mask
+from .model import CRFHead, Tagger, lengths_to_mask
 from .vocab import Vocabularies
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
@@ -113,6 +113,7 @@ class ScriptedTagger(nn.Module):
             raise ValueError(f"expected batch_size >= 1, got {batch_size}")
         vocabs, config = tagger.vocabs, tagger.config
         self.tagger = copy.deepcopy(tagger).cpu().eval().requires_grad_(False)
+        self.tagger.set_rnn_mode(torch.device("cpu"))
         self.tags = list(vocabs.tags.itos)
         self.word_ids = dict(vocabs.words.stoi)
         self.char_ids = dict(vocabs.chars.stoi)
@@ -229,11 +230,6 @@ class ScriptedTagger(nn.Module):
     def _decode(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
         """``Tagger.forward`` then ``Tagger.decode`` on the model's device; ``(B, T)`` ids on the CPU."""
         device = self.tagger.output.weight.device
-        # rnn_mode "auto" means packed (cuDNN) on CUDA, padded elsewhere: same scores either way
-        if self.rnn_mode == "auto":
-            self.tagger.packed = device.type == "cuda"
-        else:
-            self.tagger.packed = self.rnn_mode == "packed"
         with torch.no_grad():
             emissions = self.tagger(words.to(device), cases.to(device), chars.to(device), lengths)
             paths = self.tagger.decode(emissions, lengths)
@@ -427,7 +423,7 @@ def _viterbi(tagger: Tagger, emissions: Tensor, mask: Tensor) -> Tensor:
     """``Tagger.decode``'s Viterbi, written for ``torch.export``: the same operations and ties as
     :meth:`CRF._viterbi <seqtag.crf.CRF._viterbi>` without the data-dependent input checks, and
     fewer graph nodes per step (the loop is unrolled over the bucket's length)."""
-    crf = tagger.crf
+    crf = tagger.head.crf
     emissions = crf._prepare(emissions, mask)
     start, trans, end = crf._masked_params(emissions.dtype)
     steps = emissions.unbind(1)  # seq_len tensors of shape (B, K)
@@ -457,9 +453,8 @@ class TagIds(nn.Module):
     def __init__(self, tagger: Tagger, word_length: int) -> None:
         super().__init__()
         self.tagger = copy.deepcopy(tagger).cpu().eval().requires_grad_(False)
-        # pack_padded_sequence has data-dependent shapes; the padded path gives the same scores
-        self.tagger.packed = False
-        if hasattr(self.tagger.char_cnn, "group_limits"):
+        self.tagger.set_rnn_mode(torch.device("cpu"), exporting=True)
+        if self.tagger.char_cnn is not None:
             # One convolution over the batch's word width: CharCNN's grouping of words by length
             # on the CPU branches on data (index.numel() > 0), which torch.export cannot trace.
             # Same result up to float rounding.
@@ -468,7 +463,7 @@ class TagIds(nn.Module):
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
         emissions = self.tagger(words, cases, chars, lengths)
         mask = lengths_to_mask(lengths, emissions.size(1), emissions.device)
-        if self.tagger.use_crf:
+        if isinstance(self.tagger.head, CRFHead):
             return _viterbi(self.tagger, emissions, mask)
         return emissions.argmax(dim=2).masked_fill(~mask, 0)
 

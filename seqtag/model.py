@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import __version__
 from .config import TaggerConfig, TrainConfig
@@ -119,12 +119,166 @@ class CharCNN(nn.Module):
         return out.reshape(b, t, self.filters)
 
 
+class PackedLSTM(nn.Module):
+    """The LSTM over ``pack_padded_sequence``: cuDNN's native input on CUDA.
+
+    Holds no weights: :meth:`forward` takes the ``nn.LSTM``'s flat weights, so the two paths
+    (this one and :class:`PaddedLSTM`) share one set of parameters under the usual
+    ``lstm.weight_ih_l0``... names.
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        self.hidden_size = lstm.hidden_size
+        self.num_layers = lstm.num_layers
+        self.bidirectional = lstm.bidirectional
+        self.dropout = float(lstm.dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor, weights: list[Tensor]) -> Tensor:
+        """``(batch, seq_len, input_dim)`` ► ``(batch, seq_len, hidden * directions)``, zeros at
+        padding; ``lengths`` ``(batch,)`` int64 on the CPU, each >= 1; ``weights`` is
+        ``lstm._flat_weights``."""
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        directions = 2 if self.bidirectional else 1
+        h0 = x.new_zeros((self.num_layers * directions, x.size(0), self.hidden_size))
+        # what nn.LSTM.forward runs for a PackedSequence and a zero initial state
+        out = torch.lstm(
+            packed.data, packed.batch_sizes, [h0, h0], weights, True, self.num_layers,
+            self.dropout, self.training, self.bidirectional,
+        )[0]
+        out_packed = PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        return pad_packed_sequence(out_packed, batch_first=True, total_length=x.size(1))[0]
+
+
+class PaddedLSTM(nn.Module):
+    """The LSTM over the padded batch, the backward direction over each sentence reversed within
+    its own length: the packed result at real positions (to float rounding), without the
+    slow per-step path PyTorch's CPU LSTM takes for a mixed-length ``PackedSequence``.
+
+    Holds no weights (see :class:`PackedLSTM`).
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        self.hidden_size = lstm.hidden_size
+        self.num_layers = lstm.num_layers
+        self.num_directions = 2 if lstm.bidirectional else 1
+        self.dropout = float(lstm.dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor, weights: list[Tensor]) -> Tensor:
+        """``(batch, seq_len, input_dim)`` ► ``(batch, seq_len, hidden * directions)`` (values at
+        padding are meaningless); ``lengths`` ``(batch,)``; ``weights`` is ``lstm._flat_weights``."""
+        # Padding comes after each sentence, so a forward LSTM over the padded batch gives the
+        # packed result at real positions; the backward direction runs over each sentence
+        # reversed within its own length.
+        h0 = x.new_zeros((1, x.size(0), self.hidden_size))
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = dropout(x, self.dropout, self.training)
+            k = 4 * self.num_directions * layer
+            fwd = torch.lstm(x, [h0, h0], weights[k : k + 4], True, 1, 0.0, self.training, False, True)[0]
+            if self.num_directions == 2:
+                xr = reverse_padded(x, lengths)
+                bwd = torch.lstm(xr, [h0, h0], weights[k + 4 : k + 8], True, 1, 0.0, self.training, False, True)[0]
+                x = torch.cat([fwd, reverse_padded(bwd, lengths)], dim=2)
+            else:
+                x = fwd
+        return x
+
+
+def resolve_rnn_mode(mode: str, device: torch.device, exporting: bool = False) -> str:
+    """The LSTM path for ``rnn_mode`` (``auto``, ``packed`` or ``padded``) on ``device``:
+    ``auto`` is packed on CUDA (cuDNN takes packed sequences natively) and padded elsewhere;
+    ``torch.export`` always gets the padded path (packing has data-dependent shapes).
+
+    >>> resolve_rnn_mode("auto", torch.device("cpu")), resolve_rnn_mode("packed", torch.device("cpu"), True)
+    ('padded', 'padded')
+    """
+    if exporting or mode == "padded":
+        return "padded"
+    if mode == "packed" or (mode == "auto" and device.type == "cuda"):
+        return "packed"
+    return "padded"
+
+
+def _zero_transition_crf(num_tags: int) -> CRF:
+    """A CRF with all start, transition and end scores 0 and nothing saved in a state dict.
+
+    Over log-softmax emissions its sequence scores are the softmax model's log-probabilities,
+    so its k-best search is the exact n-best of a softmax head.
+    """
+    crf = CRF(num_tags)
+    for name in ("start_transitions", "end_transitions", "transitions"):
+        zeros = torch.zeros_like(getattr(crf, name))
+        delattr(crf, name)
+        crf.register_buffer(name, zeros, persistent=False)
+    for name in ("start_mask", "transition_mask", "end_mask"):
+        crf.register_buffer(name, getattr(crf, name), persistent=False)
+    return crf
+
+
+class SoftmaxHead(nn.Module):
+    """Independent per-token softmax over the emissions.
+
+    Every method takes ``emissions`` ``(batch, seq_len, num_tags)`` and a ``(batch, seq_len)``
+    bool prefix ``mask`` (each row at least one True).
+    """
+
+    def __init__(self, num_tags: int) -> None:
+        super().__init__()
+        self.num_tags = num_tags
+        self.chain = _zero_transition_crf(num_tags)
+
+    @torch.jit.export
+    def loss(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        """Cross-entropy, mean over real tokens (float32 scalar); ``tags`` ``(batch, seq_len)``."""
+        return F.cross_entropy(emissions.float().flatten(0, 1), tags.masked_fill(~mask, -100).flatten())
+
+    @torch.jit.export
+    def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Argmax tag ids ``(batch, seq_len)`` int64, 0 at padding."""
+        return emissions.argmax(dim=2).masked_fill(~mask, 0)
+
+
+class CRFHead(nn.Module):
+    """A linear-chain CRF over the emissions (:class:`~seqtag.crf.CRF`, attribute ``crf``).
+
+    Every method takes ``emissions`` ``(batch, seq_len, num_tags)`` and a ``(batch, seq_len)``
+    bool prefix ``mask`` (each row at least one True).
+    """
+
+    def __init__(self, num_tags: int) -> None:
+        super().__init__()
+        self.num_tags = num_tags
+        self.crf = CRF(num_tags)
+
+    @torch.jit.export
+    def loss(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        """Negative log-likelihood, summed over sentences and divided by the real tokens
+        (float32 scalar); ``tags`` ``(batch, seq_len)``."""
+        return self.crf(emissions, tags, mask).sum() / mask.sum()
+
+    @torch.jit.export
+    def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Viterbi tag ids ``(batch, seq_len)`` int64, 0 at padding (constraints respected)."""
+        return self.crf.decode(emissions, mask)[0]
+
+
 class Tagger(nn.Module):
     """A BiLSTM(-CRF) sequence tagger with its vocabularies.
 
     Args:
         config: the architecture.
         vocabs: word, character and tag vocabularies (see :class:`~seqtag.vocab.Vocabularies`).
+
+    Attributes:
+        word_embedding: ``nn.Embedding`` of the words.
+        case_embedding: ``nn.Embedding`` of the case feature, or None (``case_embedding_dim = 0``).
+        char_cnn: :class:`CharCNN`, or None (``char_filters = 0``).
+        lstm: the ``nn.LSTM`` holding the recurrent weights.
+        rnn: how the LSTM runs, :class:`PackedLSTM` or :class:`PaddedLSTM` (:meth:`set_rnn_mode`).
+        output: ``nn.Linear`` to tag scores.
+        head: :class:`CRFHead` (``config.crf``) or :class:`SoftmaxHead`.
 
     Example:
         >>> import seqtag
@@ -142,15 +296,15 @@ class Tagger(nn.Module):
         self.num_tags = len(vocabs.tags)
         self.word_embedding = nn.Embedding(len(vocabs.words), config.embedding_dim, padding_idx=0)
         input_dim = config.embedding_dim
-        self.use_case = config.case_embedding_dim > 0
-        self.case_embedding = nn.Embedding(4, max(config.case_embedding_dim, 1), padding_idx=0)
-        if self.use_case:
+        self.case_embedding = None
+        if config.case_embedding_dim > 0:
+            self.case_embedding = nn.Embedding(4, config.case_embedding_dim, padding_idx=0)
             input_dim += config.case_embedding_dim
-        self.use_chars = config.char_filters > 0
-        self.char_cnn = CharCNN(
-            len(vocabs.chars), config.char_embedding_dim, max(config.char_filters, 1), config.char_kernel_size
-        )
-        if self.use_chars:
+        self.char_cnn = None
+        if config.char_filters > 0:
+            self.char_cnn = CharCNN(
+                len(vocabs.chars), config.char_embedding_dim, config.char_filters, config.char_kernel_size
+            )
             input_dim += config.char_filters
         self.dropout_p = config.dropout
         self.lstm = nn.LSTM(
@@ -161,21 +315,17 @@ class Tagger(nn.Module):
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
-        self.num_directions = 2 if config.bidirectional else 1
-        self.num_layers = config.num_layers
-        self.output = nn.Linear(config.hidden_dim * self.num_directions, self.num_tags)
-        self.use_crf = config.crf
-        self.crf = CRF(self.num_tags)
+        self.rnn: nn.Module = PaddedLSTM(self.lstm)
+        self.set_rnn_mode(torch.device("cpu"))
+        directions = 2 if config.bidirectional else 1
+        self.output = nn.Linear(config.hidden_dim * directions, self.num_tags)
         self.tag_scheme = resolve_scheme(config.tag_scheme, vocabs.tags.itos)
-        if self.use_crf and config.constrain and self.tag_scheme != "none":
-            self.crf.set_constraints(*allowed_transitions(vocabs.tags.itos, self.tag_scheme))
-        self.packed = config.rnn_mode == "packed"
-        if not self.use_case:
-            self.case_embedding.requires_grad_(False)
-        if not self.use_chars:
-            self.char_cnn.requires_grad_(False)
-        if not self.use_crf:
-            self.crf.requires_grad_(False)
+        self.head: nn.Module = SoftmaxHead(self.num_tags)
+        if config.crf:
+            head = CRFHead(self.num_tags)
+            if config.constrain and self.tag_scheme != "none":
+                head.crf.set_constraints(*allowed_transitions(vocabs.tags.itos, self.tag_scheme))
+            self.head = head
 
     # -- tensor methods (TorchScript-compatible) ------------------------------------------
 
@@ -184,49 +334,28 @@ class Tagger(nn.Module):
 
         Args:
             words: ``(batch, seq_len)`` word ids.
-            cases: ``(batch, seq_len)`` case-feature ids.
-            chars: ``(batch, seq_len, word_len)`` character ids (``word_len`` may be 0).
+            cases: ``(batch, seq_len)`` case-feature ids (unused without a case embedding).
+            chars: ``(batch, seq_len, word_len)`` character ids (``word_len`` may be 0; unused
+                without a character CNN).
             lengths: ``(batch,)`` int64 lengths on the CPU, each >= 1.
 
         Returns:
             ``(batch, seq_len, num_tags)`` scores; values at padded positions are meaningless.
         """
         x = self.word_embedding(words)
-        if self.use_case:
+        if self.case_embedding is not None:
             x = torch.cat([x, self.case_embedding(cases)], dim=2)
-        if self.use_chars:
+        if self.char_cnn is not None:
             x = torch.cat([x, self.char_cnn(chars)], dim=2)
         x = dropout(x, self.dropout_p, self.training)
-        if self.packed:
-            x = self._lstm_packed(x, lengths)
-        else:
-            x = self._lstm_padded(x, lengths)
+        x = self.recurrent(x, lengths)
         return self.output(dropout(x, self.dropout_p, self.training))
 
-    def _lstm_packed(self, x: Tensor, lengths: Tensor) -> Tensor:
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
-
-    def _lstm_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
-        # Padding comes after each sentence, so a forward LSTM over the padded batch gives the
-        # packed result at real positions; the backward direction runs over each sentence
-        # reversed within its own length. Same weights as self.lstm, same result as packing.
-        weights = self.lstm._flat_weights
-        b = x.size(0)
-        h0 = x.new_zeros((1, b, self.lstm.hidden_size))
-        for layer in range(self.num_layers):
-            if layer > 0:
-                x = dropout(x, self.lstm.dropout, self.training)
-            k = 4 * self.num_directions * layer
-            fwd = torch.lstm(x, [h0, h0], weights[k : k + 4], True, 1, 0.0, self.training, False, True)[0]
-            if self.num_directions == 2:
-                xr = reverse_padded(x, lengths)
-                bwd = torch.lstm(xr, [h0, h0], weights[k + 4 : k + 8], True, 1, 0.0, self.training, False, True)[0]
-                x = torch.cat([fwd, reverse_padded(bwd, lengths)], dim=2)
-            else:
-                x = fwd
-        return x
+    @torch.jit.export
+    def recurrent(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The LSTM by the chosen path: ``(batch, seq_len, input_dim)`` ►
+        ``(batch, seq_len, hidden * directions)``; ``lengths`` ``(batch,)`` on the CPU."""
+        return self.rnn(x, lengths, self.lstm._flat_weights)
 
     @torch.jit.export
     def loss(self, emissions: Tensor, tags: Tensor, lengths: Tensor) -> Tensor:
@@ -240,18 +369,12 @@ class Tagger(nn.Module):
         Returns:
             A float32 scalar.
         """
-        mask = lengths_to_mask(lengths, emissions.size(1), emissions.device)
-        if self.use_crf:
-            return self.crf(emissions, tags, mask).sum() / mask.sum()
-        return F.cross_entropy(emissions.float().flatten(0, 1), tags.masked_fill(~mask, -100).flatten())
+        return self.head.loss(emissions, tags, lengths_to_mask(lengths, emissions.size(1), emissions.device))
 
     @torch.jit.export
     def decode(self, emissions: Tensor, lengths: Tensor) -> Tensor:
         """Best tag ids ``(batch, seq_len)``, 0 at padded positions (Viterbi with a CRF, else argmax)."""
-        mask = lengths_to_mask(lengths, emissions.size(1), emissions.device)
-        if self.use_crf:
-            return self.crf.decode(emissions, mask)[0]
-        return emissions.argmax(dim=2).masked_fill(~mask, 0)
+        return self.head.decode(emissions, lengths_to_mask(lengths, emissions.size(1), emissions.device))
 
     # -- strings in, strings out ---------------------------------------------------------
 
@@ -317,10 +440,10 @@ class Tagger(nn.Module):
         return result
 
     @torch.jit.unused
-    def set_rnn_mode(self, device: torch.device) -> None:
-        """Resolve ``rnn_mode="auto"`` for ``device``: packed on CUDA (cuDNN), padded elsewhere."""
-        mode = self.config.rnn_mode
-        self.packed = mode == "packed" or (mode == "auto" and device.type == "cuda")
+    def set_rnn_mode(self, device: torch.device, exporting: bool = False) -> None:
+        """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`resolve_rnn_mode`."""
+        path = resolve_rnn_mode(self.config.rnn_mode, device, exporting)
+        self.rnn = PackedLSTM(self.lstm) if path == "packed" else PaddedLSTM(self.lstm)
 
     # -- files ------------------------------------------------------------------------------
 

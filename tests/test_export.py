@@ -63,7 +63,7 @@ def _train(sentences, **config):
 def crf_tagger():
     """Characters + CRF with BIO constraints, trained so that predictions are not degenerate."""
     tagger = _train(_bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
-    assert not bool(tagger.crf.transition_mask.all()), "expected BIO constraints in the CRF"
+    assert not bool(tagger.head.crf.transition_mask.all()), "expected BIO constraints in the CRF"
     return tagger
 
 

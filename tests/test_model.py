@@ -5,12 +5,12 @@ import torch
 
 from seqtag import SeqtagError, Tagger, resolve_device
 from seqtag.data import collate, encode_tokens
-from seqtag.model import reverse_padded
+from seqtag.model import PackedLSTM, PaddedLSTM, reverse_padded
 
 from .helpers import random_sentences, small_tagger
 
 ARCHS = [
-    dict(bidirectional=False, num_layers=1, crf=False, char_filters=0),
+    dict(bidirectional=False, num_layers=1, crf=False, char_filters=0, case_embedding_dim=0),
     dict(bidirectional=True, num_layers=1, crf=False, char_filters=0),
     dict(bidirectional=False, num_layers=2, crf=False, char_filters=0),
     dict(bidirectional=True, num_layers=2, crf=True, char_filters=6),
@@ -50,8 +50,8 @@ def test_packed_and_padded_agree_in_scores_and_gradients(arch):
     tagger = small_tagger(sentences, **arch)
     batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
     results = []
-    for packed in (True, False):
-        tagger.packed = packed
+    for path in (PackedLSTM, PaddedLSTM):
+        tagger.rnn = path(tagger.lstm)
         tagger.zero_grad()
         emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
         tags = torch.randint(0, tagger.num_tags, batch.words.shape, generator=torch.Generator().manual_seed(1))
@@ -197,3 +197,37 @@ def test_config_refuses_a_value_outside_the_field_choices(cls, field):
 
     with pytest.raises(ValueError, match=f"expected {field} in"):
         getattr(seqtag, cls)(**{field: "nonsense"})
+
+
+@pytest.mark.parametrize("crf", [True, False])
+def test_disabled_parts_are_not_built_and_a_softmax_model_saves_no_crf(crf, tmp_path):
+    from seqtag.model import CRFHead, SoftmaxHead
+
+    tagger = small_tagger(random_sentences(6), crf=crf, char_filters=0, case_embedding_dim=0)
+    assert tagger.case_embedding is None and tagger.char_cnn is None
+    assert isinstance(tagger.head, CRFHead if crf else SoftmaxHead)
+    keys = set(tagger.state_dict())
+    assert any(k.startswith("lstm.weight_ih_l0") for k in keys)
+    assert not any(k.startswith(("case_embedding.", "char_cnn.")) for k in keys)
+    assert {k for k in keys if "crf" in k} == (
+        {f"head.crf.{n}" for n in ("start_transitions", "end_transitions", "transitions",
+                                   "start_mask", "transition_mask", "end_mask")} if crf else set()
+    )
+    tagger.save(tmp_path)
+    assert Tagger.load(tmp_path).state_dict().keys() == keys
+    built = small_tagger(random_sentences(6))
+    assert built.case_embedding is not None and built.char_cnn is not None
+
+
+def test_rnn_mode_resolves_in_one_place():
+    from seqtag.model import resolve_rnn_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [resolve_rnn_mode(m, cpu) for m in ("auto", "packed", "padded")] == ["padded", "packed", "padded"]
+    assert [resolve_rnn_mode(m, cuda) for m in ("auto", "packed", "padded")] == ["packed", "packed", "padded"]
+    assert resolve_rnn_mode("packed", cpu, exporting=True) == "padded"
+    tagger = small_tagger(random_sentences(3), rnn_mode="auto")
+    assert isinstance(tagger.rnn, PaddedLSTM)
+    tagger.set_rnn_mode(cuda)  # only chooses the path; nothing moves
+    assert isinstance(tagger.rnn, PackedLSTM)
+    assert not list(tagger.rnn.parameters())  # the weights stay in tagger.lstm
