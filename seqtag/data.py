@@ -14,11 +14,17 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TaggerConfig
 from .errors import SeqtagError
 from .vocab import Vocabularies, case_id, normalize
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int, device: torch.device) -> Tensor:
+    """``(batch,)`` lengths ► ``(batch, max_len)`` bool mask, True at real tokens."""
+    return torch.arange(max_len, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
 
 
 @dataclass
@@ -83,6 +89,124 @@ def encode_tokens(tokens: Sequence[str], vocabs: Vocabularies, config: TaggerCon
     return Encoded(
         np.asarray(words, dtype=np.int64), np.asarray(cases, dtype=np.int64), chars, np.zeros(0, np.int64)
     )
+
+
+# -- strings: each distinct token encoded once (plain Python that TorchScript also compiles) --
+
+
+def code_points(s: str) -> list[str]:
+    """Split ``s`` into its characters (Unicode code points).
+
+    TorchScript strings are UTF-8 bytes: indexing gives bytes, so a code point is a lead byte
+    plus the continuation bytes (``10xxxxxx``) after it. In Python, ``list(s)``.
+    """
+    if not torch.jit.is_scripting():
+        return list(s)
+    out: list[str] = []
+    start = 0
+    n = len(s)
+    for i in range(1, n + 1):
+        if i == n or (ord(s[i]) & 0xC0) != 0x80:
+            out.append(s[start:i])
+            start = i
+    return out
+
+
+def encode_token(
+    token: str,
+    word_ids: dict[str, int],
+    char_ids: dict[str, int],
+    lower_map: dict[str, str],
+    lowercase: bool,
+    char_width: int,
+) -> tuple[int, int, list[int]]:
+    """Word id, case id and character ids of one token, as :func:`encode_tokens` gives them."""
+    cps = code_points(token)
+    parts: list[str] = []
+    for c in cps:
+        parts.append(lower_map.get(c, c))
+    normalized = "".join(parts)
+    word = word_ids.get(normalized if lowercase else token, 1)
+    if normalized == token:
+        case = 1
+    elif cps[1:] == code_points(normalized)[1:]:
+        case = 2
+    else:
+        case = 3
+    chars: list[int] = []
+    for c in cps[:char_width]:
+        chars.append(char_ids.get(c, 1))
+    return word, case, chars
+
+
+def encode_strings(
+    tokens: list[list[str]],
+    word_ids: dict[str, int],
+    char_ids: dict[str, int],
+    lower_map: dict[str, str],
+    lowercase: bool,
+    char_width: int,
+) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
+    """Encode each distinct token once.
+
+    Returns:
+        ``(entry, starts, words, cases, chars, widths)``: ``(N,)`` the table row of each of the
+        ``N`` tokens in sentence order, where each sentence starts in it, and per row
+        ``(E,)`` word ids, ``(E,)`` case ids, ``(E, char_width)`` character ids padded with 0
+        and ``(E,)`` their counts.
+    """
+    rows: dict[str, int] = {}
+    entry: list[int] = []
+    starts: list[int] = []
+    words: list[int] = []
+    cases: list[int] = []
+    chars: list[int] = []
+    widths: list[int] = []
+    for sentence in tokens:
+        starts.append(len(entry))
+        for token in sentence:
+            row = rows.get(token, -1)
+            if row < 0:
+                row = len(words)
+                rows[token] = row
+                word, case, ids = encode_token(token, word_ids, char_ids, lower_map, lowercase, char_width)
+                words.append(word)
+                cases.append(case)
+                widths.append(len(ids))
+                chars.extend(ids)
+                for _ in range(char_width - len(ids)):
+                    chars.append(0)
+            entry.append(row)
+    return (
+        torch.tensor(entry, dtype=torch.long),
+        starts,
+        torch.tensor(words, dtype=torch.long),
+        torch.tensor(cases, dtype=torch.long),
+        torch.tensor(chars, dtype=torch.long).view(len(words), char_width),
+        torch.tensor(widths, dtype=torch.long),
+    )
+
+
+def collate_strings(
+    table: tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor], lens: list[int], chunk: list[int]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pad the sentences ``chunk`` (indices) of an :func:`encode_strings` table as
+    :func:`collate` pads their encodings: ``(words, cases, chars, lengths)``."""
+    entry, starts, words, cases, chars, widths = table
+    b = len(chunk)
+    lengths = torch.tensor([lens[i] for i in chunk], dtype=torch.long)
+    t = int(lengths.max()) if b > 0 else 0
+    # shape: (N_chunk,) table rows of the chunk's tokens, sentence after sentence
+    pieces = [entry[starts[i] : starts[i] + lens[i]] for i in chunk]
+    rows = torch.cat(pieces) if b > 0 else torch.zeros(0, dtype=torch.long)
+    mask = lengths_to_mask(lengths, t, torch.device("cpu"))  # shape: (B, T)
+    batch_words = torch.zeros((b, t), dtype=torch.long).masked_scatter(mask, words[rows])
+    batch_cases = torch.zeros((b, t), dtype=torch.long).masked_scatter(mask, cases[rows])
+    w = int(widths[rows].max()) if rows.numel() > 0 else 0
+    batch_chars = torch.zeros((b, t, w), dtype=torch.long)
+    if w > 0:
+        batch_chars = batch_chars.masked_scatter(mask.unsqueeze(2).expand(b, t, w), chars[rows][:, :w])
+    return batch_words, batch_cases, batch_chars, lengths
 
 
 def encode_tags(tags: Sequence[str], vocabs: Vocabularies) -> np.ndarray:

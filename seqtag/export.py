@@ -35,10 +35,10 @@ from torch import Tensor, nn
 
 from . import __version__
 from .config import TaggerConfig
-from .data import collate, encode_tokens
+from .data import collate, collate_strings, encode_strings, encode_tokens, lengths_to_mask
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .model import CRFHead, Tagger, lengths_to_mask
+from .model import CRFHead, Tagger
 from .vocab import Vocabularies
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
@@ -55,24 +55,6 @@ MIN_WORD_LENGTH = 2
 
 
 # -- TorchScript: strings in, strings out --------------------------------------------------
-
-
-def _code_points(s: str) -> list[str]:
-    """Split ``s`` into its characters (Unicode code points).
-
-    TorchScript strings are UTF-8 bytes: indexing gives bytes, so a code point is a lead byte
-    plus the continuation bytes (``10xxxxxx``) after it. In Python, ``list(s)``.
-    """
-    if not torch.jit.is_scripting():
-        return list(s)
-    out: list[str] = []
-    start = 0
-    n = len(s)
-    for i in range(1, n + 1):
-        if i == n or (ord(s[i]) & 0xC0) != 0x80:
-            out.append(s[start:i])
-            start = i
-    return out
 
 
 class ScriptedTagger(nn.Module):
@@ -235,86 +217,14 @@ class ScriptedTagger(nn.Module):
             paths = self.tagger.decode(emissions, lengths)
         return paths.cpu()
 
-    def _encode_token(self, token: str) -> tuple[int, int, list[int]]:
-        """Word id, case id and character ids of one token, as seqtag.data.encode_tokens does."""
-        cps = _code_points(token)
-        parts: list[str] = []
-        for c in cps:
-            parts.append(self.lower_map.get(c, c))
-        normalized = "".join(parts)
-        word = self.word_ids.get(normalized if self.lowercase else token, 1)
-        if normalized == token:
-            case = 1
-        elif cps[1:] == _code_points(normalized)[1:]:
-            case = 2
-        else:
-            case = 3
-        chars: list[int] = []
-        if self.use_chars:
-            for c in cps[: self.max_word_length]:
-                chars.append(self.char_ids.get(c, 1))
-        return word, case, chars
-
     def _encode_table(self, tokens: list[list[str]]) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
-        """Encode each distinct token once.
-
-        Returns:
-            ``(entry, starts, words, cases, chars, widths)``: ``(N,)`` the table row of each of the
-            ``N`` tokens in sentence order, where each sentence starts in it, and per row
-            ``(E,)`` word ids, ``(E,)`` case ids, ``(E, word_len)`` character ids padded with 0
-            (``word_len`` = ``max_word_length``, or 0 without characters) and ``(E,)`` their counts.
-        """
         width = self.max_word_length if self.use_chars else 0
-        rows: dict[str, int] = {}
-        entry: list[int] = []
-        starts: list[int] = []
-        words: list[int] = []
-        cases: list[int] = []
-        chars: list[int] = []
-        widths: list[int] = []
-        for sentence in tokens:
-            starts.append(len(entry))
-            for token in sentence:
-                row = rows.get(token, -1)
-                if row < 0:
-                    row = len(words)
-                    rows[token] = row
-                    word, case, ids = self._encode_token(token)
-                    words.append(word)
-                    cases.append(case)
-                    widths.append(len(ids))
-                    chars.extend(ids)
-                    for _ in range(width - len(ids)):
-                        chars.append(0)
-                entry.append(row)
-        return (
-            torch.tensor(entry, dtype=torch.long),
-            starts,
-            torch.tensor(words, dtype=torch.long),
-            torch.tensor(cases, dtype=torch.long),
-            torch.tensor(chars, dtype=torch.long).view(len(words), width),
-            torch.tensor(widths, dtype=torch.long),
-        )
+        return encode_strings(tokens, self.word_ids, self.char_ids, self.lower_map, self.lowercase, width)
 
     def _collate(
         self, table: tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor], lens: list[int], chunk: list[int]
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Pad the sentences ``chunk`` (indices) as seqtag.data.collate pads their encodings."""
-        entry, starts, words, cases, chars, widths = table
-        b = len(chunk)
-        lengths = torch.tensor([lens[i] for i in chunk], dtype=torch.long)
-        t = int(lengths.max()) if b > 0 else 0
-        # shape: (N_chunk,) table rows of the chunk's tokens, sentence after sentence
-        pieces = [entry[starts[i] : starts[i] + lens[i]] for i in chunk]
-        rows = torch.cat(pieces) if b > 0 else torch.zeros(0, dtype=torch.long)
-        mask = lengths_to_mask(lengths, t, torch.device("cpu"))  # shape: (B, T)
-        batch_words = torch.zeros((b, t), dtype=torch.long).masked_scatter(mask, words[rows])
-        batch_cases = torch.zeros((b, t), dtype=torch.long).masked_scatter(mask, cases[rows])
-        w = int(widths[rows].max()) if rows.numel() > 0 else 0
-        batch_chars = torch.zeros((b, t, w), dtype=torch.long)
-        if w > 0:
-            batch_chars = batch_chars.masked_scatter(mask.unsqueeze(2).expand(b, t, w), chars[rows][:, :w])
-        return batch_words, batch_cases, batch_chars, lengths
+        return collate_strings(table, lens, chunk)
 
 
 @contextlib.contextmanager

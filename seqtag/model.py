@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from . import __version__
 from .config import TaggerConfig, TrainConfig
 from .crf import CRF, allowed_transitions
-from .data import Encoded, TaggingDataset, collate, cut_batches, encode_tokens
+from .data import Encoded, TaggingDataset, collate, cut_batches, encode_tokens, lengths_to_mask
 from .device import resolve_device
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
@@ -28,11 +28,6 @@ from .metrics import detect_scheme
 from .vocab import Vocabularies
 
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "weights.pt"
-
-
-def lengths_to_mask(lengths: Tensor, max_len: int, device: torch.device) -> Tensor:
-    """``(batch,)`` lengths ► ``(batch, max_len)`` bool mask, True at real tokens."""
-    return torch.arange(max_len, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
