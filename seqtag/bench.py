@@ -19,7 +19,7 @@ import torch
 
 from .config import TaggerConfig
 from .corpus import Sentence
-from .data import TaggingDataset, collate, make_loader
+from .data import TaggingDataset, collate, make_loader, plan_batches
 from .device import PRECISIONS, autocast, resolve_device
 from .errors import SeqtagError
 from .model import Tagger
@@ -177,8 +177,9 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
     train_tok, train_sent = _median_rates([train_segment(steps) for _ in range(repeats)])
     lstm_rate = _lstm_gflops(tagger, loader, dev, precision, max(steps // 2, 3))
 
-    infer_batches = [collate([dataset[i] for i in b]) for b in _sorted_batches(dataset.lengths, batch_size)]
-    infer_batches = infer_batches[:: max(1, len(infer_batches) // steps)][:steps]  # all lengths, `steps` batches
+    # the batches Tagger.predict runs (the one planner), every length represented, `steps` of them
+    plan = plan_batches(dataset.lengths.tolist(), batch_size)
+    infer_batches = [collate([dataset[i] for i in b]) for b in plan[:: max(1, len(plan) // steps)][:steps]]
     tagger.eval()
 
     def infer_segment() -> tuple[float, int, int]:
@@ -188,7 +189,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
         with torch.inference_mode(), autocast(dev, precision):
             for b in infer_batches:
                 b = b.to(dev, non_blocking=True)
-                tagger.decode(tagger(b.words, b.cases, b.chars, b.lengths), b.lengths).cpu()
+                tagger.tag_ids(b.words, b.cases, b.chars, b.lengths).cpu()
                 tokens += int(b.lengths.sum())
                 sents += len(b.lengths)
         _sync(dev)
@@ -212,11 +213,6 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
         padding_fraction=(padded - real) / padded,
         lstm_train_gflops=lstm_rate,
     )
-
-
-def _sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def _lstm_gflops(tagger: Tagger, loader, dev, precision: str, steps: int) -> float:

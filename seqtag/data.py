@@ -1,8 +1,14 @@
-"""From sentences to padded batches: encoding, the dataset, collate and length bucketing.
+"""From sentences to padded batches: encoding, the dataset, collate, length bucketing and the
+inference batch plan.
 
-A sentence is encoded once (:func:`encode_tokens`) into NumPy arrays; :func:`collate` pads a
-list of them to the longest sentence of the batch; :class:`BucketBatchSampler` groups sentences
-of similar length so that padding stays small.
+For training and evaluation, a sentence is encoded once (:func:`encode_tokens`) into NumPy
+arrays; :func:`collate` pads a list of them to the longest sentence of the batch;
+:class:`BucketBatchSampler` groups sentences of similar length so that padding stays small.
+
+For inference from strings, :func:`encode_strings` encodes each distinct token of a call once
+(the same ids as :func:`encode_tokens`) and :func:`collate_strings` pads a batch of it;
+:func:`plan_batches` is the batch plan. These three are plain Python that TorchScript also
+compiles, so the eager tagger and every exported format run the same code.
 """
 
 from __future__ import annotations
@@ -207,6 +213,51 @@ def collate_strings(
     if w > 0:
         batch_chars = batch_chars.masked_scatter(mask.unsqueeze(2).expand(b, t, w), chars[rows][:, :w])
     return batch_words, batch_cases, batch_chars, lengths
+
+
+def string_rules(vocabs: Vocabularies, config: TaggerConfig) -> tuple[dict[str, int], dict[str, int], dict[str, str], bool, int]:
+    """The arguments of :func:`encode_strings` after ``tokens`` for a model's vocabularies and
+    configuration: ``(word_ids, char_ids, lower_map, lowercase, char_width)``. ``lower_map`` gains
+    A-Z (:func:`~seqtag.vocab.normalize` lowercases ASCII tokens with ``str.lower``);
+    ``char_width`` is ``max_word_length``, or 0 without character features."""
+    lower_map = {**vocabs.lower_map, **{chr(c): chr(c + 32) for c in range(65, 91)}}
+    width = config.max_word_length if config.char_filters > 0 else 0
+    return vocabs.words.stoi, vocabs.chars.stoi, lower_map, config.lowercase, width
+
+
+def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """The inference batch plan: the indices of the non-empty sentences, sorted (stable) by
+    length, cut into batches of at most ``batch_size`` sentences and ``max_tokens`` tokens
+    counting padding (default ``batch_size * 128``); a sentence longer than ``max_tokens`` is a
+    batch of its own. Every format (eager, TorchScript, torch.export) and ``seqtag bench`` plan
+    with it; TorchScript compiles it.
+
+    Raises:
+        ValueError: ``batch_size < 1`` or ``max_tokens < 1``.
+
+    >>> plan_batches([3, 0, 1, 3, 2], batch_size=2)
+    [[2, 4], [0, 3]]
+    >>> plan_batches([5, 1, 1, 9], batch_size=8, max_tokens=6)
+    [[1, 2], [0], [3]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    cap = batch_size * 128 if max_tokens is None else max_tokens  # BucketBatchSampler's default too
+    if cap < 1:
+        raise ValueError(f"expected max_tokens >= 1, got {cap}")
+    lens = torch.tensor(lengths, dtype=torch.long)
+    nonempty = (lens > 0).nonzero().squeeze(1)
+    order: list[int] = nonempty[torch.sort(lens[nonempty], stable=True)[1]].tolist()
+    batches: list[list[int]] = []
+    start = 0
+    n = len(order)
+    for end in range(1, n + 1):
+        full = end - start == batch_size
+        over = end < n and (end + 1 - start) * lengths[order[end]] > cap
+        if end == n or full or over:
+            batches.append(order[start:end])
+            start = end
+    return batches
 
 
 def encode_tags(tags: Sequence[str], vocabs: Vocabularies) -> np.ndarray:

@@ -35,10 +35,10 @@ from torch import Tensor, nn
 
 from . import __version__
 from .config import TaggerConfig
-from .data import collate, collate_strings, encode_strings, encode_tokens, lengths_to_mask
+from .data import collate_strings, encode_strings, lengths_to_mask, plan_batches, string_rules
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .model import CRFHead, Tagger
+from .model import CRFHead, Tagger, check_id_batch
 from .vocab import Vocabularies
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
@@ -61,11 +61,17 @@ class ScriptedTagger(nn.Module):
     """A :class:`~seqtag.model.Tagger` with its vocabularies and encoding rules, for TorchScript.
 
     :func:`to_torchscript` scripts and saves this module. Its methods are plain Python too, so
-    the unscripted module gives the same results (handy for debugging).
+    the unscripted module gives the same results (handy for debugging). It runs the eager path:
+    :func:`~seqtag.data.encode_strings`, :func:`~seqtag.data.plan_batches` and
+    :meth:`Tagger.tag_ids <seqtag.model.Tagger.tag_ids>`.
 
     Args:
         tagger: the trained tagger; a CPU copy in eval mode is taken, the original is untouched.
-        batch_size: sentences per forward pass in :meth:`forward` (attribute ``batch_size``).
+            Its LSTM path is resolved for the CPU (``rnn_mode="auto"``: padded; the same scores
+            on any device).
+        batch_size: at most this many sentences per forward pass (attribute ``batch_size``).
+        max_tokens: at most this many tokens counting padding per forward pass (attribute
+            ``max_tokens``; 0: ``batch_size * 128``).
 
     Attributes:
         tags: tag names in id order (``tags[i]`` is tag id ``i``).
@@ -81,31 +87,27 @@ class ScriptedTagger(nn.Module):
     char_ids: dict[str, int]
     lower_map: dict[str, str]
     lowercase: bool
-    use_chars: bool
+    char_width: int
     max_word_length: int
     batch_size: int
-    rnn_mode: str
+    max_tokens: int
     config_json: str
     seqtag_version: str
     format_version: int
 
-    def __init__(self, tagger: Tagger, batch_size: int = 256) -> None:
+    def __init__(self, tagger: Tagger, batch_size: int = 256, max_tokens: int = 0) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+        plan_batches([], batch_size, max_tokens or None)  # the planner's checks, now
         vocabs, config = tagger.vocabs, tagger.config
         self.tagger = copy.deepcopy(tagger).cpu().eval().requires_grad_(False)
         self.tagger.set_rnn_mode(torch.device("cpu"))
         self.tags = list(vocabs.tags.itos)
-        self.word_ids = dict(vocabs.words.stoi)
-        self.char_ids = dict(vocabs.chars.stoi)
-        # seqtag.vocab.normalize lowercases ASCII tokens with str.lower(): A-Z are always mapped.
-        self.lower_map = {**vocabs.lower_map, **{chr(c): chr(c + 32) for c in range(65, 91)}}
-        self.lowercase = config.lowercase
-        self.use_chars = config.char_filters > 0
+        word_ids, char_ids, lower_map, lowercase, char_width = string_rules(vocabs, config)
+        self.word_ids, self.char_ids, self.lower_map = dict(word_ids), dict(char_ids), lower_map
+        self.lowercase, self.char_width = lowercase, char_width
         self.max_word_length = config.max_word_length
         self.batch_size = batch_size
-        self.rnn_mode = config.rnn_mode
+        self.max_tokens = max_tokens
         self.config_json = json.dumps(config.to_dict(), sort_keys=True)
         self.seqtag_version = __version__
         self.format_version = FORMAT_VERSION
@@ -114,42 +116,29 @@ class ScriptedTagger(nn.Module):
         """Tag tokenized sentences: one list of tag strings per sentence (``[]`` for ``[]``).
 
         Unknown words and characters map to the unknown id, as in eager
-        :meth:`~seqtag.model.Tagger.predict`; sentences are sorted by length and run in batches
-        of ``batch_size``; any sentence length works.
+        :meth:`~seqtag.model.Tagger.predict`; batches are planned by
+        :func:`~seqtag.data.plan_batches` (``batch_size``, ``max_tokens``); any sentence
+        length works.
         """
-        ids = self.predict_ids(tokens)
         out: list[list[str]] = []
-        for path in ids:
+        for path in self.predict_ids(tokens):
             out.append([self.tags[i] for i in path])
         return out
 
     @torch.jit.export
     def predict_ids(self, tokens: list[list[str]]) -> list[list[int]]:
         """Like :meth:`forward`, returning tag ids."""
-        n = len(tokens)
         out: list[list[int]] = []
-        for _ in range(n):
+        for _ in range(len(tokens)):
             out.append(torch.jit.annotate(list[int], []))
-        if n == 0:
-            return out
-        table = self._encode_table(tokens)
-        lens = [len(s) for s in tokens]
-        lengths = torch.tensor(lens, dtype=torch.long)
-        nonempty = (lengths > 0).nonzero().squeeze(1)
-        if nonempty.numel() == 0:
-            return out
-        # the order of Tagger.decode_encoded: stable sort of the non-empty sentences by length
-        sorted_nonempty = nonempty[torch.sort(lengths[nonempty], stable=True)[1]]
-        order: list[int] = sorted_nonempty.tolist()
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            words, cases, chars, batch_lengths = self._collate(table, lens, chunk)
-            decoded = self._decode(words, cases, chars, batch_lengths)
-            # not `paths: T = self._decode(...).tolist()`: TorchScript (2.13) then runs _decode twice
-            paths: list[list[int]] = decoded.tolist()
+        table, lens, plan = self._plan(tokens)
+        for chunk in plan:
+            words, cases, chars, lengths = collate_strings(table, lens, chunk)
+            # not `paths: T = self.tag_ids(...).tolist()`: TorchScript (2.13) then runs it twice
+            ids = self.tag_ids(words, cases, chars, lengths)
+            paths: list[list[int]] = ids.tolist()
             for j in range(len(chunk)):
-                i = chunk[j]
-                out[i] = paths[j][: lens[i]]
+                out[chunk[j]] = paths[j][: lens[chunk[j]]]
         return out
 
     @torch.jit.export
@@ -162,69 +151,32 @@ class ScriptedTagger(nn.Module):
             at most ``max_word_length``; 0 without character features) and ``(batch,)`` lengths,
             all int64 on the CPU, 0 at padding. ``seq_len`` is the longest sentence.
         """
-        table = self._encode_table(tokens)
+        table = self._encode(tokens)
         lens = [len(s) for s in tokens]
-        return self._collate(table, lens, list(range(len(tokens))))
+        return collate_strings(table, lens, list(range(len(tokens))))
 
     @torch.jit.export
     def tag_ids(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
-        """Best tag ids for a padded batch (CRF Viterbi with its constraints, or argmax).
-
-        Args:
-            words: ``(batch, seq_len)`` int64 word ids.
-            cases: ``(batch, seq_len)`` int64 case ids (1 lower, 2 Title, 3 other, 0 padding).
-            chars: ``(batch, seq_len, word_len)`` int64 character ids (``word_len`` may be 0).
-            lengths: ``(batch,)`` int64 sentence lengths, ``0 <= length <= seq_len``.
-
-        Returns:
-            ``(batch, seq_len)`` int64 tag ids on ``words.device``; 0 at padded positions and in
-            rows of length 0. Each row equals the result for that sentence alone.
-
-        Raises:
-            ValueError: for inconsistent shapes or lengths (``torch.jit.Error`` once scripted).
-        """
-        if words.dim() != 2:
-            raise ValueError(f"expected words of shape (batch, seq_len), got {words.shape}")
-        b, t = words.size(0), words.size(1)
-        if cases.shape != words.shape:
-            raise ValueError(f"expected cases of shape {words.shape}, got {cases.shape}")
-        if chars.dim() != 3 or chars.size(0) != b or chars.size(1) != t:
-            raise ValueError(f"expected chars of shape ({b}, {t}, word_len), got {chars.shape}")
-        if lengths.dim() != 1 or lengths.size(0) != b:
-            raise ValueError(f"expected lengths of shape ({b},), got {lengths.shape}")
-        out = torch.zeros((b, t), dtype=torch.long, device=words.device)
-        if b == 0 or t == 0:
-            return out
-        lengths = lengths.cpu().long()
-        if int(lengths.min()) < 0 or int(lengths.max()) > t:
-            low, high = int(lengths.min()), int(lengths.max())
-            raise ValueError(f"expected 0 <= lengths <= seq_len = {t}, got lengths from {low} to {high}")
-        keep = (lengths > 0).nonzero().squeeze(1)
-        if keep.numel() == 0:
-            return out
-        if keep.numel() < b:
-            device_keep = keep.to(words.device)
-            paths = self._decode(words[device_keep], cases[device_keep], chars[device_keep], lengths[keep])
-            out[device_keep] = paths.to(words.device)
-            return out
-        return self._decode(words, cases, chars, lengths).to(words.device)
-
-    def _decode(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
-        """``Tagger.forward`` then ``Tagger.decode`` on the model's device; ``(B, T)`` ids on the CPU."""
-        device = self.tagger.output.weight.device
+        """:meth:`Tagger.tag_ids <seqtag.model.Tagger.tag_ids>` without autograd: ``(batch,
+        seq_len)`` int64 tag ids on ``words.device`` (0 at padding and in rows of length 0)
+        for ``(batch, seq_len)`` words and cases, ``(batch, seq_len, word_len)`` chars and
+        ``(batch,)`` lengths; ``torch.jit.Error`` for inconsistent shapes or lengths."""
         with torch.no_grad():
-            emissions = self.tagger(words.to(device), cases.to(device), chars.to(device), lengths)
-            paths = self.tagger.decode(emissions, lengths)
-        return paths.cpu()
+            return self.tagger.tag_ids(words, cases, chars, lengths)
 
-    def _encode_table(self, tokens: list[list[str]]) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
-        width = self.max_word_length if self.use_chars else 0
-        return encode_strings(tokens, self.word_ids, self.char_ids, self.lower_map, self.lowercase, width)
+    def _encode(self, tokens: list[list[str]]) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
+        return encode_strings(tokens, self.word_ids, self.char_ids, self.lower_map, self.lowercase, self.char_width)
 
-    def _collate(
-        self, table: tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor], lens: list[int], chunk: list[int]
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return collate_strings(table, lens, chunk)
+    def _plan(
+        self, tokens: list[list[str]]
+    ) -> tuple[tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor], list[int], list[list[int]]]:
+        """The string table, the lengths and the batch plan of ``tokens``."""
+        lens = [len(s) for s in tokens]
+        max_tokens: int | None = None
+        if self.max_tokens != 0:
+            max_tokens = self.max_tokens
+        plan = plan_batches(lens, self.batch_size, max_tokens)  # checks batch_size before any work
+        return self._encode(tokens), lens, plan
 
 
 @contextlib.contextmanager
@@ -538,20 +490,13 @@ class TorchExportTagger:
         )
 
     def __call__(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
-        """Tag ids of a padded batch; the shapes of ``ScriptedTagger.tag_ids``."""
-        if words.dim() != 2 or cases.shape != words.shape:
-            raise ValueError(f"expected words and cases of shape (batch, seq_len), got {words.shape}, {cases.shape}")
+        """Tag ids of a padded batch; the shapes and checks of
+        :meth:`Tagger.tag_ids <seqtag.model.Tagger.tag_ids>` (:func:`~seqtag.model.check_id_batch`)."""
+        lengths = check_id_batch(words, cases, chars, lengths)
         b, t = words.shape
-        if chars.dim() != 3 or chars.shape[:2] != words.shape:
-            raise ValueError(f"expected chars of shape ({b}, {t}, word_len), got {tuple(chars.shape)}")
-        if lengths.shape != (b,):
-            raise ValueError(f"expected lengths of shape ({b},), got {tuple(lengths.shape)}")
         out = torch.zeros((b, t), dtype=torch.long)
-        lengths = lengths.cpu().long()
         if b == 0 or t == 0 or int(lengths.max()) == 0:
             return out
-        if int(lengths.min()) < 0 or int(lengths.max()) > t:
-            raise ValueError(f"expected 0 <= lengths <= seq_len = {t}, got {lengths.tolist()}")
         words, cases, chars = words.cpu(), cases.cpu(), chars.cpu()
         if self.word_length and chars.size(2) > self.word_length:
             raise ValueError(f"expected at most {self.word_length} characters per word, got {chars.size(2)}")
@@ -573,22 +518,27 @@ class TorchExportTagger:
         return out
 
     def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[str]]:
-        """Tag tokenized sentences, as :meth:`Tagger.predict <seqtag.model.Tagger.predict>` does."""
-        items = [encode_tokens(s, self.vocabs, self.config) for s in sentences]
-        out: list[list[str]] = [[] for _ in items]
-        too_long = [i for i, e in enumerate(items) if len(e) > self.max_length]
+        """Tag tokenized sentences as :meth:`Tagger.predict <seqtag.model.Tagger.predict>` does:
+        the same encoder and batch plan (:func:`~seqtag.data.plan_batches`).
+
+        Raises:
+            ValueError: ``batch_size < 1``; a sentence longer than :attr:`max_length`.
+        """
+        lens = [len(s) for s in sentences]
+        plan = plan_batches(lens, batch_size)
+        too_long = [i for i, n in enumerate(lens) if n > self.max_length]
         if too_long:
             raise SeqtagError(
-                f"sentence {too_long[0]} has {len(items[too_long[0]])} tokens, more than the "
+                f"sentence {too_long[0]} has {lens[too_long[0]]} tokens, more than the "
                 f"{self.max_length} this export covers: export with a larger max_length, or use TorchScript"
             )
-        order = sorted((i for i, e in enumerate(items) if len(e)), key=lambda i: len(items[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = collate([items[i] for i in chunk])
-            paths = self(batch.words, batch.cases, batch.chars, batch.lengths).tolist()
-            for i, path, n in zip(chunk, paths, batch.lengths.tolist()):
-                out[i] = [self.tags[j] for j in path[:n]]
+        table = encode_strings(sentences, *string_rules(self.vocabs, self.config))
+        out: list[list[str]] = [[] for _ in lens]
+        for chunk in plan:
+            words, cases, chars, lengths = collate_strings(table, lens, chunk)
+            paths = self(words, cases, chars, lengths).tolist()
+            for i, path in zip(chunk, paths):
+                out[i] = [self.tags[j] for j in path[: lens[i]]]
         return out
 
 

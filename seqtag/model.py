@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,7 +19,16 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from . import __version__
 from .config import TaggerConfig, TrainConfig
 from .crf import CRF, allowed_transitions
-from .data import Encoded, TaggingDataset, collate, cut_batches, encode_tokens, lengths_to_mask
+from .data import (
+    Encoded,
+    TaggingDataset,
+    collate,
+    collate_strings,
+    encode_strings,
+    lengths_to_mask,
+    plan_batches,
+    string_rules,
+)
 from .device import resolve_device
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
@@ -64,6 +72,30 @@ def resolve_scheme(scheme: str, tags: Sequence[str]) -> str:
     if scheme != "auto":
         return scheme
     return detect_scheme(tags) or "none"
+
+
+def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+    """Check an id-level batch as :meth:`Tagger.tag_ids` takes it: ``(batch, seq_len)`` words and
+    cases, ``(batch, seq_len, word_len)`` chars, ``(batch,)`` lengths with ``0 <= length <=
+    seq_len``. Returns the lengths as int64 on the CPU.
+
+    Raises:
+        ValueError: naming what disagrees.
+    """
+    if words.dim() != 2:
+        raise ValueError(f"expected words of shape (batch, seq_len), got {list(words.shape)}")
+    b, t = words.size(0), words.size(1)
+    if cases.shape != words.shape:
+        raise ValueError(f"expected cases of shape {list(words.shape)}, got {list(cases.shape)}")
+    if chars.dim() != 3 or chars.size(0) != b or chars.size(1) != t:
+        raise ValueError(f"expected chars of shape [{b}, {t}, word_len], got {list(chars.shape)}")
+    if lengths.dim() != 1 or lengths.size(0) != b:
+        raise ValueError(f"expected lengths of shape [{b}], got {list(lengths.shape)}")
+    lengths = lengths.cpu().long()
+    if b > 0 and (int(lengths.min()) < 0 or int(lengths.max()) > t):
+        low, high = int(lengths.min()), int(lengths.max())
+        raise ValueError(f"expected 0 <= lengths <= seq_len = {t}, got lengths from {low} to {high}")
+    return lengths
 
 
 class CharCNN(nn.Module):
@@ -371,6 +403,49 @@ class Tagger(nn.Module):
         """Best tag ids ``(batch, seq_len)``, 0 at padded positions (Viterbi with a CRF, else argmax)."""
         return self.head.decode(emissions, lengths_to_mask(lengths, emissions.size(1), emissions.device))
 
+    @torch.jit.export
+    def tag_ids(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        """Best tag ids for a padded batch: :meth:`forward`, then :meth:`decode` (CRF Viterbi with
+        its constraints, or argmax). The one id-level entry point: eager prediction, the
+        TorchScript module and the ``torch.export`` programs all call it. Call it in eval mode.
+
+        Args:
+            words: ``(batch, seq_len)`` int64 word ids, on any device.
+            cases: ``(batch, seq_len)`` int64 case ids (1 lower, 2 Title, 3 other, 0 padding).
+            chars: ``(batch, seq_len, word_len)`` int64 character ids (``word_len`` may be 0).
+            lengths: ``(batch,)`` int64 sentence lengths, ``0 <= length <= seq_len``.
+
+        Returns:
+            ``(batch, seq_len)`` int64 tag ids on ``words.device``; 0 at padded positions and in
+            rows of length 0. Each row equals the result for that sentence alone.
+
+        Raises:
+            ValueError: for inconsistent shapes or lengths (``torch.jit.Error`` once scripted).
+                While ``torch.export`` traces it, nothing is checked and every length must be >= 1.
+        """
+        if not torch.jit.is_scripting():
+            if torch.compiler.is_exporting():
+                return self._tag_rows(words, cases, chars, lengths)
+        lengths = check_id_batch(words, cases, chars, lengths)
+        out = torch.zeros(words.shape, dtype=torch.long, device=words.device)
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() == words.size(0) and keep.numel() > 0:
+            return self._tag_rows(words, cases, chars, lengths).to(words.device)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            out[rows] = self._tag_rows(words[rows], cases[rows], chars[rows], lengths[keep]).to(words.device)
+        return out
+
+    def _emissions(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Emissions ``(B, T, K)`` and mask ``(B, T)`` on the model's device (lengths >= 1)."""
+        device = self.output.weight.device
+        emissions = self(words.to(device), cases.to(device), chars.to(device), lengths)
+        return emissions, lengths_to_mask(lengths, emissions.size(1), device)
+
+    def _tag_rows(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        emissions, mask = self._emissions(words, cases, chars, lengths)
+        return self.head.decode(emissions, mask)
+
     # -- strings in, strings out ---------------------------------------------------------
 
     @torch.jit.unused
@@ -379,49 +454,74 @@ class Tagger(nn.Module):
 
         Args:
             sentences: each a list of token strings (an empty list gives an empty list).
-            batch_size: sentences per forward pass.
+            batch_size: at most this many sentences per forward pass (and at most
+                ``batch_size * 128`` tokens counting padding: :func:`~seqtag.data.plan_batches`).
 
         Returns:
             One list of tag strings per sentence.
+
+        Raises:
+            ValueError: ``batch_size < 1``.
         """
-        ids = self.predict_ids(sentences, batch_size)
-        return [self.vocabs.tags.decode(s) for s in ids]
+        itos = self.vocabs.tags.itos
+        return [[itos[i] for i in s] for s in self.predict_ids(sentences, batch_size)]
 
     @torch.jit.unused
     def predict_ids(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[int]]:
         """Like :meth:`predict`, returning tag ids."""
-        items = [encode_tokens(s, self.vocabs, self.config) for s in sentences]
-        return self.decode_encoded(items, batch_size)
+        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), self._paths, list)
 
     @torch.jit.unused
     def decode_encoded(
         self, items: Sequence[Encoded], batch_size: int = 256, max_tokens: int | None = None
     ) -> list[list[int]]:
         """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
-        :class:`~seqtag.data.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by length
-        (at most ``batch_size`` sentences and ``max_tokens`` padded tokens, default
-        ``batch_size * 128``, per batch); one host transfer per batch."""
-        device = next(self.parameters()).device
+        :class:`~seqtag.data.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by
+        :func:`~seqtag.data.plan_batches` (at most ``batch_size`` sentences and ``max_tokens``
+        padded tokens, default ``batch_size * 128``, per batch); one host transfer per batch."""
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
         lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
         fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
-        out: list[list[int]] = [[] for _ in lengths]
-        order = np.array(sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__), dtype=np.int64)
-        cap = max_tokens if max_tokens is not None else batch_size * 128
+
+        def batches() -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor]]]:
+            for chunk in plan_batches(lengths, batch_size, max_tokens):
+                b = collate(fetch(chunk) if fetch else [items[i] for i in chunk])
+                yield chunk, (b.words, b.cases, b.chars, b.lengths)
+
+        return self._run(batches(), len(lengths), self._paths, list)
+
+    @torch.jit.unused
+    def _string_batches(
+        self, sentences: Sequence[Sequence[str]], batch_size: int, max_tokens: int | None
+    ) -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor]]]:
+        """The planned batches of token strings: ``(indices, (words, cases, chars, lengths))``."""
+        lens = [len(s) for s in sentences]
+        plan = plan_batches(lens, batch_size, max_tokens)  # checks batch_size before any work
+        table = encode_strings(sentences, *string_rules(self.vocabs, self.config))
+        for chunk in plan:
+            yield chunk, collate_strings(table, lens, chunk)
+
+    @torch.jit.unused
+    def _run(self, batches: Iterable, n: int, step: Callable, empty: Callable) -> list:
+        """The eager inference loop: ``step(words, cases, chars, lengths)`` gives one result per
+        row of each batch, in eval mode without autograd; sentences in no batch (empty ones)
+        get ``empty()``."""
+        out = [empty() for _ in range(n)]
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for chunk in cut_batches(order, np.asarray(lengths, dtype=np.int64)[order], batch_size, cap):
-                    chunk = chunk.tolist()
-                    batch = collate(fetch(chunk) if fetch else [items[i] for i in chunk]).to(device)
-                    emissions = self(batch.words, batch.cases, batch.chars, batch.lengths)
-                    paths = self.decode(emissions, batch.lengths).cpu().tolist()
-                    for i, path, n in zip(chunk, paths, batch.lengths.tolist()):
-                        out[i] = path[:n]
+                for chunk, batch in batches:
+                    for i, result in zip(chunk, step(*batch)):
+                        out[i] = result
         finally:
             self.train(was_training)
         return out
+
+    @torch.jit.unused
+    def _paths(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list[list[int]]:
+        paths = self.tag_ids(words, cases, chars, lengths).cpu().tolist()
+        return [path[:n] for path, n in zip(paths, lengths.tolist())]
 
     @torch.jit.unused
     def dataset(self, sentences: Sequence, with_tags: bool = True) -> TaggingDataset:

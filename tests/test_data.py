@@ -7,6 +7,9 @@ from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
 
 from .helpers import random_sentences
 
+# torch 2.13 deprecates TorchScript; these tests script the planner and encoder on purpose
+SCRIPTING = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 
 def _dataset(sentences, **config):
     cfg = TaggerConfig(**config)
@@ -107,3 +110,72 @@ def test_a_very_long_sentence_gets_its_own_batch_and_every_batch_respects_the_to
         assert [b for b in batches if 7 in b] == [[7]]
         assert all(len(b) * lengths[b].max() <= 32 * 128 for b in batches if 7 not in b)
         assert sum(len(b) == 32 for b in batches) >= 3000 // 32 - 2  # ordinary batches stay full
+
+
+# -- the string encoder and the batch plan (every inference format runs these) ------------
+
+ODD = ["Über", "ÉCOLE", "naïve", "日本", "🙂", "👍🏽", "e\u0301", "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "", "x" * 45,
+       "The", "THE", "the", "qqzzxq", "a"]
+
+
+@SCRIPTING
+@pytest.mark.parametrize("config", [dict(), dict(lowercase=False, char_filters=0), dict(max_word_length=3)],
+                         ids=["default", "cased-no-chars", "short-words"])
+@pytest.mark.parametrize("scripted", [False, True], ids=["python", "torchscript"])
+def test_string_encoder_gives_the_ids_of_encode_tokens(config, scripted):
+    from seqtag.data import collate_strings, encode_strings, encode_tokens, string_rules
+
+    sentences = random_sentences(20, max_len=8)
+    cfg = TaggerConfig(**config)
+    vocabs = Vocabularies.build(sentences, lowercase=cfg.lowercase)
+    rng = np.random.default_rng(0)
+    known = [t for s in sentences for t in s.tokens]
+    tokens = [list(rng.choice(ODD + known, size=int(rng.integers(0, 12)))) for _ in range(30)]
+    tokens = [[str(t) for t in s] for s in tokens] + [ODD, []]
+    encode, pad = encode_strings, collate_strings
+    if scripted:
+        encode, pad = torch.jit.script(encode_strings), torch.jit.script(collate_strings)
+    table = encode(tokens, *string_rules(vocabs, cfg))
+    assert table[2].numel() == len({t for s in tokens for t in s})  # each distinct token once
+    lens = [len(s) for s in tokens]
+    order = list(range(len(tokens)))[::-1]
+    expected = collate([encode_tokens(tokens[i], vocabs, cfg) for i in order])
+    for got, want in zip(pad(table, lens, order), (expected.words, expected.cases, expected.chars, expected.lengths)):
+        assert torch.equal(got, want)
+
+
+def _check_plan(plan, lengths, batch_size, max_tokens):
+    flat = [i for b in plan for i in b]
+    assert flat == sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: lengths[i])  # stable
+    for b in plan:
+        assert 1 <= len(b) <= batch_size
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens
+
+
+@SCRIPTING
+@pytest.mark.parametrize("batch_size, max_tokens", [(1, None), (3, None), (32, None), (8, 20), (256, 1)])
+def test_plan_batches_sorts_caps_and_skips_empty_sentences(batch_size, max_tokens):
+    from seqtag.data import plan_batches
+
+    lengths = np.random.default_rng(batch_size).integers(0, 40, size=200).tolist()
+    lengths[5] = 10_000
+    plan = plan_batches(lengths, batch_size, max_tokens)
+    _check_plan(plan, lengths, batch_size, max_tokens or batch_size * 128)
+    assert [5] in plan
+    assert torch.jit.script(plan_batches)(lengths, batch_size, max_tokens) == plan
+    # ordinary batches stay full under the default cap
+    if max_tokens is None:
+        assert sum(len(b) == batch_size for b in plan) >= len(plan) - 2
+    assert plan_batches([], batch_size, max_tokens) == [] and plan_batches([0, 0], batch_size) == []
+
+
+@SCRIPTING
+@pytest.mark.parametrize("args, message", [((0,), "batch_size >= 1, got 0"), ((-1,), "batch_size >= 1"),
+                                           ((4, 0), "max_tokens >= 1, got 0")])
+def test_plan_batches_refuses_bad_sizes(args, message):
+    from seqtag.data import plan_batches
+
+    with pytest.raises(ValueError, match=message):
+        plan_batches([1, 2], *args)
+    with pytest.raises(torch.jit.Error, match=message):
+        torch.jit.script(plan_batches)([1, 2], *args)

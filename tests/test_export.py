@@ -287,4 +287,49 @@ def test_torchscript_on_ewt(ewt_dir, tmp_path):
     )
     module = load_torchscript(to_torchscript(tagger, tmp_path / "ewt.pt"))
     sentences = [s.tokens for s in dev]
-    assert module(sentences) == tagger.predict(sentences)
+    expected = tagger.predict(sentences)
+    assert module(sentences) == expected
+    exported = load_torch_export(to_torch_export(tagger, tmp_path / "ewt_pt2", buckets=[8, 16]))
+    short = [i for i, s in enumerate(sentences) if len(s) <= 16]
+    assert len(short) > 100
+    assert exported.predict([sentences[i] for i in short]) == [expected[i] for i in short]
+
+
+# -- every format: the same planner and its checks ---------------------------------------
+
+
+def test_every_format_refuses_a_batch_size_below_one(crf_tagger, scripted_files, exported_crf):
+    for bad in (0, -1):
+        message = f"expected batch_size >= 1, got {bad}"
+        with pytest.raises(ValueError, match=message):
+            crf_tagger.predict([["a"]], batch_size=bad)
+        with pytest.raises(ValueError, match=message):
+            ScriptedTagger(crf_tagger, batch_size=bad)
+        module = load_torchscript(scripted_files["crf_tagger"])
+        module.batch_size = bad  # as `seqtag predict --batch-size` sets it, after loading
+        with pytest.raises(torch.jit.Error, match=message):
+            module([["a"]])
+        with pytest.raises(torch.jit.Error, match=message):
+            module.predict_ids([])
+        with pytest.raises(ValueError, match=message):
+            exported_crf.predict([["a"]], batch_size=bad)
+
+
+def test_every_format_gives_the_same_tags_whatever_the_batch_plan(crf_tagger, scripted_files, exported_crf):
+    sentences = [s[:6] for s in _test_sentences(crf_tagger, seed=10)]
+    expected = crf_tagger.predict(sentences)
+    module = load_torchscript(scripted_files["crf_tagger"])
+    for batch_size, max_tokens in [(1, 0), (5, 0), (256, 7)]:
+        module.batch_size, module.max_tokens = batch_size, max_tokens
+        assert module(sentences) == expected
+        assert exported_crf.predict(sentences, batch_size=batch_size) == expected
+        assert crf_tagger.predict(sentences, batch_size=batch_size) == expected
+
+
+def test_torchscript_tags_a_10000_token_sentence_like_eager(tagger, scripted):
+    known = tagger.vocabs.words.itos[2:]
+    long = [known[i % len(known)].title() if i % 7 == 0 else known[i % len(known)] for i in range(10_000)]
+    sentences = [["a", "B"], long, ["Über"]]
+    expected = tagger.predict(sentences)
+    assert len(expected[1]) == 10_000
+    assert scripted(sentences) == expected

@@ -231,3 +231,61 @@ def test_rnn_mode_resolves_in_one_place():
     tagger.set_rnn_mode(cuda)  # only chooses the path; nothing moves
     assert isinstance(tagger.rnn, PackedLSTM)
     assert not list(tagger.rnn.parameters())  # the weights stay in tagger.lstm
+
+
+@pytest.mark.parametrize("crf", [True, False])
+def test_tag_ids_handles_empty_rows_and_equals_each_sentence_alone(crf):
+    sentences = random_sentences(9, max_len=10)
+    tagger = small_tagger(sentences, crf=crf)
+    tokens = [s.tokens for s in sentences]
+    tokens[3] = []
+    batch = collate([encode_tokens(s, tagger.vocabs, tagger.config) for s in tokens])
+    with torch.no_grad():
+        ids = tagger.tag_ids(batch.words, batch.cases, batch.chars, batch.lengths)
+    assert ids.shape == batch.words.shape and ids.dtype == torch.long
+    for i, s in enumerate(tokens):
+        assert ids[i, : len(s)].tolist() == tagger.predict_ids([s])[0]
+        assert not ids[i, len(s):].any()
+    empty = torch.zeros(0, 0, dtype=torch.long)
+    assert tagger.tag_ids(empty, empty, torch.zeros(0, 0, 0, dtype=torch.long), torch.zeros(0, dtype=torch.long)).shape == (0, 0)
+    zeros = torch.zeros(2, 0, dtype=torch.long)
+    assert tagger.tag_ids(zeros, zeros, torch.zeros(2, 0, 0, dtype=torch.long), torch.zeros(2, dtype=torch.long)).shape == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [(dict(cases=torch.ones(2, 4, dtype=torch.long)), "expected cases of shape"),
+     (dict(chars=torch.ones(2, 3, dtype=torch.long)), "expected chars of shape"),
+     (dict(lengths=torch.tensor([3])), "expected lengths of shape"),
+     (dict(lengths=torch.tensor([3, 4])), "expected 0 <= lengths <= seq_len = 3"),
+     (dict(words=torch.ones(6, dtype=torch.long)), "expected words of shape")],
+)
+def test_tag_ids_rejects_bad_shapes(change, message):
+    tagger = small_tagger(random_sentences(3))
+    args = dict(words=torch.ones(2, 3, dtype=torch.long), cases=torch.ones(2, 3, dtype=torch.long),
+                chars=torch.ones(2, 3, 1, dtype=torch.long), lengths=torch.tensor([3, 2]))
+    with pytest.raises(ValueError, match=message):
+        tagger.tag_ids(**{**args, **change})
+
+
+def test_batch_size_below_one_is_an_error_before_any_work():
+    tagger = small_tagger(random_sentences(3))
+    items = [encode_tokens(["a"], tagger.vocabs, tagger.config)]
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"expected batch_size >= 1, got {bad}"):
+            tagger.predict([["a"]], batch_size=bad)
+        with pytest.raises(ValueError, match="expected batch_size >= 1"):
+            tagger.decode_encoded(items, batch_size=bad)
+    with pytest.raises(ValueError, match="expected max_tokens >= 1"):
+        tagger.decode_encoded(items, batch_size=4, max_tokens=0)
+
+
+def test_decode_encoded_equals_predict_whatever_the_plan():
+    sentences = random_sentences(30, max_len=15)
+    tagger = small_tagger(sentences)
+    tokens = [s.tokens for s in sentences] + [[]]
+    items = [encode_tokens(s, tagger.vocabs, tagger.config) for s in tokens]
+    expected = tagger.predict_ids(tokens)
+    assert expected[-1] == []
+    for batch_size, max_tokens in [(1, None), (4, None), (256, 16), (256, 1)]:
+        assert tagger.decode_encoded(items, batch_size, max_tokens) == expected
