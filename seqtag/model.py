@@ -6,10 +6,13 @@ TorchScript-compatible; ``predict``, ``save`` and ``load`` work with strings and
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -543,10 +546,14 @@ class Tagger(nn.Module):
     # -- files ------------------------------------------------------------------------------
 
     @torch.jit.unused
-    def save(self, directory: str | Path, training: TrainConfig | None = None) -> None:
+    def save(
+        self, directory: str | Path, training: TrainConfig | None = None, data: Mapping[str, Any] | None = None
+    ) -> None:
         """Write ``config.json``, ``vocab.json`` and ``weights.pt`` into ``directory``.
 
-        ``config.json`` holds the model configuration and, when given, the training configuration.
+        ``config.json`` holds ``seqtag_version``, ``model`` (the :class:`~seqtag.config.TaggerConfig`)
+        and, when given, ``training`` (the :class:`~seqtag.config.TrainConfig`) and ``data`` (the
+        data configuration, a dict of JSON values, such as ``DataConfig.to_dict()``).
 
         Each file is written to a temporary name and renamed, so a crash leaves either the old
         file or the new one, never a torn one.
@@ -556,34 +563,108 @@ class Tagger(nn.Module):
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(directory / WEIGHTS_FILE, buf.getvalue())
-        atomic_write_text(directory / VOCAB_FILE, json.dumps(self.vocabs.to_dict(), ensure_ascii=False))
-        meta = {"seqtag_version": __version__, "model": self.config.to_dict()}
+        meta: dict[str, Any] = {"seqtag_version": __version__, "model": self.config.to_dict()}
         if training is not None:
             meta["training"] = training.to_dict()
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        if data is not None:
+            meta["data"] = dict(data.to_dict() if hasattr(data, "to_dict") else data)
+        config_text = json.dumps(meta, indent=2) + "\n"  # fails here, before any write, if not JSON
+        atomic_write_bytes(directory / WEIGHTS_FILE, buf.getvalue())
+        atomic_write_text(directory / VOCAB_FILE, json.dumps(self.vocabs.to_dict(), ensure_ascii=False))
+        atomic_write_text(directory / CONFIG_FILE, config_text)
 
     @classmethod
     @torch.jit.unused
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> Tagger:
-        """Load a model directory written by :meth:`save`. Weights load with ``weights_only=True``,
-        so a crafted file cannot run code."""
+        """Load a model directory written by :meth:`save`, checked as a whole.
+
+        Weights load with ``weights_only=True``, so a crafted file cannot run code.
+
+        Raises:
+            SeqtagError: one line naming the file and what is wrong: a file missing or
+                unreadable, a key missing from ``config.json`` (no defaults are filled in),
+                weights that do not match ``config.json``/``vocab.json`` (another model's
+                weights, a training checkpoint copied over ``weights.pt``, an edited
+                vocabulary), or a weights file that holds Python objects.
+        """
         directory = Path(directory)
         for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
                 raise SeqtagError(f"{directory}: not a seqtag model directory (no {name})")
+        config = _read_config(directory / CONFIG_FILE)
+        vocabs = _read_vocabs(directory / VOCAB_FILE)
         try:
-            meta = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-            config = TaggerConfig.from_dict(meta["model"])
-            vocabs = Vocabularies.from_dict(json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as e:
-            raise SeqtagError(f"{directory}: unreadable model files ({e})") from None
-        tagger = cls(config, vocabs)
-        try:
-            state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... for bad files
-            raise SeqtagError(f"{directory / WEIGHTS_FILE}: refused to load ({type(e).__name__}: {e})") from None
+            tagger = cls(config, vocabs)
+        except ValueError as e:  # e.g. tags that do not follow the configured tag scheme
+            raise SeqtagError(f"{directory}: config.json and vocab.json disagree ({e})") from None
+        state = _read_weights(directory / WEIGHTS_FILE)
+        problem = _state_mismatch(state, tagger.state_dict())
+        if problem:
+            raise SeqtagError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}/{VOCAB_FILE}: {problem}")
         tagger.load_state_dict(state)
         dev = resolve_device(device)
         tagger.set_rnn_mode(dev)
         return tagger.to(dev)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SeqtagError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def _read_config(path: Path) -> TaggerConfig:
+    """The ``model`` entry of ``config.json``: every field present, each value valid."""
+    meta = _read_json(path)
+    model = meta.get("model") if isinstance(meta, dict) else None
+    if not isinstance(model, dict):
+        raise SeqtagError(f'{path}: expected a JSON object with a "model" object')
+    missing = [f.name for f in dataclasses.fields(TaggerConfig) if f.name not in model]
+    if missing:
+        raise SeqtagError(f'{path}: "model" lacks {", ".join(missing)} (no defaults are assumed for a saved model)')
+    try:
+        return TaggerConfig.from_dict(model)
+    except (TypeError, ValueError) as e:
+        raise SeqtagError(f'{path}: bad "model" ({e})') from None
+
+
+def _read_vocabs(path: Path) -> Vocabularies:
+    try:
+        return Vocabularies.from_dict(_read_json(path))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SeqtagError(f"{path}: not a seqtag vocabulary ({type(e).__name__}: {e})") from None
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run the file's code
+        raise SeqtagError(f"{path}: refused to load: it holds Python objects, not only tensors") from None
+    except Exception as e:  # a torn or foreign file: RuntimeError, EOFError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise SeqtagError(f"{path}: not a readable weights file ({type(e).__name__}: {first})") from None
+    if not isinstance(state, dict):
+        raise SeqtagError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    return state
+
+
+def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:
+    """What keeps ``state`` from loading into a model whose state dict is ``expected`` ("" if nothing)."""
+    if "model" in state and "optimizer" in state:
+        return "it is a training checkpoint (checkpoints/*.pt), not the weights of a model directory"
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(map(str, unexpected[:4]))}{' ...' if len(unexpected) > 4 else ''}")
+    for k, v in expected.items():
+        if k in state:
+            if not isinstance(state[k], Tensor):
+                problems.append(f"{k} is a {type(state[k]).__name__}, not a tensor")
+            elif state[k].shape != v.shape:
+                problems.append(f"{k} has shape {list(state[k].shape)}, expected {list(v.shape)}")
+    return "; ".join(problems[:3])
