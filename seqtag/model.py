@@ -250,7 +250,7 @@ class Tagger(nn.Module):
         """Best tag ids ``(batch, seq_len)``, 0 at padded positions (Viterbi with a CRF, else argmax)."""
         mask = lengths_to_mask(lengths, emissions.size(1), emissions.device)
         if self.use_crf:
-            return self.crf.decode(emissions, mask)[0]
+            return self.crf.decode(emissions, mask)
         return emissions.argmax(dim=2).masked_fill(~mask, 0)
 
     # -- strings in, strings out ---------------------------------------------------------

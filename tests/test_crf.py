@@ -1,5 +1,5 @@
 """Oracles and invariants for seqtag.crf: brute-force enumeration, batched vs one at a time,
-padded vs unpadded, constrained vs hand-written rules, scripted vs eager."""
+padded vs unpadded, constrained vs hand-written rules, scripted (and exported) vs eager."""
 
 import itertools
 import math
@@ -111,8 +111,9 @@ def test_score_matches_reference(shape, constrained):
 def test_decode_matches_brute_force(shape, constrained):
     crf = make_crf(shape[2], constrained)
     emissions, _, mask, lengths = make_batch(*shape)
-    paths, scores = crf.decode(emissions, mask)
+    paths, scores = crf.viterbi(emissions, mask)
     assert paths.dtype == torch.long and paths.shape == mask.shape
+    assert torch.equal(crf.decode(emissions, mask), paths)
     for b, n in enumerate(lengths):
         candidates = all_scores(crf, emissions[b], n)
         best = max(candidates, key=candidates.get)
@@ -146,8 +147,14 @@ def test_padding_is_ignored(garbage):
     clean_nll, noisy_nll = crf(emissions, tags, mask), crf(noisy, noisy_tags, mask)
     torch.testing.assert_close(noisy_nll, clean_nll)
     torch.testing.assert_close(crf.log_partition(noisy, mask), crf.log_partition(emissions, mask))
-    for got, expected in zip(crf.decode(noisy, mask), crf.decode(emissions, mask), strict=True):
-        torch.testing.assert_close(got, expected)
+    for method in ["viterbi", "nbest"]:
+        args = (3,) if method == "nbest" else ()
+        got = getattr(crf, method)(noisy, mask, *args)
+        expected = getattr(crf, method)(emissions, mask, *args)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b)
+    assert torch.equal(crf.decode(noisy, mask), crf.decode(emissions, mask))
+    torch.testing.assert_close(crf.marginals(noisy, mask), crf.marginals(emissions, mask))
     clean_nll.sum().backward()
     noisy_nll.sum().backward()
     torch.testing.assert_close(noisy.grad, emissions.grad)
@@ -159,13 +166,19 @@ def test_batched_equals_one_at_a_time(constrained):
     crf = make_crf(4, constrained)
     emissions, tags, mask, lengths = make_batch(6, 7, 4)
     nll = crf(emissions, tags, mask)
-    paths, scores = crf.decode(emissions, mask)
+    paths, scores = crf.viterbi(emissions, mask)
+    probs = crf.marginals(emissions, mask)
+    best, best_scores = crf.nbest(emissions, mask, 5)
     for b, n in enumerate(lengths):
         one = (emissions[b : b + 1, :n], tags[b : b + 1, :n], mask[b : b + 1, :n])
         torch.testing.assert_close(crf(*one), nll[b : b + 1])
-        one_path, one_score = crf.decode(one[0], one[2])
+        one_path, one_score = crf.viterbi(one[0], one[2])
         assert one_path[0].tolist() == paths[b, :n].tolist()
         torch.testing.assert_close(one_score, scores[b : b + 1])
+        torch.testing.assert_close(crf.marginals(one[0], one[2]), probs[b : b + 1, :n])
+        one_best, one_best_scores = crf.nbest(one[0], one[2], 5)
+        assert one_best[0].tolist() == best[b, :, :n].tolist()
+        torch.testing.assert_close(one_best_scores, best_scores[b : b + 1])
 
 
 @pytest.mark.parametrize(
@@ -248,7 +261,7 @@ def test_constrained_decode(scheme):
     crf.set_constraints(start, trans, end)
     emissions, _, mask, lengths = make_batch(3, 4, len(tags))
     emissions *= 5  # strong emissions that often prefer forbidden moves
-    paths, scores = crf.decode(emissions, mask)
+    paths, scores = crf.viterbi(emissions, mask)
     for b, n in enumerate(lengths):
         path = paths[b, :n].tolist()
         assert start[path[0]] and end[path[-1]]
@@ -286,7 +299,7 @@ class Tagger(torch.nn.Module):
 
     @torch.jit.export
     def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.crf.decode(self.proj(x), mask)[0]
+        return self.crf.decode(self.proj(x), mask)
 
 
 # TorchScript is deprecated in recent torch but is still the export path seqtag supports.
@@ -304,10 +317,16 @@ def test_scripted_matches_eager():
     torch.testing.assert_close(
         scripted.score(emissions, gold, mask), crf.score(emissions, gold, mask)
     )
+    assert torch.equal(scripted.decode(emissions, mask), crf.decode(emissions, mask))
     for got, expected in zip(
-        scripted.decode(emissions, mask), crf.decode(emissions, mask), strict=True
+        scripted.viterbi(emissions, mask), crf.viterbi(emissions, mask), strict=True
     ):
         torch.testing.assert_close(got, expected)
+    for got, expected in zip(
+        scripted.nbest(emissions, mask, 4), crf.nbest(emissions, mask, 4), strict=True
+    ):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(scripted.marginals(emissions, mask), crf.marginals(emissions, mask))
 
     model = Tagger(len(tags))
     model.crf.set_constraints(*allowed_transitions(tags, "bioes"))
@@ -335,7 +354,10 @@ def test_low_precision_computes_in_float32(dtype):
     nll = crf(emissions, tags, mask)
     assert nll.dtype == torch.float32
     torch.testing.assert_close(nll, crf(emissions.float(), tags, mask))
-    assert crf.decode(emissions, mask)[1].dtype == torch.float32
+    assert crf.viterbi(emissions, mask)[1].dtype == torch.float32
+    assert crf.nbest(emissions, mask, 2)[1].dtype == torch.float32
+    assert crf.marginals(emissions, mask).dtype == torch.float32
+    torch.testing.assert_close(crf.marginals(emissions, mask), crf.marginals(emissions.float(), mask))
 
 
 GOOD = {
@@ -353,25 +375,36 @@ BAD = [
     {"mask": torch.ones(2, 3, dtype=torch.uint8)},
     {"tags": torch.zeros(2, 4, dtype=torch.long)},
     {"tags": torch.zeros(2, 3, dtype=torch.int32)},
+    {"mask": torch.tensor([[True, True, True], [False, False, False]])},  # an empty sentence
+    {"mask": torch.tensor([[True, True, True], [True, False, True]])},  # not a prefix mask
 ]
-WITHOUT_TAGS = {"log_partition", "decode"}
+WITHOUT_TAGS = {"log_partition", "decode", "viterbi", "marginals", "nbest"}
 
 
 @pytest.mark.parametrize(
     ("method", "bad"),
     [
         (method, bad)
-        for method in ["forward", "score", "log_partition", "decode"]
+        for method in ["forward", "score", "log_partition", "decode", "viterbi", "marginals", "nbest"]
         for bad in BAD
         if not (method in WITHOUT_TAGS and "tags" in bad)
     ],
 )
 def test_validation(method, bad):
+    """ValueError, not assert: ``python -O`` would strip an assert."""
     args = {**GOOD, **bad}
     if method in WITHOUT_TAGS:
         del args["tags"]
+    if method == "nbest":
+        args["k"] = 2
     with pytest.raises(ValueError, match="expected"):
         getattr(CRF(4), method)(**args)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_nbest_needs_k_of_at_least_one(k):
+    with pytest.raises(ValueError, match="expected k >= 1"):
+        CRF(4).nbest(GOOD["emissions"], GOOD["mask"], k)
 
 
 def test_validation_of_constructor_and_constraints():
