@@ -17,7 +17,7 @@ Tagging schemes (BIO, IOB1, BIOES) forbid some moves, e.g. ``O -> I-PER`` under 
 Besides the best sequence, :meth:`CRF.marginals` gives the posterior probability of each
 tag at each token (forward-backward) and :meth:`CRF.nbest` the ``k`` best sequences (k-best
 Viterbi). Both treat forbidden moves as impossible (``-inf``, probability exactly 0) rather
-than as ``NEG_SCORE``; they are for inference and are not meant to be differentiated.
+than as ``NEG_SCORE``; they are for inference and return tensors without gradient.
 
 Batches are ``batch_first``: emissions ``(batch_size, seq_len, num_tags)``, tags and
 mask ``(batch_size, seq_len)``. The mask is a prefix mask (``mask[b, :len_b]`` True,
@@ -279,7 +279,8 @@ class CRF(torch.nn.Module):
 
         Returns:
             ``(batch_size, seq_len, num_tags)`` probabilities, each real token's row summing
-            to 1, rows of 0 where padded; float32 (float64 for float64 emissions).
+            to 1, rows of 0 where padded; float32 (float64 for float64 emissions),
+            without gradient.
 
         >>> crf = CRF(3)
         >>> crf.set_constraints(*allowed_transitions(["O", "B-PER", "I-PER"], "bio"))
@@ -294,21 +295,8 @@ class CRF(torch.nn.Module):
         tensor([0., 0.])
         """
         self._validate(emissions, mask, None)
-        emissions = self._prepare(emissions, mask)
-        start, trans, end = self._masked_params(emissions.dtype, float("-inf"))
-        forward, alpha = self._forward_algorithm(emissions, mask, start, trans)
-        # The backward messages: the forward recursion from each sentence's end.
-        backward, _ = self._forward_algorithm(
-            self._reverse(emissions, mask), mask, end, trans.t()
-        )
-        # shape: (batch_size, 1, 1)
-        log_z = torch.logsumexp(alpha + end, dim=1).view(-1, 1, 1)
-        # No allowed sequence (log Z = -inf): every term below is -inf, so probabilities 0.
-        log_z = log_z.masked_fill(log_z == float("-inf"), 0.0)
-        # shape: (batch_size, seq_len, num_tags)
-        backward_in_order = self._reverse(torch.stack(backward, dim=1), mask)
-        log_p = torch.stack(forward, dim=1) + emissions + backward_in_order - log_z
-        return log_p.exp().masked_fill(~mask.unsqueeze(2), 0.0)
+        with torch.no_grad():  # -inf scores would give NaN gradients
+            return self._marginals(self._prepare(emissions, mask), mask)
 
     @torch.jit.export
     def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -329,7 +317,7 @@ class CRF(torch.nn.Module):
         Returns:
             ``(paths, scores)``: ``(batch_size, k, seq_len)`` int64 tags, 0 where padded,
             and ``(batch_size, k)`` their scores, non-increasing along ``k``; float32
-            (float64 for float64 emissions).
+            (float64 for float64 emissions), without gradient.
 
         Raises:
             ValueError: for ``k < 1``, or the input errors of :meth:`forward`.
@@ -352,7 +340,8 @@ class CRF(torch.nn.Module):
         if k < 1:
             raise ValueError(f"expected k >= 1, got {k}")
         self._validate(emissions, mask, None)
-        return self._nbest(self._prepare(emissions, mask), mask, k)
+        with torch.no_grad():  # -inf scores would give NaN gradients
+            return self._nbest(self._prepare(emissions, mask), mask, k)
 
     def _validate(self, emissions: Tensor, mask: Tensor, tags: Tensor | None) -> None:
         if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
@@ -448,6 +437,22 @@ class CRF(torch.nn.Module):
         alpha = self._forward_algorithm(emissions, mask, start, trans)[1]
         # shape: (batch_size,); alpha stopped at each sentence's last token
         return torch.logsumexp(alpha + end, dim=1)
+
+    def _marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        start, trans, end = self._masked_params(emissions.dtype, float("-inf"))
+        forward, alpha = self._forward_algorithm(emissions, mask, start, trans)
+        # The backward messages: the forward recursion from each sentence's end.
+        backward, _ = self._forward_algorithm(
+            self._reverse(emissions, mask), mask, end, trans.t()
+        )
+        # shape: (batch_size, 1, 1)
+        log_z = torch.logsumexp(alpha + end, dim=1).view(-1, 1, 1)
+        # No allowed sequence (log Z = -inf): every term below is -inf, so probabilities 0.
+        log_z = log_z.masked_fill(log_z == float("-inf"), 0.0)
+        # shape: (batch_size, seq_len, num_tags)
+        backward_in_order = self._reverse(torch.stack(backward, dim=1), mask)
+        log_p = torch.stack(forward, dim=1) + emissions + backward_in_order - log_z
+        return log_p.exp().masked_fill(~mask.unsqueeze(2), 0.0)
 
     def _viterbi(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         start, trans, end = self._masked_params(emissions.dtype)

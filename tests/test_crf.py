@@ -525,6 +525,14 @@ def test_marginals_of_a_sentence_without_allowed_paths_are_zero():
     assert probs[1, 0].tolist() == [1.0, 0.0, 0.0]
 
 
+def test_marginals_and_nbest_carry_no_gradient():
+    """-inf scores of forbidden moves would give NaN gradients; they are inference outputs."""
+    crf, emissions, _, mask, _ = make_case("bio", (2, 3, 0))
+    emissions.requires_grad_(True)
+    assert not crf.marginals(emissions, mask).requires_grad
+    assert not any(t.requires_grad for t in crf.nbest(emissions, mask, 2))
+
+
 # -- n-best ---------------------------------------------------------------------------------
 
 
