@@ -14,10 +14,16 @@ Tagging schemes (BIO, IOB1, BIOES) forbid some moves, e.g. ``O -> I-PER`` under 
 :meth:`CRF.set_constraints` stores them; forbidden moves then score ``NEG_SCORE``
 (a large but finite negative number, so gradients stay finite) in training and decoding.
 
+Besides the best sequence, :meth:`CRF.marginals` gives the posterior probability of each
+tag at each token (forward-backward) and :meth:`CRF.nbest` the ``k`` best sequences (k-best
+Viterbi). Both treat forbidden moves as impossible (``-inf``, probability exactly 0) rather
+than as ``NEG_SCORE``; they are for inference and return tensors without gradient.
+
 Batches are ``batch_first``: emissions ``(batch_size, seq_len, num_tags)``, tags and
 mask ``(batch_size, seq_len)``. The mask is a prefix mask (``mask[b, :len_b]`` True,
 the rest False, ``len_b >= 1``); padded positions are ignored whatever they hold.
-The module is TorchScript-compatible.
+The module is TorchScript-compatible, and ``decode``/``viterbi`` also trace under
+``torch.export`` (the checks that read tensor values are skipped while tracing or exporting).
 """
 
 from typing import Final
@@ -29,6 +35,14 @@ NEG_SCORE = -10000.0
 """Score given to a forbidden start, transition or end (finite: -inf gives NaN gradients)."""
 
 _PREFIXES = {"bio": "BI", "iob1": "BI", "bioes": "BIES"}
+
+
+def _tracing() -> bool:
+    """Whether the code runs under ``torch.jit.trace``, ``torch.export`` or ``torch.compile``,
+    where checks that read tensor values would be frozen into the graph or fail."""
+    if torch.jit.is_scripting():
+        return False
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling()
 
 
 def _split_tag(tag: str, scheme: str) -> tuple[str, str]:
@@ -91,7 +105,8 @@ def allowed_transitions(tags: list[str], scheme: str) -> tuple[Tensor, Tensor, T
 
 
 class CRF(torch.nn.Module):
-    """Linear-chain CRF: negative log-likelihood for training, Viterbi for decoding.
+    """Linear-chain CRF: negative log-likelihood for training; Viterbi, marginals and k-best
+    sequences for inference.
 
     Args:
         num_tags: number of tags ``K``.
@@ -109,11 +124,20 @@ class CRF(torch.nn.Module):
         Scores are computed in float32, or in float64 for float64 emissions; the
         parameters are cast to that dtype.
 
+    Note:
+        Ties are broken the same way everywhere: among tag sequences with equal scores, the
+        one whose tags read from the last token backwards, ``(y[L-1], y[L-2], ..., y[0])``,
+        are lexicographically smaller comes first. :meth:`decode` and :meth:`viterbi` return
+        the first such best sequence and :meth:`nbest` lists sequences in that order (it is
+        what taking the lowest index among equal maxima gives at each step).
+
     >>> crf = CRF(3)
     >>> emissions, mask = torch.randn(2, 4, 3), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()
     >>> crf(emissions, torch.zeros(2, 4, dtype=torch.long), mask).shape
     torch.Size([2])
-    >>> paths, scores = crf.decode(emissions, mask)
+    >>> crf.decode(emissions, mask).shape
+    torch.Size([2, 4])
+    >>> paths, scores = crf.viterbi(emissions, mask)
     >>> paths.shape, scores.shape
     (torch.Size([2, 4]), torch.Size([2]))
     """
@@ -170,6 +194,10 @@ class CRF(torch.nn.Module):
         Returns:
             ``(batch_size,)`` ``log Z - score(tags)``, ``>= 0``; float32 (float64 for
             float64 emissions). Reduce it (sum or mean) for the loss.
+
+        Raises:
+            ValueError: for emissions, tags or a mask of the wrong shape or dtype, or (for
+                CPU tensors) a mask that is not a prefix mask with ``mask[:, 0]`` all True.
         """
         self._validate(emissions, mask, tags)
         emissions = self._prepare(emissions, mask)
@@ -205,8 +233,25 @@ class CRF(torch.nn.Module):
         return self._score(self._prepare(emissions, mask), tags, mask)
 
     @torch.jit.export
-    def decode(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Best tag sequence of each sentence (batched Viterbi).
+    def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Best tag sequence of each sentence (batched Viterbi); :meth:`viterbi` without scores.
+
+        Args:
+            emissions: ``(batch_size, seq_len, num_tags)`` float emission scores.
+            mask: ``(batch_size, seq_len)`` bool prefix mask.
+
+        Returns:
+            ``(batch_size, seq_len)`` int64 tags, 0 where padded.
+        """
+        return self.viterbi(emissions, mask)[0]
+
+    @torch.jit.export
+    def viterbi(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Best tag sequence of each sentence and its score (batched Viterbi).
+
+        Forbidden moves score ``NEG_SCORE``, as in training, so a sentence always gets a path
+        (one without forbidden moves whenever one exists and emissions are not extreme).
+        Works eagerly, scripted and under ``torch.export``.
 
         Args:
             emissions: ``(batch_size, seq_len, num_tags)`` float emission scores.
@@ -214,10 +259,89 @@ class CRF(torch.nn.Module):
 
         Returns:
             ``(paths, scores)``: ``(batch_size, seq_len)`` int64 tags, 0 where padded,
-            and ``(batch_size,)`` the score of each path.
+            and ``(batch_size,)`` the score of each path (equal to :meth:`score` of it).
         """
         self._validate(emissions, mask, None)
         return self._viterbi(self._prepare(emissions, mask), mask)
+
+    @torch.jit.export
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Posterior probability of each tag at each token, ``p(y[t] = k | emissions)``.
+
+        Computed by the forward-backward algorithm in log space; the backward pass is the
+        forward recursion run over the reversed sentences with transposed transitions.
+        Forbidden moves are impossible: a tag that no allowed sequence puts at a token gets
+        exactly 0. A sentence with no allowed sequence at all gets rows of 0.
+
+        Args:
+            emissions: ``(batch_size, seq_len, num_tags)`` float emission scores.
+            mask: ``(batch_size, seq_len)`` bool prefix mask.
+
+        Returns:
+            ``(batch_size, seq_len, num_tags)`` probabilities, each real token's row summing
+            to 1, rows of 0 where padded; float32 (float64 for float64 emissions),
+            without gradient.
+
+        >>> crf = CRF(3)
+        >>> crf.set_constraints(*allowed_transitions(["O", "B-PER", "I-PER"], "bio"))
+        >>> emissions = torch.randn(2, 4, 3)
+        >>> mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool()
+        >>> probs = crf.marginals(emissions, mask)
+        >>> probs.shape
+        torch.Size([2, 4, 3])
+        >>> torch.allclose(probs.sum(2), mask.float())  # 1 per token, 0 at padding
+        True
+        >>> probs[:, 0, 2]  # no sentence starts with I-PER under BIO
+        tensor([0., 0.])
+        """
+        self._validate(emissions, mask, None)
+        with torch.no_grad():  # -inf scores would give NaN gradients
+            return self._marginals(self._prepare(emissions, mask), mask)
+
+    @torch.jit.export
+    def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The ``k`` best tag sequences of each sentence, best first (batched k-best Viterbi).
+
+        Each step keeps the ``k`` best partial scores per tag with pointers to the previous
+        (tag, rank). Forbidden moves are impossible, so every returned sequence is allowed;
+        when a sentence has fewer than ``k`` allowed sequences, the missing entries have
+        score ``-inf`` and paths of zeros. Ties are broken as in the class note, so the
+        first path is :meth:`viterbi`'s. ``scores - log_partition(...)[:, None]`` are the
+        log-probabilities.
+
+        Args:
+            emissions: ``(batch_size, seq_len, num_tags)`` float emission scores.
+            mask: ``(batch_size, seq_len)`` bool prefix mask.
+            k: number of sequences per sentence, ``>= 1``.
+
+        Returns:
+            ``(paths, scores)``: ``(batch_size, k, seq_len)`` int64 tags, 0 where padded,
+            and ``(batch_size, k)`` their scores, non-increasing along ``k``; float32
+            (float64 for float64 emissions), without gradient.
+
+        Raises:
+            ValueError: for ``k < 1``, or the input errors of :meth:`forward`.
+
+        >>> crf = CRF(3)
+        >>> crf.set_constraints(*allowed_transitions(["O", "B-PER", "I-PER"], "bio"))
+        >>> emissions = torch.randn(2, 4, 3)
+        >>> mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0]]).bool()
+        >>> paths, scores = crf.nbest(emissions, mask, k=3)
+        >>> paths.shape, scores.shape
+        (torch.Size([2, 3, 4]), torch.Size([2, 3]))
+        >>> torch.equal(paths[:, 0], crf.decode(emissions, mask))
+        True
+        >>> scores[1, 2]  # one token: only O and B-PER may start and end a sentence
+        tensor(-inf)
+        >>> log_probs = scores - crf.log_partition(emissions, mask).unsqueeze(1)
+        >>> bool((log_probs[0] <= 0).all())
+        True
+        """
+        if k < 1:
+            raise ValueError(f"expected k >= 1, got {k}")
+        self._validate(emissions, mask, None)
+        with torch.no_grad():  # -inf scores would give NaN gradients
+            return self._nbest(self._prepare(emissions, mask), mask, k)
 
     def _validate(self, emissions: Tensor, mask: Tensor, tags: Tensor | None) -> None:
         if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
@@ -238,9 +362,12 @@ class CRF(torch.nn.Module):
             raise ValueError(
                 f"expected int64 tags of shape {shape}, got {tags.dtype} of shape {list(tags.shape)}"
             )
-        if mask.device.type == "cpu":  # checking on an accelerator would sync with the host
-            assert bool(mask[:, 0].all()), "every sentence needs at least one token"
-            assert not bool((mask[:, 1:] > mask[:, :-1]).any()), "mask must be a prefix mask"
+        # Reading values would sync with an accelerator, and cannot be traced or exported.
+        if mask.device.type == "cpu" and not _tracing():
+            if not bool(mask[:, 0].all()):
+                raise ValueError("expected mask[:, 0] all True (a token in every sentence), got False")
+            if bool((mask[:, 1:] > mask[:, :-1]).any()):
+                raise ValueError("expected a prefix mask (True, then False), got True after False")
 
     def _prepare(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Promote half precision to float32 and zero the padded positions."""
@@ -249,12 +376,24 @@ class CRF(torch.nn.Module):
         # Zeroing makes padding inert even when it holds inf or NaN (no NaN gradients).
         return emissions.masked_fill(~mask.unsqueeze(2), 0.0)
 
-    def _masked_params(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        """Start, transition and end scores in ``dtype``, forbidden moves set to NEG_SCORE."""
-        start = self.start_transitions.to(dtype).masked_fill(~self.start_mask, self.neg_score)
-        trans = self.transitions.to(dtype).masked_fill(~self.transition_mask, self.neg_score)
-        end = self.end_transitions.to(dtype).masked_fill(~self.end_mask, self.neg_score)
+    def _masked_params(
+        self, dtype: torch.dtype, forbidden: float = NEG_SCORE
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Start, transition and end scores in ``dtype``, forbidden moves set to ``forbidden``
+        (``NEG_SCORE`` for training and Viterbi, ``-inf`` for marginals and n-best)."""
+        start = self.start_transitions.to(dtype).masked_fill(~self.start_mask, forbidden)
+        trans = self.transitions.to(dtype).masked_fill(~self.transition_mask, forbidden)
+        end = self.end_transitions.to(dtype).masked_fill(~self.end_mask, forbidden)
         return start, trans, end
+
+    def _reverse(self, values: Tensor, mask: Tensor) -> Tensor:
+        """``(batch_size, seq_len, n)`` values with each sentence's real positions reversed
+        (``t -> len - 1 - t``) and the padding left in place; its own inverse."""
+        # shape: (1, seq_len)
+        positions = torch.arange(mask.size(1), device=mask.device).unsqueeze(0)
+        # shape: (batch_size, seq_len)
+        index = torch.where(mask, mask.sum(1, keepdim=True) - 1 - positions, positions)
+        return values.gather(1, index.unsqueeze(2).expand(-1, -1, values.size(2)))
 
     def _score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         start, trans, end = self._masked_params(emissions.dtype)
@@ -268,41 +407,110 @@ class CRF(torch.nn.Module):
         last = tags.gather(1, mask.sum(1, keepdim=True) - 1).squeeze(1)
         return start[tags[:, 0]] + emitted.sum(1) + moved.sum(1) + end[last]
 
+    def _forward_algorithm(
+        self, emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
+        """The forward recursion in log space, shared by the partition function and both
+        passes of the marginals.
+
+        Returns:
+            ``(incoming, alpha)``: ``incoming[t]`` of shape ``(batch_size, num_tags)`` is the
+            log-sum of the scores of all prefixes ``y[0..t]`` ending in each tag, without
+            the emission at ``t`` (``incoming[0]`` is ``start``; meaningless past a
+            sentence's end); ``alpha`` ``(batch_size, num_tags)`` is the same with the
+            emission, at each sentence's last token.
+        """
+        steps = emissions.unbind(1)  # seq_len tensors of shape (batch_size, num_tags)
+        keep = mask.unsqueeze(2).unbind(1)  # seq_len tensors of shape (batch_size, 1)
+        incoming = [start.expand(emissions.size(0), self.num_tags)]
+        # shape: (batch_size, num_tags), log-sum of all prefixes ending in each tag
+        alpha = start + steps[0]
+        for t in range(1, len(steps)):
+            # shape: (batch_size, num_tags [to]), log-sum over the previous tag
+            into = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1)
+            incoming.append(into)
+            alpha = torch.where(keep[t], into + steps[t], alpha)
+        return incoming, alpha
+
     def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         start, trans, end = self._masked_params(emissions.dtype)
-        # shape: (batch_size, num_tags), log-sum of all prefixes ending in each tag
-        alpha = start + emissions[:, 0]
-        for t in range(1, emissions.size(1)):
-            # shape: (batch_size, num_tags [from], num_tags [to])
-            step = alpha.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1)
-            # shape: (batch_size, num_tags)
-            alpha = torch.where(mask[:, t].unsqueeze(1), torch.logsumexp(step, dim=1), alpha)
+        alpha = self._forward_algorithm(emissions, mask, start, trans)[1]
         # shape: (batch_size,); alpha stopped at each sentence's last token
         return torch.logsumexp(alpha + end, dim=1)
 
+    def _marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        start, trans, end = self._masked_params(emissions.dtype, float("-inf"))
+        forward, alpha = self._forward_algorithm(emissions, mask, start, trans)
+        # The backward messages: the forward recursion from each sentence's end.
+        backward, _ = self._forward_algorithm(
+            self._reverse(emissions, mask), mask, end, trans.t()
+        )
+        # shape: (batch_size, 1, 1)
+        log_z = torch.logsumexp(alpha + end, dim=1).view(-1, 1, 1)
+        # No allowed sequence (log Z = -inf): every term below is -inf, so probabilities 0.
+        log_z = log_z.masked_fill(log_z == float("-inf"), 0.0)
+        # shape: (batch_size, seq_len, num_tags)
+        backward_in_order = self._reverse(torch.stack(backward, dim=1), mask)
+        log_p = torch.stack(forward, dim=1) + emissions + backward_in_order - log_z
+        return log_p.exp().masked_fill(~mask.unsqueeze(2), 0.0)
+
     def _viterbi(self, emissions: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         start, trans, end = self._masked_params(emissions.dtype)
-        batch_size, seq_len = mask.shape
+        steps = emissions.unbind(1)  # seq_len tensors of shape (batch_size, num_tags)
+        keep = mask.unsqueeze(2).unbind(1)  # seq_len tensors of shape (batch_size, 1)
         # shape: (batch_size, num_tags), best prefix score ending in each tag
-        best = start + emissions[:, 0]
-        # shape: (batch_size, seq_len, num_tags), best previous tag (row 0 unused)
-        backpointers = torch.zeros(
-            batch_size, seq_len, self.num_tags, dtype=torch.long, device=emissions.device
-        )
-        for t in range(1, seq_len):
-            # shape: (batch_size, num_tags [to]), max over the previous tag
-            step, pointer = (best.unsqueeze(2) + trans).max(dim=1)
-            backpointers[:, t] = pointer
-            best = torch.where(mask[:, t].unsqueeze(1), step + emissions[:, t], best)
-        # shape: (batch_size,)
-        scores, tag = (best + end).max(dim=1)
+        best = start + steps[0]
+        # pointers[t - 1]: (batch_size, num_tags [to]) best previous tag at step t
+        pointers: list[Tensor] = []
+        for t in range(1, len(steps)):
+            # max takes the lowest index among equal maxima (the documented tie-breaking)
+            score, pointer = (best.unsqueeze(2) + trans).max(dim=1)
+            pointers.append(pointer)
+            best = torch.where(keep[t], score + steps[t], best)
+        # shape: (batch_size, 1)
+        scores, tag = (best + end).max(dim=1, keepdim=True)
+        path = [tag]
+        for t in range(len(steps) - 2, -1, -1):
+            # Follow the pointer only inside the sentence: the tag chosen at its last token is
+            # carried unchanged through the padding.
+            tag = torch.where(keep[t + 1], pointers[t].gather(1, tag), tag)
+            path.append(tag)
+        path.reverse()
         # shape: (batch_size, seq_len)
-        paths = torch.zeros(batch_size, seq_len, dtype=torch.long, device=emissions.device)
-        for t in range(seq_len - 1, -1, -1):
-            if t < seq_len - 1:
-                # Follow the pointer only inside the sentence: the tag chosen at its last
-                # token is carried unchanged through the padding.
-                previous = backpointers[:, t + 1].gather(1, tag.unsqueeze(1)).squeeze(1)
-                tag = torch.where(mask[:, t + 1], previous, tag)
-            paths[:, t] = tag.masked_fill(~mask[:, t], 0)
-        return paths, scores
+        return torch.cat(path, dim=1).masked_fill(~mask, 0), scores.squeeze(1)
+
+    def _nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        start, trans, end = self._masked_params(emissions.dtype, float("-inf"))
+        batch_size, num_tags = emissions.size(0), self.num_tags
+        steps = emissions.unbind(1)  # seq_len tensors of shape (batch_size, num_tags)
+        keep = mask.unsqueeze(2).unsqueeze(3).unbind(1)  # seq_len of shape (batch_size, 1, 1)
+        first = start + steps[0]
+        # shape: (batch_size, num_tags, k), the k best prefix scores ending in each tag, best
+        # first; ranks that no prefix fills yet are -inf
+        best = torch.cat(
+            [first.unsqueeze(2), first.new_full((batch_size, num_tags, k - 1), float("-inf"))], 2
+        )
+        # pointers[t - 1]: (batch_size, num_tags [to] * k) previous (tag * k + rank) at step t
+        pointers: list[Tensor] = []
+        for t in range(1, len(steps)):
+            # shape: (batch_size, num_tags [from] * k [rank], num_tags [to])
+            candidates = (best.unsqueeze(3) + trans.unsqueeze(1)).reshape(
+                batch_size, num_tags * k, num_tags
+            )
+            # A stable sort puts the lowest (tag, rank) first among equal scores.
+            score, pointer = candidates.sort(dim=1, descending=True, stable=True)
+            pointers.append(pointer[:, :k].transpose(1, 2).reshape(batch_size, num_tags * k))
+            best = torch.where(keep[t], score[:, :k].transpose(1, 2) + steps[t].unsqueeze(2), best)
+        # shape: (batch_size, num_tags * k) -> (batch_size, k)
+        final = (best + end.unsqueeze(1)).reshape(batch_size, num_tags * k)
+        scores, index = final.sort(dim=1, descending=True, stable=True)
+        scores, index = scores[:, :k], index[:, :k]
+        # index: (batch_size, k) tag * k + rank at the current position
+        path = [torch.div(index, k, rounding_mode="floor")]
+        for t in range(len(steps) - 2, -1, -1):
+            index = torch.where(keep[t + 1][:, :, 0], pointers[t].gather(1, index), index)
+            path.append(torch.div(index, k, rounding_mode="floor"))
+        path.reverse()
+        # shape: (batch_size, k, seq_len)
+        paths = torch.stack(path, dim=2).masked_fill(~mask.unsqueeze(1), 0)
+        return paths.masked_fill((scores == float("-inf")).unsqueeze(2), 0), scores

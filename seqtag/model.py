@@ -291,7 +291,7 @@ class CRFHead(nn.Module):
     @torch.jit.export
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Viterbi tag ids ``(batch, seq_len)`` int64, 0 at padding (constraints respected)."""
-        return self.crf.decode(emissions, mask)[0]
+        return self.crf.decode(emissions, mask)
 
 
 class Tagger(nn.Module):

@@ -1,5 +1,5 @@
 """Oracles and invariants for seqtag.crf: brute-force enumeration, batched vs one at a time,
-padded vs unpadded, constrained vs hand-written rules, scripted vs eager."""
+padded vs unpadded, constrained vs hand-written rules, scripted (and exported) vs eager."""
 
 import itertools
 import math
@@ -75,6 +75,63 @@ def logsumexp(values):
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
+def is_allowed(crf, path):
+    """Whether a path uses only allowed starts, moves and ends."""
+    return (
+        bool(crf.start_mask[path[0]])
+        and bool(crf.end_mask[path[-1]])
+        and all(bool(crf.transition_mask[a, b]) for a, b in itertools.pairwise(path))
+    )
+
+
+def allowed_scores(crf, emissions, length):
+    """{path: score} for every path without a forbidden start, move or end."""
+    return {p: s for p, s in all_scores(crf, emissions, length).items() if is_allowed(crf, p)}
+
+
+def brute_force_marginals(crf, emissions, length):
+    """(length, num_tags) p(y_t = k) over the allowed paths; all 0 if there are none."""
+    scores = allowed_scores(crf, emissions, length)
+    probs = torch.zeros(length, crf.num_tags, dtype=torch.float64)
+    if scores:
+        log_z = logsumexp(list(scores.values()))
+        for path, score in scores.items():
+            for t, tag in enumerate(path):
+                probs[t, tag] += math.exp(score - log_z)
+    return probs
+
+
+def brute_force_nbest(crf, emissions, length, k):
+    """The k best allowed paths with their scores, in the documented order: score descending,
+    then the tags read from the last token backwards, lexicographically ascending."""
+    scores = allowed_scores(crf, emissions, length)
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0][::-1]))
+    return ranked[:k]
+
+
+def make_case(constraints, shape):
+    """A float64 CRF and a batch: no constraints, random ones, or a tagging scheme's.
+
+    For a scheme, num_tags comes from its tag set and ``shape[2]`` is ignored."""
+    if constraints in TAGS:
+        tags = TAGS[constraints]
+        crf = make_crf(len(tags))
+        crf.set_constraints(*allowed_transitions(tags, constraints))
+        shape = (*shape[:2], len(tags))
+    else:
+        crf = make_crf(shape[2], constrained=constraints == "random")
+    return crf, *make_batch(*shape)
+
+
+# (constraints, (batch_size, seq_len, num_tags)) small enough to enumerate every path
+CASES = [
+    *((constraints, shape) for constraints in [None, "random"] for shape in SHAPES),
+    ("bio", (4, 4, 0)),
+    ("iob1", (3, 3, 0)),
+    ("bioes", (3, 3, 0)),
+]
+
+
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_log_partition_matches_brute_force(shape, constrained):
@@ -111,8 +168,9 @@ def test_score_matches_reference(shape, constrained):
 def test_decode_matches_brute_force(shape, constrained):
     crf = make_crf(shape[2], constrained)
     emissions, _, mask, lengths = make_batch(*shape)
-    paths, scores = crf.decode(emissions, mask)
+    paths, scores = crf.viterbi(emissions, mask)
     assert paths.dtype == torch.long and paths.shape == mask.shape
+    assert torch.equal(crf.decode(emissions, mask), paths)
     for b, n in enumerate(lengths):
         candidates = all_scores(crf, emissions[b], n)
         best = max(candidates, key=candidates.get)
@@ -146,8 +204,14 @@ def test_padding_is_ignored(garbage):
     clean_nll, noisy_nll = crf(emissions, tags, mask), crf(noisy, noisy_tags, mask)
     torch.testing.assert_close(noisy_nll, clean_nll)
     torch.testing.assert_close(crf.log_partition(noisy, mask), crf.log_partition(emissions, mask))
-    for got, expected in zip(crf.decode(noisy, mask), crf.decode(emissions, mask), strict=True):
-        torch.testing.assert_close(got, expected)
+    for method in ["viterbi", "nbest"]:
+        args = (3,) if method == "nbest" else ()
+        got = getattr(crf, method)(noisy, mask, *args)
+        expected = getattr(crf, method)(emissions, mask, *args)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b)
+    assert torch.equal(crf.decode(noisy, mask), crf.decode(emissions, mask))
+    torch.testing.assert_close(crf.marginals(noisy, mask), crf.marginals(emissions, mask))
     clean_nll.sum().backward()
     noisy_nll.sum().backward()
     torch.testing.assert_close(noisy.grad, emissions.grad)
@@ -159,13 +223,19 @@ def test_batched_equals_one_at_a_time(constrained):
     crf = make_crf(4, constrained)
     emissions, tags, mask, lengths = make_batch(6, 7, 4)
     nll = crf(emissions, tags, mask)
-    paths, scores = crf.decode(emissions, mask)
+    paths, scores = crf.viterbi(emissions, mask)
+    probs = crf.marginals(emissions, mask)
+    best, best_scores = crf.nbest(emissions, mask, 5)
     for b, n in enumerate(lengths):
         one = (emissions[b : b + 1, :n], tags[b : b + 1, :n], mask[b : b + 1, :n])
         torch.testing.assert_close(crf(*one), nll[b : b + 1])
-        one_path, one_score = crf.decode(one[0], one[2])
+        one_path, one_score = crf.viterbi(one[0], one[2])
         assert one_path[0].tolist() == paths[b, :n].tolist()
         torch.testing.assert_close(one_score, scores[b : b + 1])
+        torch.testing.assert_close(crf.marginals(one[0], one[2]), probs[b : b + 1, :n])
+        one_best, one_best_scores = crf.nbest(one[0], one[2], 5)
+        assert one_best[0].tolist() == best[b, :, :n].tolist()
+        torch.testing.assert_close(one_best_scores, best_scores[b : b + 1])
 
 
 @pytest.mark.parametrize(
@@ -248,7 +318,7 @@ def test_constrained_decode(scheme):
     crf.set_constraints(start, trans, end)
     emissions, _, mask, lengths = make_batch(3, 4, len(tags))
     emissions *= 5  # strong emissions that often prefer forbidden moves
-    paths, scores = crf.decode(emissions, mask)
+    paths, scores = crf.viterbi(emissions, mask)
     for b, n in enumerate(lengths):
         path = paths[b, :n].tolist()
         assert start[path[0]] and end[path[-1]]
@@ -286,7 +356,7 @@ class Tagger(torch.nn.Module):
 
     @torch.jit.export
     def predict(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.crf.decode(self.proj(x), mask)[0]
+        return self.crf.decode(self.proj(x), mask)
 
 
 # TorchScript is deprecated in recent torch but is still the export path seqtag supports.
@@ -304,10 +374,16 @@ def test_scripted_matches_eager():
     torch.testing.assert_close(
         scripted.score(emissions, gold, mask), crf.score(emissions, gold, mask)
     )
+    assert torch.equal(scripted.decode(emissions, mask), crf.decode(emissions, mask))
     for got, expected in zip(
-        scripted.decode(emissions, mask), crf.decode(emissions, mask), strict=True
+        scripted.viterbi(emissions, mask), crf.viterbi(emissions, mask), strict=True
     ):
         torch.testing.assert_close(got, expected)
+    for got, expected in zip(
+        scripted.nbest(emissions, mask, 4), crf.nbest(emissions, mask, 4), strict=True
+    ):
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(scripted.marginals(emissions, mask), crf.marginals(emissions, mask))
 
     model = Tagger(len(tags))
     model.crf.set_constraints(*allowed_transitions(tags, "bioes"))
@@ -335,7 +411,10 @@ def test_low_precision_computes_in_float32(dtype):
     nll = crf(emissions, tags, mask)
     assert nll.dtype == torch.float32
     torch.testing.assert_close(nll, crf(emissions.float(), tags, mask))
-    assert crf.decode(emissions, mask)[1].dtype == torch.float32
+    assert crf.viterbi(emissions, mask)[1].dtype == torch.float32
+    assert crf.nbest(emissions, mask, 2)[1].dtype == torch.float32
+    assert crf.marginals(emissions, mask).dtype == torch.float32
+    torch.testing.assert_close(crf.marginals(emissions, mask), crf.marginals(emissions.float(), mask))
 
 
 GOOD = {
@@ -353,25 +432,36 @@ BAD = [
     {"mask": torch.ones(2, 3, dtype=torch.uint8)},
     {"tags": torch.zeros(2, 4, dtype=torch.long)},
     {"tags": torch.zeros(2, 3, dtype=torch.int32)},
+    {"mask": torch.tensor([[True, True, True], [False, False, False]])},  # an empty sentence
+    {"mask": torch.tensor([[True, True, True], [True, False, True]])},  # not a prefix mask
 ]
-WITHOUT_TAGS = {"log_partition", "decode"}
+WITHOUT_TAGS = {"log_partition", "decode", "viterbi", "marginals", "nbest"}
 
 
 @pytest.mark.parametrize(
     ("method", "bad"),
     [
         (method, bad)
-        for method in ["forward", "score", "log_partition", "decode"]
+        for method in ["forward", "score", "log_partition", "decode", "viterbi", "marginals", "nbest"]
         for bad in BAD
         if not (method in WITHOUT_TAGS and "tags" in bad)
     ],
 )
 def test_validation(method, bad):
+    """ValueError, not assert: ``python -O`` would strip an assert."""
     args = {**GOOD, **bad}
     if method in WITHOUT_TAGS:
         del args["tags"]
+    if method == "nbest":
+        args["k"] = 2
     with pytest.raises(ValueError, match="expected"):
         getattr(CRF(4), method)(**args)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_nbest_needs_k_of_at_least_one(k):
+    with pytest.raises(ValueError, match="expected k >= 1"):
+        CRF(4).nbest(GOOD["emissions"], GOOD["mask"], k)
 
 
 def test_validation_of_constructor_and_constraints():
@@ -383,3 +473,217 @@ def test_validation_of_constructor_and_constraints():
         crf.set_constraints(yes, torch.ones(3, 2, dtype=torch.bool), yes)
     with pytest.raises(ValueError, match="expected"):
         crf.set_constraints(torch.ones(3), torch.ones(3, 3), torch.ones(3))
+
+
+# -- marginals ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("constraints", "shape"), CASES)
+def test_marginals_match_brute_force(constraints, shape):
+    crf, emissions, _, mask, lengths = make_case(constraints, shape)
+    probs = crf.marginals(emissions, mask)
+    assert probs.dtype == torch.float64 and probs.shape == emissions.shape
+    for b, n in enumerate(lengths):
+        expected = brute_force_marginals(crf, emissions[b], n)
+        torch.testing.assert_close(probs[b, :n], expected, rtol=1e-10, atol=1e-12)
+        # impossible tags are exactly 0, not exp(NEG_SCORE)-small
+        assert torch.equal(probs[b, :n] == 0, expected == 0)
+        assert not probs[b, n:].any()
+
+
+@pytest.mark.parametrize("scheme", ["bio", "iob1", "bioes"])
+def test_marginals_are_distributions_over_allowed_tags(scheme):
+    """Longer sentences than enumeration allows: rows sum to 1, and a tag the scheme forbids
+    at a position (a first tag that may not start, a last that may not end, or one no
+    allowed move reaches from any tag with probability) has probability exactly 0."""
+    tags = TAGS[scheme]
+    start, trans, end = allowed_transitions(tags, scheme)
+    crf, emissions, _, mask, lengths = make_case(scheme, (6, 12, 0))
+    emissions *= 5  # strong emissions that often prefer forbidden tags
+    probs = crf.marginals(emissions, mask)
+    torch.testing.assert_close(probs.sum(2), mask.double(), rtol=0, atol=1e-12)
+    for b, n in enumerate(lengths):
+        assert not probs[b, 0, ~start].any()
+        assert not probs[b, n - 1, ~end].any()
+        for t in range(1, n):
+            # a tag is reachable at t only from a tag with probability > 0 at t - 1
+            reachable = (trans & (probs[b, t - 1] > 0).unsqueeze(1)).any(0)
+            assert not probs[b, t, ~reachable].any()
+
+
+def test_marginals_of_a_sentence_without_allowed_paths_are_zero():
+    crf = make_crf(3)
+    crf.set_constraints(
+        torch.tensor([True, False, False]),
+        torch.zeros(3, 3, dtype=torch.bool),  # no move allowed: only 1-token sentences
+        torch.ones(3, dtype=torch.bool),
+    )
+    emissions, _, mask, _ = make_batch(2, 3, 3)
+    mask[1, 1:] = False
+    probs = crf.marginals(emissions, mask)
+    assert not probs[0].any() and not probs.isnan().any()
+    assert probs[1, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_marginals_and_nbest_carry_no_gradient():
+    """-inf scores of forbidden moves would give NaN gradients; they are inference outputs."""
+    crf, emissions, _, mask, _ = make_case("bio", (2, 3, 0))
+    emissions.requires_grad_(True)
+    assert not crf.marginals(emissions, mask).requires_grad
+    assert not any(t.requires_grad for t in crf.nbest(emissions, mask, 2))
+
+
+# -- n-best ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 3, 100])
+@pytest.mark.parametrize(("constraints", "shape"), CASES)
+def test_nbest_matches_brute_force(constraints, shape, k):
+    crf, emissions, _, mask, lengths = make_case(constraints, shape)
+    paths, scores = crf.nbest(emissions, mask, k)
+    assert paths.dtype == torch.long and paths.shape == (shape[0], k, shape[1])
+    assert scores.dtype == torch.float64 and scores.shape == (shape[0], k)
+    for b, n in enumerate(lengths):
+        expected = brute_force_nbest(crf, emissions[b], n, k)
+        for rank, (path, score) in enumerate(expected):
+            assert paths[b, rank].tolist() == list(path) + [0] * (shape[1] - n)
+            assert scores[b, rank].item() == pytest.approx(score, rel=1e-10, abs=1e-10)
+        # fewer than k allowed paths: the rest is -inf with zero paths
+        assert (scores[b, len(expected) :] == -math.inf).all()
+        assert not paths[b, len(expected) :].any()
+
+
+def tied_case(constraints):
+    """Integer emissions in {0, 1} and zero parameters: float64 sums are exact, so many paths
+    tie exactly and only the tie-breaking rule orders them."""
+    crf, emissions, _, mask, lengths = make_case(constraints, (4, 4, 3))
+    with torch.no_grad():
+        for param in crf.parameters():
+            param.zero_()
+    return crf, torch.randint(0, 2, emissions.shape).double(), mask, lengths
+
+
+@pytest.mark.parametrize("constraints", [None, "random", "bio"])
+def test_nbest_ties_are_deterministic(constraints):
+    crf, emissions, mask, lengths = tied_case(constraints)
+    k = 20
+    paths, scores = crf.nbest(emissions, mask, k)
+    tied = 0
+    for b, n in enumerate(lengths):
+        expected = brute_force_nbest(crf, emissions[b], n, k)
+        tied += len(expected) - len({score for _, score in expected})
+        assert [paths[b, r, :n].tolist() for r in range(len(expected))] == [
+            list(p) for p, _ in expected
+        ]
+        assert scores[b, : len(expected)].tolist() == [s for _, s in expected]
+    assert tied > 0, "expected the case to hold ties"
+    # the same order again, and the Viterbi path is the first of the tied best paths
+    again = crf.nbest(emissions, mask, k)
+    assert torch.equal(again[0], paths) and torch.equal(again[1], scores)
+    allowed = scores[:, 0] > -math.inf
+    assert torch.equal(crf.decode(emissions, mask)[allowed], paths[allowed, 0])
+
+
+def test_all_zero_scores_rank_by_reversed_tags():
+    """Every path ties: the order is lexicographic on the tags read backwards."""
+    crf = CRF(2).double()
+    with torch.no_grad():
+        for param in crf.parameters():
+            param.zero_()
+    emissions = torch.zeros(1, 3, 2, dtype=torch.float64)
+    paths, scores = crf.nbest(emissions, torch.ones(1, 3, dtype=torch.bool), 8)
+    expected = sorted(itertools.product(range(2), repeat=3), key=lambda p: p[::-1])
+    assert [tuple(p) for p in paths[0].tolist()] == expected
+    assert scores.tolist() == [[0.0] * 8]
+    assert crf.decode(emissions, torch.ones(1, 3, dtype=torch.bool)).tolist() == [[0, 0, 0]]
+
+
+@pytest.mark.parametrize("constraints", [None, "random", "bio", "bioes"])
+def test_nbest_first_path_is_viterbi(constraints):
+    crf, emissions, _, mask, _ = make_case(constraints, (8, 12, 5))
+    paths, scores = crf.nbest(emissions, mask, 4)
+    viterbi_paths, viterbi_scores = crf.viterbi(emissions, mask)
+    allowed = scores[:, 0] > -math.inf  # random constraints may leave a sentence no path
+    assert allowed.any()
+    assert torch.equal(paths[allowed, 0], viterbi_paths[allowed])
+    assert torch.equal(scores[allowed, 0], viterbi_scores[allowed])
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+
+
+@pytest.mark.parametrize("scheme", ["bio", "iob1", "bioes"])
+def test_nbest_paths_are_allowed_and_scored(scheme):
+    crf, emissions, _, mask, _ = make_case(scheme, (6, 10, 0))
+    mask[:, :4] = True  # 4 tokens or more: many more than k allowed paths
+    lengths = mask.sum(1).tolist()
+    emissions *= 5  # strong emissions that often prefer forbidden moves
+    k = 6
+    paths, scores = crf.nbest(emissions, mask, k)
+    assert (scores > -math.inf).all()
+    for b, n in enumerate(lengths):
+        listed = [tuple(paths[b, r, :n].tolist()) for r in range(k)]
+        assert all(is_allowed(crf, path) for path in listed)
+        assert len(set(listed)) == k, "expected k distinct paths"
+    # each score is the path's score by the model's definition
+    flat = paths.reshape(-1, paths.size(2))
+    repeated_mask = mask.repeat_interleave(k, 0)
+    repeated = emissions.repeat_interleave(k, 0)
+    torch.testing.assert_close(crf.score(repeated, flat, repeated_mask).view(-1, k), scores)
+
+
+@pytest.mark.parametrize("constraints", [None, "random", "bio"])
+def test_nbest_log_probs_of_all_paths_sum_to_one(constraints):
+    crf, emissions, _, mask, lengths = make_case(constraints, (4, 3, 3))
+    k = crf.num_tags**3  # every path of the longest sentence
+    paths, scores = crf.nbest(emissions, mask, k)
+    log_probs = scores - crf.log_partition(emissions, mask).unsqueeze(1)
+    assert (log_probs <= 1e-12).all()
+    for b in range(len(lengths)):
+        if (scores[b] > -math.inf).any():
+            assert log_probs[b].exp().sum().item() == pytest.approx(1.0, abs=1e-10)
+
+
+# -- scripted and exported ------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("constraints", [None, "random", "bioes"])
+def test_scripted_marginals_and_nbest_match_eager(constraints):
+    crf, emissions, _, mask, _ = make_case(constraints, (5, 7, 4))
+    scripted = torch.jit.script(crf)
+    torch.testing.assert_close(scripted.marginals(emissions, mask), crf.marginals(emissions, mask))
+    for k in [1, 3]:
+        for got, expected in zip(
+            scripted.nbest(emissions, mask, k), crf.nbest(emissions, mask, k), strict=True
+        ):
+            torch.testing.assert_close(got, expected)
+    crf, emissions, mask, _ = tied_case("bio")
+    scripted = torch.jit.script(crf)
+    for got, expected in zip(
+        scripted.nbest(emissions, mask, 10), crf.nbest(emissions, mask, 10), strict=True
+    ):
+        assert torch.equal(got, expected)
+    with pytest.raises(torch.jit.Error, match="expected k >= 1"):
+        scripted.nbest(emissions, mask, 0)
+
+
+class Decoder(torch.nn.Module):
+    """Emissions in, best tags out: the shape of a serving graph ending in the CRF."""
+
+    def __init__(self, crf: CRF) -> None:
+        super().__init__()
+        self.crf = crf
+
+    def forward(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.crf.decode(emissions, mask)
+
+
+@pytest.mark.parametrize("constraints", [None, "bioes"])
+def test_decode_exports(constraints):
+    """``torch.export`` traces the one Viterbi (the value checks are skipped while exporting);
+    the program gives eager's paths for other inputs of the same shape, any mask included."""
+    crf, emissions, _, mask, _ = make_case(constraints, (4, 6, 5))
+    program = torch.export.export(Decoder(crf).eval(), (emissions, mask))
+    exported = program.module()
+    for _ in range(3):
+        emissions, _, mask, _ = make_batch(*emissions.shape, dtype=emissions.dtype)
+        assert torch.equal(exported(emissions, mask), crf.decode(emissions, mask))
