@@ -35,10 +35,10 @@ from torch import Tensor, nn
 
 from . import __version__
 from .config import TaggerConfig
-from .data import collate_strings, encode_strings, lengths_to_mask, plan_batches, string_rules
+from .data import collate_strings, encode_strings, plan_batches, string_rules
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .model import CRFHead, Tagger, check_id_batch
+from .model import Tagger, check_id_batch
 from .vocab import Vocabularies
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
@@ -281,32 +281,10 @@ def load_torchscript(path: str | os.PathLike, map_location: str | torch.device |
 # -- torch.export: the id-level path, one program per length bucket -------------------------
 
 
-def _viterbi(tagger: Tagger, emissions: Tensor, mask: Tensor) -> Tensor:
-    """``Tagger.decode``'s Viterbi, written for ``torch.export``: the same operations and ties as
-    :meth:`CRF._viterbi <seqtag.crf.CRF._viterbi>` without the data-dependent input checks, and
-    fewer graph nodes per step (the loop is unrolled over the bucket's length)."""
-    crf = tagger.head.crf
-    emissions = crf._prepare(emissions, mask)
-    start, trans, end = crf._masked_params(emissions.dtype)
-    steps = emissions.unbind(1)  # seq_len tensors of shape (B, K)
-    keep = mask.unsqueeze(2).unbind(1)  # seq_len tensors of shape (B, 1)
-    best = start + steps[0]  # shape: (B, K)
-    pointers: list[Tensor] = []
-    for t in range(1, len(steps)):
-        score, pointer = (best.unsqueeze(2) + trans).max(dim=1)  # shape: (B, K [to])
-        pointers.append(pointer)
-        best = torch.where(keep[t], score + steps[t], best)
-    tag = (best + end).max(dim=1, keepdim=True)[1]  # shape: (B, 1)
-    path = [tag]
-    for t in range(len(steps) - 2, -1, -1):
-        tag = torch.where(keep[t + 1], pointers[t].gather(1, tag), tag)
-        path.append(tag)
-    path.reverse()
-    return torch.cat(path, dim=1).masked_fill(~mask, 0)  # shape: (B, T)
-
-
 class TagIds(nn.Module):
-    """The id-level path that :func:`to_torch_export` exports: ``Tagger.forward`` then decoding.
+    """The id-level path that :func:`to_torch_export` exports: :meth:`Tagger.tag_ids
+    <seqtag.model.Tagger.tag_ids>` (its checks and empty-row handling are skipped while
+    exporting), on the padded LSTM path and one character-CNN convolution.
 
     ``forward(words, cases, chars, lengths)`` takes ``(B, T)``, ``(B, T)``, ``(B, T, W)`` and
     ``(B,)`` int64 tensors (``lengths >= 1``) and returns ``(B, T)`` int64 tag ids, 0 at padding.
@@ -323,11 +301,7 @@ class TagIds(nn.Module):
             self.tagger.char_cnn.group_limits = [max(word_length, 1)]
 
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
-        emissions = self.tagger(words, cases, chars, lengths)
-        mask = lengths_to_mask(lengths, emissions.size(1), emissions.device)
-        if isinstance(self.tagger.head, CRFHead):
-            return _viterbi(self.tagger, emissions, mask)
-        return emissions.argmax(dim=2).masked_fill(~mask, 0)
+        return self.tagger.tag_ids(words, cases, chars, lengths)
 
 
 def length_buckets(max_length: int) -> list[int]:
