@@ -142,6 +142,68 @@ class ScriptedTagger(nn.Module):
         return out
 
     @torch.jit.export
+    def predict_with_confidence(self, tokens: list[list[str]]) -> list[tuple[list[str], list[float]]]:
+        """Per sentence ``(tags, confidence)``: the tags of :meth:`forward` and the marginal
+        probability of each chosen tag, as :meth:`Tagger.predict_with_confidence
+        <seqtag.model.Tagger.predict_with_confidence>` gives them."""
+        out: list[tuple[list[str], list[float]]] = []
+        for _ in range(len(tokens)):
+            out.append((torch.jit.annotate(list[str], []), torch.jit.annotate(list[float], [])))
+        table, lens, plan = self._plan(tokens)
+        for chunk in plan:
+            words, cases, chars, lengths = collate_strings(table, lens, chunk)
+            with torch.no_grad():
+                ids, probs = self.tagger.tag_confidence(words, cases, chars, lengths)
+            paths: list[list[int]] = ids.tolist()
+            confidence: list[list[float]] = probs.tolist()
+            for j in range(len(chunk)):
+                n = lens[chunk[j]]
+                out[chunk[j]] = ([self.tags[i] for i in paths[j][:n]], confidence[j][:n])
+        return out
+
+    @torch.jit.export
+    def nbest(self, tokens: list[list[str]], k: int) -> list[list[tuple[list[str], float]]]:
+        """Per sentence up to ``k`` ``(tags, log_prob)``, best first, as :meth:`Tagger.nbest
+        <seqtag.model.Tagger.nbest>` gives them (an empty sentence: ``[([], 0.0)]``)."""
+        if k < 1:
+            raise ValueError(f"expected k >= 1, got {k}")
+        out: list[list[tuple[list[str], float]]] = []
+        for _ in range(len(tokens)):
+            out.append([(torch.jit.annotate(list[str], []), 0.0)])
+        table, lens, plan = self._plan(tokens)
+        for chunk in plan:
+            words, cases, chars, lengths = collate_strings(table, lens, chunk)
+            with torch.no_grad():
+                ids, scores = self.tagger.tag_nbest(words, cases, chars, lengths, k)
+            paths: list[list[list[int]]] = ids.tolist()
+            log_probs: list[list[float]] = scores.tolist()
+            for j in range(len(chunk)):
+                n = lens[chunk[j]]
+                found: list[tuple[list[str], float]] = []
+                for r in range(k):
+                    if log_probs[j][r] != float("-inf"):
+                        found.append(([self.tags[i] for i in paths[j][r][:n]], log_probs[j][r]))
+                out[chunk[j]] = found
+        return out
+
+    @torch.jit.export
+    def marginals(self, tokens: list[list[str]]) -> list[Tensor]:
+        """Per sentence an ``(n_tokens, num_tags)`` float32 tensor of ``p(y_t = k | x)``,
+        columns in ``tags`` order, as :meth:`Tagger.marginals <seqtag.model.Tagger.marginals>`
+        gives them (there as NumPy arrays)."""
+        out: list[Tensor] = []
+        for _ in range(len(tokens)):
+            out.append(torch.zeros((0, len(self.tags)), dtype=torch.float32))
+        table, lens, plan = self._plan(tokens)
+        for chunk in plan:
+            words, cases, chars, lengths = collate_strings(table, lens, chunk)
+            with torch.no_grad():
+                probs = self.tagger.tag_marginals(words, cases, chars, lengths).cpu()
+            for j in range(len(chunk)):
+                out[chunk[j]] = probs[j, : lens[chunk[j]]].clone()
+        return out
+
+    @torch.jit.export
     def encode(self, tokens: list[list[str]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Encode sentences into the padded batch that :meth:`tag_ids` takes, in the given order.
 
@@ -163,6 +225,20 @@ class ScriptedTagger(nn.Module):
         ``(batch,)`` lengths; ``torch.jit.Error`` for inconsistent shapes or lengths."""
         with torch.no_grad():
             return self.tagger.tag_ids(words, cases, chars, lengths)
+
+    @torch.jit.export
+    def tag_confidence(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`Tagger.tag_confidence <seqtag.model.Tagger.tag_confidence>` without autograd:
+        ``(batch, seq_len)`` tag ids and ``(batch, seq_len)`` float32 probabilities."""
+        with torch.no_grad():
+            return self.tagger.tag_confidence(words, cases, chars, lengths)
+
+    @torch.jit.export
+    def tag_nbest(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """:meth:`Tagger.tag_nbest <seqtag.model.Tagger.tag_nbest>` without autograd:
+        ``(batch, k, seq_len)`` tag ids and ``(batch, k)`` float32 log-probabilities."""
+        with torch.no_grad():
+            return self.tagger.tag_nbest(words, cases, chars, lengths, k)
 
     def _encode(self, tokens: list[list[str]]) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
         return encode_strings(tokens, self.word_ids, self.char_ids, self.lower_map, self.lowercase, self.char_width)
@@ -514,6 +590,25 @@ class TorchExportTagger:
             for i, path in zip(chunk, paths):
                 out[i] = [self.tags[j] for j in path[: lens[i]]]
         return out
+
+
+    def predict_with_confidence(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list:
+        """Not available: the programs give tag ids only. Raises :class:`~seqtag.errors.SeqtagError`."""
+        raise SeqtagError(_TAGS_ONLY.format(what="confidence"))
+
+    def nbest(self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = 256) -> list:
+        """Not available: the programs give tag ids only. Raises :class:`~seqtag.errors.SeqtagError`."""
+        raise SeqtagError(_TAGS_ONLY.format(what="n-best"))
+
+    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list:
+        """Not available: the programs give tag ids only. Raises :class:`~seqtag.errors.SeqtagError`."""
+        raise SeqtagError(_TAGS_ONLY.format(what="marginals"))
+
+
+_TAGS_ONLY = (
+    "a torch.export directory gives tags only, no {what}: use the model directory, "
+    "a TorchScript export or an ONNX export"
+)
 
 
 def load_torch_export(path: str | os.PathLike) -> TorchExportTagger:

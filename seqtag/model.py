@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -231,6 +232,13 @@ def resolve_rnn_mode(mode: str, device: torch.device, exporting: bool = False) -
     return "padded"
 
 
+def _promote(emissions: Tensor) -> Tensor:
+    """Half-precision emissions in float32 (what the CRF computes in); others unchanged."""
+    if emissions.dtype == torch.float16 or emissions.dtype == torch.bfloat16:
+        return emissions.float()
+    return emissions
+
+
 def _zero_transition_crf(num_tags: int) -> CRF:
     """A CRF with all start, transition and end scores 0 and nothing saved in a state dict.
 
@@ -269,6 +277,23 @@ class SoftmaxHead(nn.Module):
         """Argmax tag ids ``(batch, seq_len)`` int64, 0 at padding."""
         return emissions.argmax(dim=2).masked_fill(~mask, 0)
 
+    @torch.jit.export
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """The softmax ``(batch, seq_len, num_tags)``, rows of 0 at padding; float32 (float64
+        for float64 emissions)."""
+        probs = torch.softmax(_promote(emissions), dim=2)
+        return probs.masked_fill(~mask.unsqueeze(2), 0.0)
+
+    @torch.jit.export
+    def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The ``k`` most probable tag sequences: ``(paths (batch, k, seq_len), log_probs
+        (batch, k))``, best first, ``-inf`` (and a path of zeros) where a sentence has fewer
+        than ``k`` sequences. The CRF's k-best search over log-softmax emissions with zero
+        transitions: its scores are the log-probabilities, so the result is exact."""
+        log_probs = torch.log_softmax(_promote(emissions), dim=2)
+        paths, scores = self.chain.nbest(log_probs, mask, k)
+        return paths, scores - self.chain.log_partition(log_probs, mask).unsqueeze(1)
+
 
 class CRFHead(nn.Module):
     """A linear-chain CRF over the emissions (:class:`~seqtag.crf.CRF`, attribute ``crf``).
@@ -292,6 +317,20 @@ class CRFHead(nn.Module):
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Viterbi tag ids ``(batch, seq_len)`` int64, 0 at padding (constraints respected)."""
         return self.crf.decode(emissions, mask)
+
+    @torch.jit.export
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """``p(y_t = k | x)`` by forward-backward, ``(batch, seq_len, num_tags)``, rows of 0 at
+        padding, 0 for tags the constraints rule out; float32 (float64 for float64 emissions)."""
+        return self.crf.marginals(emissions, mask)
+
+    @torch.jit.export
+    def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The ``k`` best tag sequences: ``(paths (batch, k, seq_len), log_probs (batch, k))``,
+        best first (the first is :meth:`decode`'s), ``-inf`` (and a path of zeros) where a
+        sentence has fewer than ``k`` allowed sequences."""
+        paths, scores = self.crf.nbest(emissions, mask, k)
+        return paths, scores - self.crf.log_partition(emissions, mask).unsqueeze(1)
 
 
 class Tagger(nn.Module):
@@ -439,6 +478,75 @@ class Tagger(nn.Module):
             out[rows] = self._tag_rows(words[rows], cases[rows], chars[rows], lengths[keep]).to(words.device)
         return out
 
+    @torch.jit.export
+    def tag_confidence(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`tag_ids` and the marginal probability of each chosen tag.
+
+        Returns:
+            ``(paths, confidence)``: ``(batch, seq_len)`` int64 tag ids as :meth:`tag_ids`
+            gives them, and ``(batch, seq_len)`` float32 ``p(y_t = paths[:, t] | x)`` (the CRF's
+            forward-backward marginal, or the softmax), 0 at padding and in rows of length 0.
+        """
+        lengths = check_id_batch(words, cases, chars, lengths)
+        b, t = words.size(0), words.size(1)
+        paths = torch.zeros((b, t), dtype=torch.long, device=words.device)
+        confidence = torch.zeros((b, t), dtype=torch.float32, device=words.device)
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            best = self.head.decode(emissions, mask)
+            probs = self.head.marginals(emissions, mask).gather(2, best.unsqueeze(2)).squeeze(2)
+            paths[rows] = best.to(words.device)
+            confidence[rows] = probs.float().to(words.device)
+        return paths, confidence
+
+    @torch.jit.export
+    def tag_marginals(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        """``(batch, seq_len, num_tags)`` float32 ``p(y_t = k | x)`` for the batch of
+        :meth:`tag_ids` (the CRF's forward-backward marginals, or the softmax); rows of 0 at
+        padding and in rows of length 0."""
+        lengths = check_id_batch(words, cases, chars, lengths)
+        b, t = words.size(0), words.size(1)
+        out = torch.zeros((b, t, self.num_tags), dtype=torch.float32, device=words.device)
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            out[rows] = self.head.marginals(emissions, mask).float().to(words.device)
+        return out
+
+    @torch.jit.export
+    def tag_nbest(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, k: int
+    ) -> tuple[Tensor, Tensor]:
+        """The ``k`` best tag sequences of each sentence of the batch of :meth:`tag_ids`.
+
+        Returns:
+            ``(paths, log_probs)``: ``(batch, k, seq_len)`` int64 tag ids (0 at padding) and
+            ``(batch, k)`` float32 log-probabilities, best first (``paths[:, 0]`` is
+            :meth:`tag_ids`'s); ``-inf`` and a path of zeros where a sentence has fewer than
+            ``k`` allowed sequences; a row of length 0 has one sequence (log-probability 0).
+
+        Raises:
+            ValueError: ``k < 1``, or the input errors of :meth:`tag_ids`.
+        """
+        if k < 1:
+            raise ValueError(f"expected k >= 1, got {k}")
+        lengths = check_id_batch(words, cases, chars, lengths)
+        b, t = words.size(0), words.size(1)
+        paths = torch.zeros((b, k, t), dtype=torch.long, device=words.device)
+        log_probs = torch.full((b, k), float("-inf"), dtype=torch.float32, device=words.device)
+        log_probs[:, 0] = 0.0  # the empty sequence of an empty sentence; overwritten below
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            best, scores = self.head.nbest(emissions, mask, k)
+            paths[rows] = best.to(words.device)
+            log_probs[rows] = scores.float().to(words.device)
+        return paths, log_probs
+
     def _emissions(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Emissions ``(B, T, K)`` and mask ``(B, T)`` on the model's device (lengths >= 1)."""
         device = self.output.weight.device
@@ -492,6 +600,71 @@ class Tagger(nn.Module):
                 yield chunk, (b.words, b.cases, b.chars, b.lengths)
 
         return self._run(batches(), len(lengths), self._paths, list)
+
+    @torch.jit.unused
+    def predict_with_confidence(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = 256
+    ) -> list[tuple[list[str], list[float]]]:
+        """Tag tokenized sentences and give each chosen tag its probability under the model.
+
+        Args:
+            sentences: each a list of token strings.
+            batch_size: as in :meth:`predict`.
+
+        Returns:
+            Per sentence ``(tags, confidence)``: the tags of :meth:`predict` and, per token, the
+            marginal probability of the chosen tag, ``p(y_t = tag_t | sentence)`` (the CRF's
+            forward-backward marginal; the softmax for a softmax head).
+        """
+        itos = self.vocabs.tags.itos
+
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
+            paths, probs = self.tag_confidence(words, cases, chars, lengths)
+            return [([itos[i] for i in p[:n]], q[:n])
+                    for p, q, n in zip(paths.cpu().tolist(), probs.cpu().tolist(), lengths.tolist())]
+
+        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step, lambda: ([], []))
+
+    @torch.jit.unused
+    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[np.ndarray]:
+        """The probability of every tag at every token: per sentence an ``(n_tokens, num_tags)``
+        float32 array, columns in ``vocabs.tags.itos`` order, each row summing to 1 (the CRF's
+        forward-backward marginals, 0 for tags its constraints rule out; the softmax for a
+        softmax head). ``batch_size`` as in :meth:`predict`."""
+
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
+            probs = self.tag_marginals(words, cases, chars, lengths).cpu().numpy()
+            return [probs[i, :n].copy() for i, n in enumerate(lengths.tolist())]
+
+        k = self.num_tags
+        batches = self._string_batches(sentences, batch_size, None)
+        return self._run(batches, len(sentences), step, lambda: np.zeros((0, k), dtype=np.float32))
+
+    @torch.jit.unused
+    def nbest(
+        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = 256
+    ) -> list[list[tuple[list[str], float]]]:
+        """The ``k`` most probable tag sequences of each sentence.
+
+        Returns:
+            Per sentence up to ``k`` ``(tags, log_prob)``, best first (the first is
+            :meth:`predict`'s), fewer when the sentence has fewer allowed sequences; an empty
+            sentence has one, ``([], 0.0)``. Ties follow :meth:`CRF.nbest <seqtag.crf.CRF.nbest>`.
+
+        Raises:
+            ValueError: ``k < 1`` or ``batch_size < 1``.
+        """
+        if k < 1:
+            raise ValueError(f"expected k >= 1, got {k}")
+        itos = self.vocabs.tags.itos
+
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
+            paths, log_probs = self.tag_nbest(words, cases, chars, lengths, k)
+            return [[([itos[i] for i in p[:n]], s) for p, s in zip(ps, ss) if s != float("-inf")]
+                    for ps, ss, n in zip(paths.cpu().tolist(), log_probs.cpu().tolist(), lengths.tolist())]
+
+        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step,
+                         lambda: [([], 0.0)])
 
     @torch.jit.unused
     def _string_batches(

@@ -333,3 +333,31 @@ def test_torchscript_tags_a_10000_token_sentence_like_eager(tagger, scripted):
     expected = tagger.predict(sentences)
     assert len(expected[1]) == 10_000
     assert scripted(sentences) == expected
+
+
+# -- confidence, marginals and n-best ------------------------------------------------------
+
+
+def test_torchscript_confidence_marginals_and_nbest_equal_eager(tagger, scripted):
+    sentences = _test_sentences(tagger, seed=11)
+    for (tags, probs), (want_tags, want_probs) in zip(scripted.predict_with_confidence(sentences),
+                                                      tagger.predict_with_confidence(sentences)):
+        assert tags == want_tags
+        assert probs == pytest.approx(want_probs, abs=1e-6)
+    assert [t for t, _ in scripted.predict_with_confidence(sentences)] == tagger.predict(sentences)
+    for got, want in zip(scripted.marginals(sentences), tagger.marginals(sentences)):
+        torch.testing.assert_close(got, torch.from_numpy(want), atol=1e-6, rtol=1e-5)
+    short = [s[:12] for s in sentences]
+    for got, want in zip(scripted.nbest(short, 4), tagger.nbest(short, 4)):
+        assert [t for t, _ in got] == [t for t, _ in want]
+        assert [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-5)
+    assert [r[0][0] for r in scripted.nbest(short, 4)] == tagger.predict(short)
+    with pytest.raises(torch.jit.Error, match="expected k >= 1, got 0"):
+        scripted.nbest(short, 0)
+
+
+def test_torch_export_gives_tags_only(exported_crf):
+    for call in (lambda: exported_crf.predict_with_confidence([["a"]]), lambda: exported_crf.nbest([["a"]], 2),
+                 lambda: exported_crf.marginals([["a"]])):
+        with pytest.raises(SeqtagError, match="a torch.export directory gives tags only"):
+            call()

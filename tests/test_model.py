@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -363,3 +364,91 @@ def test_decode_encoded_equals_predict_whatever_the_plan():
     assert expected[-1] == []
     for batch_size, max_tokens in [(1, None), (4, None), (256, 16), (256, 1)]:
         assert tagger.decode_encoded(items, batch_size, max_tokens) == expected
+
+
+def _brute_force(tagger, tokens):
+    """Every tag sequence of one sentence with its log-probability under the model (float64)."""
+    import itertools
+
+    batch = collate([encode_tokens(tokens, tagger.vocabs, tagger.config)])
+    with torch.no_grad():
+        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)[0].double()
+    k, n = tagger.num_tags, len(tokens)
+    out = []
+    for seq in itertools.product(range(k), repeat=n):
+        if hasattr(tagger.head, "crf"):
+            crf = tagger.head.crf
+            allowed = bool(crf.start_mask[seq[0]]) and bool(crf.end_mask[seq[-1]]) and all(
+                bool(crf.transition_mask[a, b]) for a, b in zip(seq, seq[1:]))
+            if not allowed:
+                continue
+            with torch.no_grad():
+                score = float(crf.score(emissions[None], torch.tensor([seq]), torch.ones(1, n, dtype=torch.bool)))
+        else:
+            score = float(emissions.log_softmax(1)[torch.arange(n), list(seq)].sum())
+        out.append((seq, score))
+    log_z = torch.logsumexp(torch.tensor([s for _, s in out], dtype=torch.float64), 0).item()
+    return [(seq, s - log_z) for seq, s in out], emissions
+
+
+@pytest.mark.parametrize("crf, scheme", [(True, "bio"), (True, "none"), (False, "none")],
+                         ids=["crf-bio", "crf", "softmax"])
+def test_confidence_marginals_and_nbest_equal_brute_force(crf, scheme):
+    import numpy as np
+
+    tags = ("O", "B-X", "I-X") if scheme == "bio" else ("A", "B", "C")
+    sentences = random_sentences(8, max_len=4, tags=tags, seed=3)
+    tagger = small_tagger(sentences, crf=crf, tag_scheme=scheme)
+    torch.nn.init.normal_(tagger.output.weight, std=2.0)  # peaked, so that the ranks are distinct
+    tokens = [s.tokens for s in sentences] + [[]]
+    predicted = tagger.predict(tokens, batch_size=3)
+    confident = tagger.predict_with_confidence(tokens, batch_size=3)
+    marginals = tagger.marginals(tokens, batch_size=3)
+    nbest = tagger.nbest(tokens, 5, batch_size=3)
+    itos = tagger.vocabs.tags.itos
+    for i, s in enumerate(tokens[:-1]):
+        seqs, emissions = _brute_force(tagger, s)
+        expected = np.zeros((len(s), tagger.num_tags))
+        for seq, log_p in seqs:
+            expected[np.arange(len(s)), list(seq)] += np.exp(log_p)
+        assert marginals[i].dtype == np.float32 and marginals[i].shape == (len(s), tagger.num_tags)
+        np.testing.assert_allclose(marginals[i], expected, atol=1e-5)
+        if not crf:
+            np.testing.assert_allclose(marginals[i], emissions.softmax(1).numpy(), atol=1e-6)
+        chosen = [itos.index(t) for t in predicted[i]]
+        assert confident[i][0] == predicted[i]
+        np.testing.assert_allclose(confident[i][1], expected[np.arange(len(s)), chosen], atol=1e-5)
+        best = sorted(seqs, key=lambda x: -x[1])[:5]
+        assert [t for t, _ in nbest[i]] == [[itos[j] for j in seq] for seq, _ in best]
+        np.testing.assert_allclose([p for _, p in nbest[i]], [p for _, p in best], atol=1e-4)
+        assert nbest[i][0][0] == predicted[i]
+    assert confident[-1] == ([], []) and nbest[-1] == [([], 0.0)] and marginals[-1].shape == (0, tagger.num_tags)
+
+
+def test_nbest_with_fewer_sequences_than_k_and_bad_k():
+    tagger = small_tagger(random_sentences(6, tags=("A", "B")), crf=True, tag_scheme="none")
+    result = tagger.nbest([["x"], ["x", "y"]], k=10)
+    assert [len(r) for r in result] == [2, 4]  # 2 tags: 2 sequences of one token, 4 of two
+    assert abs(sum(np.exp(p) for _, p in result[1]) - 1) < 1e-5
+    with pytest.raises(ValueError, match="expected k >= 1, got 0"):
+        tagger.nbest([["x"]], k=0)
+    with pytest.raises(ValueError, match="expected batch_size >= 1"):
+        tagger.predict_with_confidence([["x"]], batch_size=0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch 2.13
+@pytest.mark.parametrize("crf", [True, False])
+def test_scripted_tagger_id_methods_equal_eager(crf):
+    sentences = random_sentences(7, max_len=9)
+    tagger = small_tagger(sentences, crf=crf)
+    scripted = torch.jit.script(tagger)
+    tokens = [s.tokens for s in sentences] + [[]]
+    batch = collate([encode_tokens(s, tagger.vocabs, tagger.config) for s in tokens])
+    args = (batch.words, batch.cases, batch.chars, batch.lengths)
+    with torch.no_grad():
+        for name in ("tag_ids", "tag_confidence", "tag_marginals"):
+            torch.testing.assert_close(getattr(scripted, name)(*args), getattr(tagger, name)(*args))
+        torch.testing.assert_close(scripted.tag_nbest(*args, 3), tagger.tag_nbest(*args, 3))
+        paths, log_probs = tagger.tag_nbest(*args, 3)
+    assert torch.equal(paths[:, 0], tagger.tag_ids(*args))
+    assert log_probs[-1].tolist() == [0.0, float("-inf"), float("-inf")]  # the empty sentence
