@@ -197,7 +197,13 @@ def collate_strings(
     table: tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor], lens: list[int], chunk: list[int]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Pad the sentences ``chunk`` (indices) of an :func:`encode_strings` table as
-    :func:`collate` pads their encodings: ``(words, cases, chars, lengths)``."""
+    :func:`collate` pads their encodings.
+
+    Returns:
+        ``(words, cases, chars, lengths)``: ``(batch, seq_len)``, ``(batch, seq_len)``,
+        ``(batch, seq_len, word_len)`` and ``(batch,)`` int64 on the CPU, 0 at padding;
+        ``seq_len`` is the chunk's longest sentence, ``word_len`` its longest (capped) word.
+    """
     entry, starts, words, cases, chars, widths = table
     b = len(chunk)
     lengths = torch.tensor([lens[i] for i in chunk], dtype=torch.long)

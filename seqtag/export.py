@@ -188,7 +188,7 @@ class ScriptedTagger(nn.Module):
 
     @torch.jit.export
     def marginals(self, tokens: list[list[str]]) -> list[Tensor]:
-        """Per sentence an ``(n_tokens, num_tags)`` float32 tensor of ``p(y_t = k | x)``,
+        """Per sentence a float32 tensor of shape ``(n_tokens, num_tags)``: ``p(y_t = k | x)``,
         columns in ``tags`` order, as :meth:`Tagger.marginals <seqtag.model.Tagger.marginals>`
         gives them (there as NumPy arrays)."""
         out: list[Tensor] = []
