@@ -1,7 +1,12 @@
 """The tagger: embeddings (words, case, characters) ► (Bi)LSTM ► emissions ► CRF or softmax.
 
-:class:`Tagger` is an ``nn.Module`` whose tensor methods (``forward``, ``loss``, ``decode``) are
-TorchScript-compatible; ``predict``, ``save`` and ``load`` work with strings and files.
+:class:`Tagger` is an ``nn.Module`` built from parts that exist only when configured
+(:class:`CharCNN`, the case embedding), an LSTM run by one of two paths (:class:`PackedLSTM`,
+:class:`PaddedLSTM`) and a head (:class:`CRFHead` or :class:`SoftmaxHead`). Its tensor methods
+(``forward``, ``loss``, ``decode``, and the id-level entry points ``tag_ids``,
+``tag_confidence``, ``tag_marginals``, ``tag_nbest``) are TorchScript-compatible; ``predict``,
+``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work with strings
+and files.
 """
 
 from __future__ import annotations
