@@ -9,6 +9,11 @@ tokens in any Python process (seqtag not needed) or in C++ through libtorch.
 the LSTM specializes the sequence length; :func:`load_torch_export` returns a callable that pads
 each batch up to its bucket.
 
+Both run the eager inference path, not a copy of it: :func:`~seqtag.data.encode_strings`,
+:func:`~seqtag.data.plan_batches` and :meth:`Tagger.tag_ids <seqtag.model.Tagger.tag_ids>`
+(the CRF's one Viterbi). What this module adds is only what differs per format: scripting,
+exporting, saving and loading, and the torch.export length buckets.
+
 See ``docs/export.md`` for loading from Python without seqtag, from C++, and the trade-offs.
 
 >>> import seqtag, seqtag.export, tempfile, os
@@ -288,28 +293,36 @@ def torchscript_metadata(tagger: Tagger) -> dict:
     }
 
 
-def script(model_or_dir: Tagger | str | os.PathLike, batch_size: int = 256) -> torch.jit.ScriptModule:
+def script(
+    model_or_dir: Tagger | str | os.PathLike, batch_size: int = 256, max_tokens: int = 0
+) -> torch.jit.ScriptModule:
     """The scripted :class:`ScriptedTagger` of a tagger or a model directory, without saving it."""
     tagger = _as_tagger(model_or_dir)
     with _torchscript_warnings():
-        return torch.jit.script(ScriptedTagger(tagger, batch_size))
+        return torch.jit.script(ScriptedTagger(tagger, batch_size, max_tokens))
 
 
-def to_torchscript(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike, batch_size: int = 256) -> Path:
+def to_torchscript(
+    model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike, batch_size: int = 256, max_tokens: int = 0
+) -> Path:
     """Save a self-contained TorchScript tagger: raw tokens in, tag strings out.
 
     Args:
         model_or_dir: a :class:`~seqtag.model.Tagger` or a model directory written by
             :meth:`Tagger.save <seqtag.model.Tagger.save>` (loaded on the CPU).
         path: the file to write (conventionally ``.pt``); replaced atomically if it exists.
-        batch_size: sentences per forward pass when the module tags a list of sentences.
+        batch_size: at most this many sentences per forward pass when the module tags a list
+            of sentences (the module's ``batch_size`` attribute).
+        max_tokens: at most this many tokens counting padding per forward pass (0:
+            ``batch_size * 128``; the module's ``max_tokens`` attribute).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     The file loads with ``torch.jit.load(path, map_location=...)`` without seqtag. Its module
-    has ``forward(List[List[str]]) -> List[List[str]]``, ``predict_ids``, ``encode`` and
-    ``tag_ids`` (see :class:`ScriptedTagger`), the attributes ``tags``, ``config_json`` and
+    has ``forward(List[List[str]]) -> List[List[str]]``, ``predict_ids``,
+    ``predict_with_confidence``, ``nbest``, ``marginals``, ``encode``, ``tag_ids``,
+    ``tag_confidence`` and ``tag_nbest`` (see :class:`ScriptedTagger`), the attributes ``tags``, ``config_json`` and
     ``seqtag_version``, and a ``seqtag.json`` extra file (:func:`torchscript_metadata`).
 
     >>> import seqtag, seqtag.export, tempfile, os, torch
@@ -319,7 +332,7 @@ def to_torchscript(model_or_dir: Tagger | str | os.PathLike, path: str | os.Path
     True
     """
     tagger = _as_tagger(model_or_dir)
-    scripted = script(tagger, batch_size)
+    scripted = script(tagger, batch_size, max_tokens)
     extra = {METADATA_FILE: json.dumps(torchscript_metadata(tagger), ensure_ascii=False)}
     buf = io.BytesIO()
     with _torchscript_warnings():

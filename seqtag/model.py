@@ -389,17 +389,16 @@ class Tagger(nn.Module):
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
-        self.rnn: nn.Module = PaddedLSTM(self.lstm)
-        self.set_rnn_mode(torch.device("cpu"))
+        self.set_rnn_mode(torch.device("cpu"))  # sets self.rnn
         directions = 2 if config.bidirectional else 1
         self.output = nn.Linear(config.hidden_dim * directions, self.num_tags)
         self.tag_scheme = resolve_scheme(config.tag_scheme, vocabs.tags.itos)
-        self.head: nn.Module = SoftmaxHead(self.num_tags)
         if config.crf:
-            head = CRFHead(self.num_tags)
+            self.head: nn.Module = CRFHead(self.num_tags)
             if config.constrain and self.tag_scheme != "none":
-                head.crf.set_constraints(*allowed_transitions(vocabs.tags.itos, self.tag_scheme))
-            self.head = head
+                self.head.crf.set_constraints(*allowed_transitions(vocabs.tags.itos, self.tag_scheme))
+        else:
+            self.head = SoftmaxHead(self.num_tags)
 
     # -- tensor methods (TorchScript-compatible) ------------------------------------------
 
