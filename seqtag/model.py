@@ -831,6 +831,8 @@ def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:
     """What keeps ``state`` from loading into a model whose state dict is ``expected`` ("" if nothing)."""
     if "model" in state and "optimizer" in state:
         return "it is a training checkpoint (checkpoints/*.pt), not the weights of a model directory"
+    if any(isinstance(k, str) and k.startswith("crf.") for k in state):
+        return "its tensor names (crf.*) are those of seqtag before 0.2.0, whose model directories do not load"
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     problems = []

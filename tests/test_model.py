@@ -171,9 +171,12 @@ def _remove_word(vocab):
         (lambda d: (d / "weights.pt").write_bytes((d / "weights.pt").read_bytes()[:100]),
          "weights.pt: not a readable weights file"),
         (lambda d: torch.save([1, 2], d / "weights.pt"), "weights.pt: expected a dict of tensors, got list"),
+        (lambda d: torch.save({k.replace("head.", ""): v for k, v in torch.load(d / "weights.pt").items()},
+                              d / "weights.pt"), "weights.pt does not match .*seqtag before 0.2.0"),
     ],
     ids=["tag-removed", "word-removed", "config-key-removed", "other-hidden-dim", "crf-turned-off",
-         "bad-value", "config-not-json", "vocab-not-a-vocab", "truncated-weights", "weights-not-a-dict"],
+         "bad-value", "config-not-json", "vocab-not-a-vocab", "truncated-weights", "weights-not-a-dict",
+         "saved-before-0.2"],
 )
 def test_load_checks_the_model_directory_as_a_whole(tmp_path, corrupt, message):
     sentences = random_sentences(12)
