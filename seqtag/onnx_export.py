@@ -8,7 +8,8 @@ operators, opset :data:`OPSET`) runs for any batch size, sentence length and wor
   ``cases`` and ``chars`` are read only when the model has those features);
 - outputs ``tags`` ``(batch, seq_len)`` int64 (0 at padding), ``confidence`` ``(batch, seq_len)``
   (the probability of each chosen tag), ``marginals`` ``(batch, seq_len, num_tags)``,
-  ``emissions`` ``(batch, seq_len, num_tags)`` and ``log_partition`` ``(batch,)``, float32.
+  ``emissions`` ``(batch, seq_len, num_tags)``, float32, and ``log_partition`` ``(batch,)``,
+  float64 (``log Z``: a tag sequence's log-probability is its score minus it).
 
 The graph is built operator by operator with ``onnx.helper`` rather than by
 ``torch.onnx.export``: the tracing exporter unrolls the CRF's Python loops at the example's
@@ -219,8 +220,8 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     """Constrained Viterbi and forward-backward over time-major emissions ``em`` ``(T, B, K)``.
 
     Returns:
-        ``(tags, marginals, log_partition)``: ``(T, B)`` int64 (0 at padding), ``(T, B, K)``
-        float32 (0 at padding) and ``(B,)``.
+        ``(tags, marginals, log_partition)``: ``(T, B)`` int64, ``(T, B, K)`` float32 (both
+        meaningless at padding) and ``(B,)`` float64.
     """
     k = crf["start"].shape[0]
     start = g.const(np.where(crf["start_mask"], crf["start"], NEG_SCORE).astype(np.float32), "crf_start")
@@ -228,6 +229,7 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     end = g.const(np.where(crf["end_mask"], crf["end"], NEG_SCORE).astype(np.float32), "crf_end")
     one = g.const(1, "one", np.int64)
     zero = g.const(0, "zero", np.int64)
+    zero_d = g.const(0.0, "zero_d", np.float64)
     axis1, axis2 = g.const([1], "axis1", np.int64), g.const([2], "axis2", np.int64)
     t_scalar = g.op("Squeeze", time, g.const([0], "axis0", np.int64))
     last_step = g.op("Sub", t_scalar, one)
@@ -237,10 +239,13 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     true = g.const(True, "true", np.bool_)
 
     # Forward: Viterbi scores (best) and log-sum scores (alpha) of the prefixes ending in each tag,
-    # carried unchanged through the padding; scan outputs the backpointers and every alpha.
+    # carried unchanged through the padding; scan outputs the backpointers and every alpha. Alpha
+    # is shifted to a maximum of 0 at each step (the shifts add up to log Z, in float64): unshifted,
+    # float32 alphas grow with the sentence and lose the 1e-4 accuracy of the marginals within a
+    # few hundred tokens.
     body = _Graph("fwd_")
     step, cond = "fwd_step", "fwd_cond"
-    best_in, alpha_in = "fwd_best_in", "fwd_alpha_in"
+    best_in, alpha_in, shift_in = "fwd_best_in", "fwd_alpha_in", "fwd_shift_in"
     e = body.op("Gather", em, step, axis=0)  # (B, K)
     m = body.op("Unsqueeze", body.op("Gather", mask, step, axis=0), axis1)  # (B, 1)
     first = body.op("Equal", step, zero)
@@ -250,26 +255,34 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     best = body.op("Add", body.op("ReduceMax", moves, axes=[1], keepdims=0), e)
     best = body.op("Where", first, initial, body.op("Where", m, best, best_in))
     sums = body.op("Add", body.op("Unsqueeze", alpha_in, axis2), trans)
-    alpha = body.op("Add", body.op("ReduceLogSumExp", sums, axes=[1], keepdims=0), e)
-    alpha = body.op("Where", first, initial, body.op("Where", m, alpha, alpha_in))
+    alpha = body.op("Where", first, initial, body.op("Add", body.op("ReduceLogSumExp", sums, axes=[1], keepdims=0), e))
+    top = body.op("ReduceMax", alpha, axes=[1], keepdims=1)  # (B, 1)
+    alpha = body.op("Where", m, body.op("Sub", alpha, top), alpha_in)
+    shift = body.op("Add", shift_in, body.op("Where", m, body.op("Cast", top, to=TensorProto.DOUBLE), zero_d))
     body_outputs = [body.op("Identity", cond), body.op("Identity", best), body.op("Identity", alpha),
-                    body.op("Identity", pointer), body.op("Identity", alpha)]
+                    body.op("Identity", shift), body.op("Identity", pointer), body.op("Identity", alpha)]
     forward_body = helper.make_graph(
         body.nodes, "crf_forward",
         [helper.make_tensor_value_info(step, TensorProto.INT64, []),
          helper.make_tensor_value_info(cond, TensorProto.BOOL, []),
          helper.make_tensor_value_info(best_in, TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(alpha_in, TensorProto.FLOAT, ["batch", k])],
+         helper.make_tensor_value_info(alpha_in, TensorProto.FLOAT, ["batch", k]),
+         helper.make_tensor_value_info(shift_in, TensorProto.DOUBLE, ["batch", 1])],
         [helper.make_tensor_value_info(body_outputs[0], TensorProto.BOOL, []),
          helper.make_tensor_value_info(body_outputs[1], TensorProto.FLOAT, ["batch", k]),
          helper.make_tensor_value_info(body_outputs[2], TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(body_outputs[3], TensorProto.INT64, ["batch", k]),
-         helper.make_tensor_value_info(body_outputs[4], TensorProto.FLOAT, ["batch", k])],
+         helper.make_tensor_value_info(body_outputs[3], TensorProto.DOUBLE, ["batch", 1]),
+         helper.make_tensor_value_info(body_outputs[4], TensorProto.INT64, ["batch", k]),
+         helper.make_tensor_value_info(body_outputs[5], TensorProto.FLOAT, ["batch", k])],
         initializer=body.initializers,
     )
-    best, alpha, pointers, alphas = g.op("Loop", t_scalar, true, zeros_bk, zeros_bk, outputs=4, body=forward_body)
+    zeros_b1 = g.op("ConstantOfShape", g.op("Concat", batch, g.const([1], "one_dim", np.int64), axis=0),
+                    value=numpy_helper.from_array(np.zeros(1, np.float64)))
+    best, alpha, shift, pointers, alphas = g.op("Loop", t_scalar, true, zeros_bk, zeros_bk, zeros_b1, outputs=5,
+                                                body=forward_body)
     last_tag = g.op("ArgMax", g.op("Add", best, end), axis=1, keepdims=0)  # (B,)
-    log_partition = g.op("ReduceLogSumExp", g.op("Add", alpha, end), axes=[1], keepdims=0)  # (B,)
+    rest = g.op("ReduceLogSumExp", g.op("Add", alpha, end), axes=[1], keepdims=0)  # (B,)
+    log_partition = g.op("Add", g.op("Squeeze", shift, axis1), g.op("Cast", rest, to=TensorProto.DOUBLE))  # (B,)
 
     # Backward, from the last step to the first: follow the backpointers inside each sentence (the
     # tag chosen at its last token is carried through the padding) and compute beta, the log-sum
@@ -289,6 +302,7 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     inside = body.op("Unsqueeze", body.op("Less", following, lengths), axis1)  # (B, 1)
     suffix = body.op("Add", trans, body.op("Unsqueeze", body.op("Add", e_next, beta_in), axis1))  # (B, K, K)
     beta = body.op("Where", inside, body.op("ReduceLogSumExp", suffix, axes=[2], keepdims=0), end)
+    beta = body.op("Sub", beta, body.op("ReduceMax", beta, axes=[1], keepdims=1))  # shifted as alpha is
     body_outputs = [body.op("Identity", cond), body.op("Identity", tag), body.op("Identity", beta),
                     body.op("Identity", path), body.op("Identity", beta)]
     backward_body = helper.make_graph(
@@ -309,8 +323,9 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     reverse = g.op("Range", last_step, g.const(-1, "minus_one", np.int64), g.const(-1, "minus_one", np.int64))
     tags = g.op("Gather", paths_reversed, reverse, axis=0)  # (T, B)
     betas = g.op("Gather", betas_reversed, reverse, axis=0)  # (T, B, K)
-    log_z = g.op("Unsqueeze", log_partition, g.const([0, 2], "axes", np.int64))  # (1, B, 1)
-    marginals = g.op("Exp", g.op("Sub", g.op("Add", alphas, betas), log_z))
+    # shifted alpha + beta is log p(y_t = k) up to a constant per position: normalize each position
+    joint = g.op("Add", alphas, betas)  # (T, B, K)
+    marginals = g.op("Exp", g.op("Sub", joint, g.op("ReduceLogSumExp", joint, axes=[2], keepdims=1)))
     return tags, marginals, log_partition
 
 
@@ -319,6 +334,7 @@ def _softmax_outputs(g: _Graph, em: str, mask: str) -> tuple[str, str, str]:
     tags = g.op("Where", mask, g.op("ArgMax", em, axis=2, keepdims=0), g.const(0, "zero", np.int64))
     marginals = g.op("Softmax", em, axis=2)
     per_token = g.op("Where", mask, g.op("ReduceLogSumExp", em, axes=[2], keepdims=0), g.const(0.0, "zero_f", np.float32))
+    per_token = g.op("Cast", per_token, to=TensorProto.DOUBLE)
     return tags, marginals, g.op("ReduceSum", per_token, g.const([0], "axis0", np.int64), keepdims=0)
 
 
@@ -364,7 +380,7 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
          helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", "seq_len"]),
          helper.make_tensor_value_info("marginals", TensorProto.FLOAT, ["batch", "seq_len", k]),
          helper.make_tensor_value_info("emissions", TensorProto.FLOAT, ["batch", "seq_len", k]),
-         helper.make_tensor_value_info("log_partition", TensorProto.FLOAT, ["batch"])],
+         helper.make_tensor_value_info("log_partition", TensorProto.DOUBLE, ["batch"])],
         initializer=g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="seqtag",
