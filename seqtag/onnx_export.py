@@ -259,8 +259,8 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     top = body.op("ReduceMax", alpha, axes=[1], keepdims=1)  # (B, 1)
     alpha = body.op("Where", m, body.op("Sub", alpha, top), alpha_in)
     shift = body.op("Add", shift_in, body.op("Where", m, body.op("Cast", top, to=TensorProto.DOUBLE), zero_d))
-    body_outputs = [body.op("Identity", cond), body.op("Identity", best), body.op("Identity", alpha),
-                    body.op("Identity", shift), body.op("Identity", pointer), body.op("Identity", alpha)]
+    # a value that is both carried and scanned needs a second name (Identity); the rest are direct
+    body_outputs = [cond, best, alpha, shift, pointer, body.op("Identity", alpha)]
     forward_body = helper.make_graph(
         body.nodes, "crf_forward",
         [helper.make_tensor_value_info(step, TensorProto.INT64, []),
@@ -303,8 +303,7 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     suffix = body.op("Add", trans, body.op("Unsqueeze", body.op("Add", e_next, beta_in), axis1))  # (B, K, K)
     beta = body.op("Where", inside, body.op("ReduceLogSumExp", suffix, axes=[2], keepdims=0), end)
     beta = body.op("Sub", beta, body.op("ReduceMax", beta, axes=[1], keepdims=1))  # shifted as alpha is
-    body_outputs = [body.op("Identity", cond), body.op("Identity", tag), body.op("Identity", beta),
-                    body.op("Identity", path), body.op("Identity", beta)]
+    body_outputs = [cond, tag, beta, path, body.op("Identity", beta)]
     backward_body = helper.make_graph(
         body.nodes, "crf_backward",
         [helper.make_tensor_value_info(step, TensorProto.INT64, []),
