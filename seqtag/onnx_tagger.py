@@ -285,8 +285,9 @@ def kbest_viterbi(
     Args:
         emissions: ``(batch, seq_len, num_tags)`` scores.
         lengths: ``(batch,)`` int64, each ``>= 1``.
-        start, transitions, end: ``(num_tags,)``, ``(num_tags, num_tags)`` ``[from, to]`` and
-            ``(num_tags,)`` scores; ``-inf`` marks a forbidden move.
+        start: ``(num_tags,)`` scores of the first tag; ``-inf`` marks a forbidden one.
+        transitions: ``(num_tags, num_tags)`` scores of the moves ``[from, to]`` (``-inf``: forbidden).
+        end: ``(num_tags,)`` scores of the last tag (``-inf``: forbidden).
         k: sequences per sentence, ``>= 1``.
 
     Returns:
