@@ -72,6 +72,11 @@ def _case_id(token: str, normalized: str) -> int:
     return 3
 
 
+def _as_list(sentences: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
+    """``sentences`` itself when it is a list or tuple, else a list of it (it may be a generator)."""
+    return sentences if isinstance(sentences, (list, tuple)) else list(sentences)
+
+
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size!r}")
@@ -140,6 +145,7 @@ class OnnxTagger:
 
     def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
         """Tag tokenized sentences: one list of tag strings per sentence (``[]`` for ``[]``)."""
+        sentences = _as_list(sentences)
         out: list[list[str]] = [[] for _ in sentences]
         for chunk, (tags,) in self._batches(sentences, batch_size, ["tags"]):
             for row, i in enumerate(chunk):
@@ -151,6 +157,7 @@ class OnnxTagger:
     ) -> list[tuple[list[str], list[float]]]:
         """Per sentence, the best tags and the marginal probability of each chosen tag (under a
         CRF, by forward-backward; for a softmax head, the softmax)."""
+        sentences = _as_list(sentences)
         out: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
         for chunk, (tags, confidence) in self._batches(sentences, batch_size, ["tags", "confidence"]):
             for row, i in enumerate(chunk):
@@ -161,6 +168,7 @@ class OnnxTagger:
     def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
         """Per sentence, a ``(n_tokens, num_tags)`` float32 array of ``p(tag | sentence)`` at each
         token, columns in :attr:`tags` order; rows sum to 1."""
+        sentences = _as_list(sentences)
         out = [np.zeros((0, len(self.tags)), np.float32) for _ in sentences]
         for chunk, (marginals,) in self._batches(sentences, batch_size, ["marginals"]):
             for row, i in enumerate(chunk):
@@ -176,6 +184,7 @@ class OnnxTagger:
         tokens and tags) gets fewer; an empty sentence gets ``[([], 0.0)]``. Computed here in
         numpy (:func:`kbest_viterbi`) from the graph's emissions and the CRF's scores.
         """
+        sentences = _as_list(sentences)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"expected k >= 1, got {k!r}")
         out: list[list[tuple[list[str], float]]] = [[([], 0.0)] for _ in sentences]
@@ -199,6 +208,7 @@ class OnnxTagger:
         ``seqtag.data.encode_tokens``: ``words``, ``cases`` ``(batch, seq_len)``, ``chars``
         ``(batch, seq_len, word_len)`` (``word_len`` the longest word, capped at
         ``max_word_length``; 0 without character features) and ``lengths`` ``(batch,)``, int64."""
+        sentences = _as_list(sentences)
         table = self._table(sentences)
         return self._collate(table, [len(s) for s in sentences], list(range(len(sentences))))
 

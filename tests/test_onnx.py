@@ -150,6 +150,7 @@ def test_batch_size_and_order_do_not_change_tags(pair):
     assert runner.predict(sentences, batch_size=3) == expected
     assert runner.predict(sentences, batch_size=1) == expected
     assert runner.predict(sentences[::-1]) == expected[::-1]
+    assert runner.predict(s for s in sentences) == expected  # any iterable of sentences
 
 
 @pytest.mark.slow
@@ -229,7 +230,7 @@ def test_reference_marginals_equal_brute_force(crf_tagger):
 
 def test_confidence_and_marginals_equal_eager(pair):
     tagger, runner = pair
-    sentences = [s for s in _test_sentences(tagger, seed=6) if s] + _long_sentences(tagger)[1:]
+    sentences = [s for s in _test_sentences(tagger, seed=6) if s] + _long_sentences(tagger)
     marginals = runner.marginals(sentences)
     confident = runner.predict_with_confidence(sentences)
     assert [tags for tags, _ in confident] == tagger.predict(sentences)
