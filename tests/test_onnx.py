@@ -153,7 +153,6 @@ def test_batch_size_and_order_do_not_change_tags(pair):
     assert runner.predict(s for s in sentences) == expected  # any iterable of sentences
 
 
-@pytest.mark.slow
 def test_onnx_equals_eager_on_ewt_dev(ewt_dir, tmp_path):
     train = read_conllu(ewt_dir / "en_ewt-ud-train.conllu")[:300]
     dev = [s.tokens for s in read_conllu(ewt_dir / "en_ewt-ud-dev.conllu")[:500]]
