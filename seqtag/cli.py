@@ -155,12 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p, tag_default="the one the model was trained on with seqtag train, else upos / last")
     _add_hf_options(p, {"--split": (None, "split to score (default: test, or the only split)")})
 
-    p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out) or torch.export")
+    p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out), ONNX or "
+                       "torch.export")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
     p.add_argument("--output", required=True, metavar="PATH",
-                   help="torchscript: the file to write (e.g. tagger.pt); torch-export: a new directory")
-    p.add_argument("--format", choices=("torchscript", "torch-export"), default="torchscript",
+                   help="torchscript: the file to write (e.g. tagger.pt); onnx: the file to write (e.g. "
+                   "tagger.onnx); torch-export: a new directory")
+    p.add_argument("--format", choices=("torchscript", "onnx", "torch-export"), default="torchscript",
                    help="torchscript: one self-contained file, any sentence length, loads in C++ (default); "
+                   "onnx: one ONNX graph for ONNX Runtime, any batch and sentence length, vocabularies in its "
+                   "metadata (needs the onnx extra; see docs/serving.md); "
                    "torch-export: id tensors in, one program per sentence-length bucket (see docs/export.md)")
     p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, metavar="N",
                    help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
@@ -337,6 +341,12 @@ def _predictor(model: str, device: str, batch_size: int) -> tuple[Callable[[list
 def _cmd_export(args: argparse.Namespace) -> None:
     if args.format == "torchscript":
         path = to_torchscript(args.model, args.output)
+    elif args.format == "onnx":
+        try:
+            from .onnx_export import to_onnx
+        except ImportError as e:
+            raise SeqtagError(f"--format onnx needs the onnx package ({e}): pip install 'seqtag[onnx]'") from None
+        path = to_onnx(args.model, args.output)
     else:
         path = to_torch_export(args.model, args.output, max_length=args.max_length)
     print(f"exported {args.model} ({args.format}) to {path}", file=sys.stderr)
