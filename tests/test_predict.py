@@ -52,10 +52,12 @@ def dev():
 
 
 def _predict(argv, capsys, stdin: bytes | None = None, monkeypatch=None) -> tuple[int, str, str]:
+    """``seqtag predict ARGV`` in this process (``--workers 1`` unless ARGV says otherwise)."""
     capsys.readouterr()
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-    code = main(["predict", *map(str, argv)])
+    argv = [*map(str, argv), *([] if "--workers" in argv else ["--workers", "1"])]
+    code = main(["predict", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
