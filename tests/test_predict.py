@@ -352,6 +352,16 @@ def test_tag_dataset_with_one_and_two_processes(models, tagger, dev, tmp_path):
         tag_dataset(tagger, ds, output_column="id")
 
 
+def test_shards_tagged_apart_equal_the_whole(models, dev):
+    """The many-machines recipe of docs/tagging.md: tag shards apart, concatenate."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"tokens": [s.tokens for s in dev[:120]]})
+    shards = [tag_dataset(models["torchscript"], ds.shard(num_shards=3, index=i, contiguous=True)) for i in range(3)]
+    whole = tag_dataset(models["directory"], ds)
+    assert datasets.concatenate_datasets(shards)["pred_tags"] == whole["pred_tags"]
+
+
 def test_predict_hf_dataset_saves_to_disk(models, tagger, dev, tmp_path, capsys):
     import datasets
 
