@@ -512,7 +512,9 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
             from .onnx_tagger import OnnxTagger
         except ImportError as e:
             raise SeqtagError(f"{model}: ONNX models need onnxruntime (pip install 'seqtag[onnx]'): {e}") from None
-        backend = OnnxTagger(model)
+        threads = config.threads_per_worker()
+        takes_threads = "threads" in inspect.signature(OnnxTagger).parameters
+        backend = OnnxTagger(model, threads=threads) if takes_threads and threads else OnnxTagger(model)
     methods = {name: _bound(backend, name, batch_size=bs) for name in ("predict", "predict_with_confidence", "nbest")}
     return Predictor(KINDS[kind], source, methods, max_length=int(getattr(backend, "max_length", 0) or 0))
 
@@ -589,6 +591,13 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C is for the parent, which stops the pool and says so once."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
     chunk: list[Item] = []
     for item in items:
@@ -620,7 +629,7 @@ def tag_stream(
             yield chunk, _tag_chunk(predictor, job, chunk)
         return
     # spawn: a fresh interpreter per worker (no forked torch thread pools), the same on every OS
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_interrupts) as pool:
         pending: deque = deque()
         for chunk in itertools.chain([first, second], chunks):
             slim = [Item(item.tokens, item.line) for item in chunk]  # the lines stay here
@@ -647,6 +656,7 @@ class _TagBatch:
         self.output = output
         self.config = config
         self.parent = os.getpid()
+        self.threads_set = False
 
     def _predictor(self) -> Predictor:
         if isinstance(self.model, Predictor):
@@ -660,8 +670,9 @@ class _TagBatch:
         return _PROCESS_PREDICTOR[key]
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        if os.getpid() != self.parent:  # a num_proc process: its share of the cores
+        if os.getpid() != self.parent and not self.threads_set:  # a num_proc process: its share of the cores
             _set_threads(self.config.threads_per_worker())
+            self.threads_set = True
         rows = batch[self.tokens]
         sentences = [row.split() if self.split_tokens else list(row) for row in rows]
         predictor = self._predictor()
