@@ -88,6 +88,10 @@ class PredictConfig(_JsonConfig):
     chunk_size: int = _ranged(10_000, "sentences read, tagged and written at a time (bounds memory)", min=1)
 
     def __post_init__(self) -> None:
+        shared = getattr(super(), "__post_init__", None)
+        if shared is not None:  # the one metadata check of every configuration dataclass
+            shared()
+            return
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             low, high = f.metadata.get("min"), f.metadata.get("max")
@@ -95,7 +99,6 @@ class PredictConfig(_JsonConfig):
                 raise ValueError(f"expected {f.name} >= {low}, got {value}")
             if high is not None and value > high:
                 raise ValueError(f"expected {f.name} <= {high}, got {value}")
-        self._check_choices()
 
     def threads_per_worker(self) -> int:
         """The torch threads each process uses: ``threads``, else cores // workers (0: torch's choice)."""
