@@ -427,3 +427,19 @@ def test_confidence_and_nbest_plumbing_against_the_contract(models, tmp_path, ca
     assert [o["confidence"] for o in objects] == [[0.5, 0.5], [0.5]]
     assert [[p["log_prob"] for p in o["nbest"]] for o in objects] == [[-0.25], [-0.25]]  # -inf entries dropped
     assert [o["nbest"][0]["tags"] for o in objects] == [o["tags"] for o in objects]
+
+
+def test_conllu_output_replaces_the_column_the_model_was_trained_on(tmp_path, capsys):
+    from .helpers import random_sentences
+
+    data = tmp_path / "xpos.conllu"
+    write_conllu(random_sentences(20, seed=3), data, column="xpos")  # the upos column holds "_"
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(data), "--tag-column", "xpos", "--output-dir", str(model), "--epochs", "1",
+                 "--embedding-dim", "8", "--hidden-dim", "8", "--char-filters", "4", "--quiet"]) == 0  # fmt: skip
+    out = tmp_path / "tagged.conllu"
+    assert _predict([model, "--input", data, "--output", out], capsys)[0] == 0
+    expected = Tagger.load(model).predict([s.tokens for s in read_conllu(data, "xpos")])
+    assert [s.tags for s in read_conllu(out, "xpos")] == expected
+    drop_xpos = lambda path: [line.split("\t")[:4] + line.split("\t")[5:] for line in path.read_text().splitlines()]
+    assert drop_xpos(out) == drop_xpos(data)  # the upos column ("_") and the rest are unchanged
