@@ -16,6 +16,7 @@ from seqtag.model import Tagger
 from seqtag.predict import PredictConfig, load_predictor, read_items, tag_dataset
 
 EXPORT_BUCKETS = [8, 16]  # small buckets export in seconds; the sentences tagged with them fit
+MODEL_KINDS = ["directory", "torchscript", "torch-export"]  # add "onnx" where seqtag.onnx_export exists
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,13 @@ def models(tmp_path_factory):
     with _torchscript_warnings():
         to_torchscript(root / "model", root / "tagger.pt")
     to_torch_export(root / "model", root / "pt2", buckets=EXPORT_BUCKETS)
-    return {"directory": root / "model", "torchscript": root / "tagger.pt", "torch-export": root / "pt2"}
+    paths = {"directory": root / "model", "torchscript": root / "tagger.pt", "torch-export": root / "pt2"}
+    if "onnx" in MODEL_KINDS:
+        from seqtag.onnx_export import to_onnx
+
+        to_onnx(root / "model", root / "tagger.onnx")
+        paths["onnx"] = root / "tagger.onnx"
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,7 @@ def _text_output(sentences, tags) -> str:
 # -- streaming = in memory, for every model format ------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["directory", "torchscript", "torch-export"])
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 @pytest.mark.parametrize("chunk_size", [1, 7, 10_000])
 def test_streaming_equals_in_memory_for_every_format(models, tagger, dev, tmp_path, capsys, kind, chunk_size):
     limit = EXPORT_BUCKETS[-1] if kind == "torch-export" else None
@@ -222,7 +229,7 @@ def test_conllu_reader_keeps_other_lines_aside():
 # -- options: checked the same for every format, before anything is loaded -----------------
 
 
-@pytest.mark.parametrize("kind", ["directory", "torchscript", "torch-export"])
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 @pytest.mark.parametrize(
     "flag, value, message",
     [
