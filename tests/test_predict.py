@@ -417,6 +417,23 @@ def test_nbest_jsonl(models, tagger, dev, tmp_path, capsys):
     ]
 
 
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_confidence_and_nbest_from_every_format(models, tagger, dev, tmp_path, capsys, kind):
+    sentences = [s.tokens for s in dev[:30] if len(s) <= EXPORT_BUCKETS[-1]]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"tokens": s}) + "\n" for s in sentences))
+    code, out, err = _predict([models[kind], "--input", path, "--confidence", "--nbest", "2"], capsys)
+    if kind == "torch-export":  # the programs give tag ids only
+        assert code == 1 and "torch.export directory" in err and len(err.splitlines()) == 1
+        return
+    assert code == 0, err
+    objects = [json.loads(line) for line in out.splitlines()]
+    confident = tagger.predict_with_confidence(sentences)
+    assert [o["tags"] for o in objects] == [tags for tags, _ in confident]
+    assert [o["confidence"] for o in objects] == [pytest.approx(p, abs=1e-5) for _, p in confident]
+    assert [[p["tags"] for p in o["nbest"]] for o in objects] == [[t for t, _ in n] for n in tagger.nbest(sentences, 2)]
+
+
 def test_confidence_and_nbest_plumbing_against_the_contract(models, tmp_path, capsys, monkeypatch):
     """The writers, with the two methods stubbed to the contract's return types."""
     monkeypatch.setattr(Tagger, "predict_with_confidence", lambda self, s, batch_size=256:
