@@ -925,13 +925,15 @@ def run(args: argparse.Namespace) -> None:
             stream: BinaryIO = open(args.input, "rb")  # noqa: SIM115 (closed below)
         except OSError as e:
             raise SeqtagError(f"{args.input}: cannot read ({e.strerror or e})") from None
+    elif sys.stdin is None:  # started with standard input closed
+        raise SeqtagError("no standard input to read: pass --input FILE")
     else:
         stream = sys.stdin.buffer
     job = Job(str(args.model), config.to_dict(), name, args.confidence, args.nbest)
     try:
         _stream(args, config, job, writer, stream, input_format, token_column)
     finally:
-        if stream is not sys.stdin.buffer:
+        if args.input:
             stream.close()
 
 
