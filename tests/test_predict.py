@@ -22,7 +22,7 @@ MODEL_KINDS = ["directory", "torchscript", "torch-export"]  # add "onnx" where s
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A small UPOS model trained on 400 EWT sentences, and its exports: ``{kind: path}``."""
-    from tests.conftest import EWT
+    from .conftest import EWT
 
     if not (EWT / "en_ewt-ud-train.conllu").exists():
         pytest.skip(f"UD English-EWT not found at {EWT}")
@@ -53,7 +53,7 @@ def tagger(models):
 
 @pytest.fixture(scope="module")
 def dev():
-    from tests.conftest import EWT
+    from .conftest import EWT
 
     return read_conllu(EWT / "en_ewt-ud-dev.conllu")
 
