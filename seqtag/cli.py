@@ -10,12 +10,12 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, predict
 from .bench import baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
 from .checkpoint import find_checkpoint, read_checkpoint
 from .config import TaggerConfig, TrainConfig
@@ -25,9 +25,6 @@ from .distributed import BACKENDS, is_main_process
 from .errors import SeqtagError
 from .export import (
     DEFAULT_MAX_LENGTH,
-    METADATA_FILE,
-    load_torch_export,
-    load_torchscript,
     to_torch_export,
     to_torchscript,
 )
@@ -169,12 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, metavar="N",
                    help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
 
-    p = sub.add_parser("predict", help="tag whitespace-tokenized sentences, one per line")
-    p.add_argument("model", metavar="MODEL", help="model directory written by 'seqtag train', or a TorchScript "
-                   "file or torch.export directory written by 'seqtag export'")
-    p.add_argument("--input", metavar="FILE", help="input file (default: standard input)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
+    predict.add_parser(sub)
 
     sub.add_parser("demo", help="train the tutorial's tagger and a batched BiLSTM-CRF on the tutorial corpus")
 
@@ -323,21 +315,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                   f"F1 {100 * score['f1']:6.2f}  ({score['support']} gold)")
 
 
-def _predictor(model: str, device: str, batch_size: int) -> tuple[Callable[[list[list[str]]], list[list[str]]], int]:
-    """``sentences -> tags`` for a model directory, a TorchScript file or a torch.export directory,
-    and the longest sentence it takes (0: any)."""
-    path = Path(model)
-    if path.is_file():
-        module = load_torchscript(path, map_location=resolve_device(device))
-        module.batch_size = batch_size
-        return module, 0
-    if (path / METADATA_FILE).is_file():
-        exported = load_torch_export(path)  # CPU programs
-        return (lambda sentences: exported.predict(sentences, batch_size=batch_size)), exported.max_length
-    tagger = Tagger.load(path, device=device)
-    return (lambda sentences: tagger.predict(sentences, batch_size=batch_size)), 0
-
-
 def _cmd_export(args: argparse.Namespace) -> None:
     if args.format == "torchscript":
         path = to_torchscript(args.model, args.output)
@@ -350,30 +327,6 @@ def _cmd_export(args: argparse.Namespace) -> None:
     else:
         path = to_torch_export(args.model, args.output, max_length=args.max_length)
     print(f"exported {args.model} ({args.format}) to {path}", file=sys.stderr)
-
-
-def _cmd_predict(args: argparse.Namespace) -> None:
-    predict, max_length = _predictor(args.model, args.device, args.batch_size)
-    if args.input:
-        try:
-            text = Path(args.input).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise SeqtagError(f"{args.input}: cannot read ({e})") from None
-    else:
-        text = sys.stdin.read()
-    lines = [(number, line.split()) for number, line in enumerate(text.splitlines(), 1)]
-    for number, tokens in lines:
-        if max_length and len(tokens) > max_length:
-            raise SeqtagError(
-                f"{args.input or '<stdin>'}:{number}: {len(tokens)} tokens, more than the {max_length} that "
-                f"the torch.export directory {args.model} covers: export with a larger --max-length, or use "
-                f"the TorchScript format"
-            )
-    sentences = [tokens for _, tokens in lines if tokens]  # blank lines are skipped
-    tags = predict(sentences)
-    out = sys.stdout
-    for tokens, labels in zip(sentences, tags):
-        out.write("".join(f"{tok}\t{tag}\n" for tok, tag in zip(tokens, labels)) + "\n")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -429,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {
         "train": _cmd_train,
         "evaluate": _cmd_evaluate,
-        "predict": _cmd_predict,
+        "predict": predict.run,
         "demo": _cmd_demo,
         "bench": _cmd_bench,
         "export": _cmd_export,
