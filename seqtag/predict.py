@@ -515,9 +515,7 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
             from .onnx_tagger import OnnxTagger
         except ImportError as e:
             raise SeqtagError(f"{model}: ONNX models need onnxruntime (pip install 'seqtag[onnx]'): {e}") from None
-        threads = config.threads_per_worker()
-        takes_threads = "threads" in inspect.signature(OnnxTagger).parameters
-        backend = OnnxTagger(model, threads=threads) if takes_threads and threads else OnnxTagger(model)
+        backend = OnnxTagger(model, intra_op_num_threads=config.threads_per_worker() or 0)
     methods = {name: _bound(backend, name, batch_size=bs) for name in ("predict", "predict_with_confidence", "nbest")}
     return Predictor(KINDS[kind], source, methods, max_length=int(getattr(backend, "max_length", 0) or 0))
 

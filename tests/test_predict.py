@@ -16,7 +16,7 @@ from seqtag.model import Tagger
 from seqtag.predict import PredictConfig, load_predictor, read_items, tag_dataset
 
 EXPORT_BUCKETS = [8, 16]  # small buckets export in seconds; the sentences tagged with them fit
-MODEL_KINDS = ["directory", "torchscript", "torch-export"]  # add "onnx" where seqtag.onnx_export exists
+MODEL_KINDS = ["directory", "torchscript", "torch-export", "onnx"]
 
 
 @pytest.fixture(scope="module")
