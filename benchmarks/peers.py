@@ -185,6 +185,13 @@ def run_system(name: str, args: argparse.Namespace, data: dict) -> dict:
         **result,
         "work_dir": str(out),
     }
+    # The scored dev accuracy of the kept model should be the best one the system logged: a gap
+    # means the saved model is not the one that was evaluated (or the scorers disagree).
+    best = report["best_logged_dev_accuracy"]
+    report["dev_gap_to_logged_best"] = None if best is None else report["dev_accuracy"] - best
+    if best is not None and abs(report["dev_gap_to_logged_best"]) > 0.002:
+        log(f"{name}: warning: the kept model scores {100 * report['dev_accuracy']:.2f} on dev, "
+            f"its training log's best was {100 * best:.2f}")
     log(f"{name}: dev {100 * report['dev_accuracy']:.2f} test {100 * report['test_accuracy']:.2f} "
         f"after {report['train_seconds']:.0f}s ({report['stopped']}); train {report['train_tokens_per_s']:,.0f} "
         f"tok/s, inference {report['infer_tokens_per_s']:,.0f} tok/s")

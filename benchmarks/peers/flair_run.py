@@ -8,8 +8,8 @@ stopping) or after 100 epochs, best epoch by dev micro-F1 (= accuracy for one ta
 
 The dev curve is flair's own per-epoch dev evaluation, read by a trainer plugin, which also
 times the training batches and stops at the time cap by flair's ``TrainingInterrupt`` (flair
-then finishes as after its own early stopping). The ``best-model.pt`` that flair saves tags
-dev and test.
+then finishes as after its own early stopping). The weights of the ``best-model.pt`` that flair
+saves tag dev and test.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import flair
 import torch
 from flair.data import Corpus, Dictionary, Sentence
-from flair.datasets import SentenceDataset
+from flair.datasets import FlairDatapointDataset
 from flair.embeddings import CharacterEmbeddings, OneHotEmbeddings, StackedEmbeddings
 from flair.models import SequenceTagger
 from flair.trainers import ModelTrainer
@@ -73,8 +73,8 @@ def main() -> None:
     flair.set_seed(job["seed"])
     out = Path(job["out"])
     train, dev, test = (read_split(job["data"][k]) for k in ("train", "dev", "test"))
-    corpus = Corpus(train=SentenceDataset([to_sentence(s) for s in train]),
-                    dev=SentenceDataset([to_sentence(s) for s in dev]), sample_missing_splits=False)
+    corpus = Corpus(train=FlairDatapointDataset([to_sentence(s) for s in train]),
+                    dev=FlairDatapointDataset([to_sentence(s) for s in dev]), sample_missing_splits=False)
     characters = Dictionary()
     for s in train:
         for token in s["tokens"]:
@@ -91,9 +91,16 @@ def main() -> None:
     epochs = recorder.curve[-1]["epoch"] if recorder.curve else 0
     stopped = "time cap" if recorder.capped else "maximum epochs" if epochs >= 100 else "own early stopping"
 
+    # The saved best model's weights, loaded into the trained model object as flair's trainer
+    # does (ModelTrainer._load_model). A model from SequenceTagger.load alone tags wrongly in
+    # flair 0.15.1: OneHotEmbeddings comes back without the "0-" name prefix that
+    # StackedEmbeddings gave it, and tokens concatenate their embeddings sorted by name, so the
+    # character part comes first and the reprojection layer sees its inputs swapped.
     start = elapsed()
     best = out / "model" / "best-model.pt"
-    model = SequenceTagger.load(best if best.exists() else out / "model" / "final-model.pt")
+    model = tagger
+    model.load_state_dict(SequenceTagger.load(best if best.exists() else out / "model" / "final-model.pt").state_dict())
+    model.eval()
     load_seconds = elapsed() - start
 
     def tag(sentences):
