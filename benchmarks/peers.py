@@ -3,6 +3,7 @@ SequenceTagger, each trained by its own loop with its own early stopping, one at
 
     python benchmarks/peers.py --threads 2 --out peers.json --plot docs/img/peers.png
     python benchmarks/peers.py --train-sentences 500 --max-train-seconds 60 --out smoke.json
+    python benchmarks/peers.py --from-report peers.json --plot docs/img/peers.png   # table and plot again
 
 Each peer runs in a virtual environment this script makes under ``--venv-dir`` (pinned
 versions; flair's gets the CPU build of torch first); seqtag runs from this checkout in the
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="data, models and logs of each system (default: runs/peers)")
     parser.add_argument("--venv-dir", type=Path, default=ROOT / ".peers-venv",
                         help="where the peers' virtual environments are made (default: .peers-venv)")
+    parser.add_argument("--from-report", type=Path, metavar="REPORT",
+                        help="run nothing: print the Markdown table of an earlier report (and draw --plot)")
     return parser
 
 
@@ -214,6 +217,41 @@ def time_to_targets(systems: dict) -> list[dict]:
     return rows
 
 
+def threads(n: int) -> str:
+    return f"{n} thread" + ("s" if n != 1 else "")
+
+
+def markdown_table(report: dict) -> str:
+    """The report as the Markdown table of docs/benchmarks.md, its host line first."""
+    host, settings, systems = report["host"], report["settings"], report["systems"]
+    names = list(systems)
+    rates = host["matmul_gflops"]
+    lines = [
+        f"*Host: {host['cpu_model']}, {host['logical_cores']} logical cores, {threads(settings['threads'])}, "
+        f"torch {host['torch_version']}; matmul {rates['fp32']:,.0f} GFLOP/s fp32, {rates['bf16']:,.0f} bf16. "
+        f"Training on {report['corpus']['train']['sentences']:,} sentences"
+        + (f", cap {settings['max_train_seconds']:g} s" if settings["max_train_seconds"] else "") + ".*",
+        "",
+        "| | " + " | ".join(f"{n} {systems[n]['version']}" for n in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+
+    def row(label: str, cells) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("training stopped after", [f"{r['train_seconds']:,.0f} s ({r['stopped']})" for r in systems.values()])
+    row("best dev accuracy in its own log", [f"{100 * r['best_logged_dev_accuracy']:.2f}" for r in systems.values()])
+    row("dev accuracy, kept model", [f"{100 * r['dev_accuracy']:.2f}" for r in systems.values()])
+    row("test accuracy, kept model", [f"**{100 * r['test_accuracy']:.2f}**" for r in systems.values()])
+    for target in report["time_to_dev"]:
+        row(f"{target['target']} ({100 * target['dev_accuracy']:.2f}) reached after",
+            ["never" if t is None else f"{t:,.0f} s" for t in target["seconds"].values()])
+    row("training tokens/s", [f"{r['train_tokens_per_s']:,.0f}" for r in systems.values()])
+    row("inference tokens/s, strings in, tags out", [f"{r['infer_tokens_per_s']:,.0f}" for r in systems.values()])
+    row("loading the kept model", [f"{r['load_seconds']:.2f} s" for r in systems.values()])
+    return "\n".join(lines)
+
+
 def plot(report: dict, path: Path) -> None:
     try:
         import matplotlib
@@ -230,18 +268,19 @@ def plot(report: dict, path: Path) -> None:
         ax.plot([p["t"] for p in points], [100 * p["dev_accuracy"] for p in points], "o-", ms=3,
                 drawstyle="steps-post", label=f"{name} {r['version']} (test {100 * r['test_accuracy']:.2f})")
         best.append(100 * max(p["dev_accuracy"] for p in points))
-    ax.set_ylim(max(0.0, min(best) - 6), min(100.0, max(best) + 1))
+    ax.set_ylim(max(0.0, min(best) - 10), min(100.0, max(best) + 1))
     ax.set_xlabel("seconds since the start of training (process start-up included)")
     ax.set_ylabel("dev accuracy (%), each system's own log")
     host = report["host"]
     settings = report["settings"]
-    title = f"UD English-EWT UPOS, {host['cpu_model']}, {settings['threads']} threads"
-    if settings["train_sentences"] or settings["max_train_seconds"]:
-        title += (f"\nsmoke run: {report['corpus']['train']['sentences']} training sentences, "
-                  f"cap {settings['max_train_seconds']} s")
+    title = f"UD English-EWT UPOS dev accuracy; {host['cpu_model']}, {threads(settings['threads'])}"
+    if settings["train_sentences"]:
+        title += f"\nsmoke run: {report['corpus']['train']['sentences']} training sentences"
+    if settings["max_train_seconds"]:
+        title += f", training capped at {settings['max_train_seconds']:g} s"
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -249,6 +288,12 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> None:
     args = build_parser().parse_args()
+    if args.from_report:
+        report = json.loads(args.from_report.read_text())
+        print(markdown_table(report))
+        if args.plot:
+            plot(report, args.plot)
+        return
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
@@ -274,6 +319,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
     log(f"report: {args.out}")
+    print(markdown_table(report))
     if args.plot:
         plot(report, args.plot)
         log(f"plot: {args.plot}")
