@@ -1,7 +1,7 @@
 """seqtag's defaults against its peers on UD English-EWT UPOS: spaCy's tagger and flair's
 SequenceTagger, each trained by its own loop with its own early stopping, one at a time.
 
-    python benchmarks/peers.py --threads 2 --out peers.json --plot docs/img/peers.png
+    python benchmarks/peers.py --threads 2 --max-train-seconds 1800 --out peers.json --plot docs/img/peers.png
     python benchmarks/peers.py --train-sentences 500 --max-train-seconds 60 --out smoke.json
     python benchmarks/peers.py --from-report peers.json --plot docs/img/peers.png   # table and plot again
 
@@ -17,8 +17,9 @@ and end-to-end inference tokens/s (token strings in, tag strings out, the saved 
 the test set, median of ``--infer-repeats`` passes after one untimed pass). One JSON document
 (with ``host_info()``) goes to ``--out``; ``--plot`` draws dev accuracy against time.
 
-Not part of the tests: a full run takes about an hour on two cores. Nothing else should run on
-the machine meanwhile.
+Everything runs on the CPU. Not part of the tests: a full run takes about an hour on two cores
+(at most about 1 h 40 min with a 30-minute cap). Nothing else should run on the machine
+meanwhile.
 """
 
 from __future__ import annotations
