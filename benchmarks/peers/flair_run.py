@@ -5,7 +5,7 @@ download), a BiLSTM of 256 per direction and a CRF — flair's defaults otherwis
 0.05, locked dropout 0.5), trained by ``ModelTrainer.train`` with its defaults: SGD, learning
 rate 0.1, batch 32, halved after 3 epochs without dev gain, stopping below 1e-4 (its own early
 stopping) or after 100 epochs, best epoch by dev micro-F1 (= accuracy for one tag per token);
-``embeddings_storage_mode="none"``, as flair advises for trainable embeddings (below).
+``embeddings_storage_mode="none"`` (see ``main``).
 
 The dev curve is flair's own per-epoch dev evaluation, read by a trainer plugin, which also
 times the training batches and stops at the time cap by flair's ``TrainingInterrupt`` (flair
@@ -87,10 +87,10 @@ def main() -> None:
                             tag_type=TAG, use_crf=True)
     recorder = Recorder(job["max_train_seconds"])
     trainer = ModelTrainer(tagger, corpus)
-    # embeddings_storage_mode "none" (flair recommends it for trainable embeddings): with the
-    # default "cpu", embeddings computed under no_grad are not recognised as trainable, stay on the
-    # dev sentences after an evaluation and are reused by the next, so that each later dev
-    # score (and the choice of the best epoch) comes from the first epoch's embedding layers.
+    # embeddings_storage_mode "none": flair drops the embeddings that require gradients after
+    # each batch, but with the default "cpu" those computed under no_grad in a dev evaluation stay
+    # on the dev sentences and the next evaluation reuses them, so that each later dev score (and
+    # the choice of the best epoch) would come from the first epoch's embedding layers.
     trainer.train(out / "model", plugins=[recorder], embeddings_storage_mode="none")
     train_end = elapsed()
     epochs = recorder.curve[-1]["epoch"] if recorder.curve else 0
