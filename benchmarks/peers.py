@@ -241,7 +241,8 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     row("training stopped after", [f"{r['train_seconds']:,.0f} s ({r['stopped']})" for r in systems.values()])
-    row("best dev accuracy in its own log", [f"{100 * r['best_logged_dev_accuracy']:.2f}" for r in systems.values()])
+    row("best dev accuracy in its own log", ["–" if r["best_logged_dev_accuracy"] is None
+                                             else f"{100 * r['best_logged_dev_accuracy']:.2f}" for r in systems.values()])
     row("dev accuracy, kept model", [f"{100 * r['dev_accuracy']:.2f}" for r in systems.values()])
     row("test accuracy, kept model", [f"**{100 * r['test_accuracy']:.2f}**" for r in systems.values()])
     for target in report["time_to_dev"]:
@@ -266,10 +267,13 @@ def plot(report: dict, path: Path) -> None:
     best = []
     for name, r in report["systems"].items():
         points = r["curve"]
+        if not points:  # stopped before its first dev evaluation
+            continue
         ax.plot([p["t"] for p in points], [100 * p["dev_accuracy"] for p in points], "o-", ms=3,
                 drawstyle="steps-post", label=f"{name} {r['version']} (test {100 * r['test_accuracy']:.2f})")
         best.append(100 * max(p["dev_accuracy"] for p in points))
-    ax.set_ylim(max(0.0, min(best) - 10), min(100.0, max(best) + 1))
+    if best:
+        ax.set_ylim(max(0.0, min(best) - 10), min(100.0, max(best) + 1))
     ax.set_xlabel("seconds since the start of training (process start-up included)")
     ax.set_ylabel("dev accuracy (%), each system's own log")
     host = report["host"]
