@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 import seqtag
+from seqtag.host import host_info
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 FILES = {
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
+    host = host_info()
     train_f, dev_f, test_f = (CORPORA / f for f in FILES[args.corpus])
     if not train_f.exists():
         sys.exit(f"corpus not found: {train_f} (set SEQTAG_CORPORA)")
@@ -87,7 +89,7 @@ def main() -> None:
                 "train_seconds": seconds,
                 "train_tokens_per_s_median": sorted(r["tokens_per_s"] for r in rows)[len(rows) // 2],
                 "test_infer_tokens_per_s": test_scores["tokens"] / infer_seconds,
-                "config": config.to_dict(), "train_config": train_config.to_dict(),
+                "config": config.to_dict(), "train_config": train_config.to_dict(), "host": host,
             }
             line = json.dumps(result)
             print(line, flush=True)

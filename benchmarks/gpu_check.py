@@ -25,6 +25,7 @@ import torch
 import seqtag
 from seqtag.bench import bench, matmul_gflops, synthetic_corpus
 from seqtag.data import collate, encode_tokens
+from seqtag.host import host_info
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT = CORPORA / "ud_english_ewt"
@@ -121,7 +122,7 @@ def main() -> None:
     start = time.perf_counter()
     train, dev = corpus()
     report = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "seqtag": seqtag.__version__,
-              "corpus_sentences": len(train)}
+              "corpus_sentences": len(train), "host": host_info("cuda")}
     log(f"# {report['gpu']}, torch {report['torch']}")
     report["device_checks"] = check_devices(train, dev)
     log(json.dumps(report["device_checks"], indent=1))
