@@ -21,7 +21,6 @@ with the corpus's vocabulary, stands in: the speed does not depend on the weight
 import argparse
 import functools
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import torch
 import seqtag
 from seqtag.data import encode_tokens
 from seqtag.export import load_torch_export, load_torchscript, to_torch_export, to_torchscript
+from seqtag.host import host_info
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "ud_english_ewt" / "en_ewt-ud-test.conllu"
@@ -57,17 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.export: the longest bucket (default: the longest sentence)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return p
-
-
-def cpu_model() -> str:
-    """The CPU's name from /proc/cpuinfo (``model name``), else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn, repeats: int, warmup: int) -> tuple[float, object]:
@@ -166,7 +155,8 @@ def main(argv=None) -> int:
     longest = max(map(len, sentences))
     max_length = args.max_length or max(longest, LATENCY_TOKENS)
     single = latency_sentence(sentences)
-    cpu = cpu_model()
+    host = host_info()
+    cpu = host["cpu_model"]
 
     print(f"{len(sentences)} sentences, {tokens} tokens (longest {longest}) from {args.corpus}", file=sys.stderr)
     print(f"CPU {cpu}; {args.threads} threads; torch {torch.__version__}", file=sys.stderr)
@@ -210,7 +200,7 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "corpus": str(args.corpus), "sentences": len(sentences), "tokens": tokens, "threads": args.threads,
-            "cpu": cpu, "torch": torch.__version__,
+            "cpu": cpu, "torch": torch.__version__, "host": host,
             "model": str(args.model) if args.model else "random default architecture",
             "max_length": max_length, "export_seconds": export_seconds, "results": results,
             "latency": latencies,

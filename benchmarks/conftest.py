@@ -21,3 +21,10 @@ def corpus():
     if EWT_TRAIN.exists():
         return seqtag.read_conllu(EWT_TRAIN)[:4000]
     return synthetic_corpus(4000)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Every pytest-benchmark record names the host: CPU model, cores, threads, measured matmul rates."""
+    from seqtag.host import host_info
+
+    machine_info["seqtag_host"] = host_info()
