@@ -34,7 +34,7 @@ from .export import (
 from .fileio import atomic_write_text
 from .model import Tagger
 from .plot import plot_learning_curve
-from .train import TrainingInterrupted, check_output_dir, evaluate, train
+from .training import TrainingInterrupted, check_output_dir, evaluate, train
 from .tutorial import demo
 from .vectors import read_vectors
 from .vocab import Vocabularies

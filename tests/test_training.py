@@ -20,12 +20,12 @@ from seqtag import SeqtagError, TaggerConfig, TrainConfig, write_conll, write_co
 from seqtag.checkpoint import Progress, numbered_checkpoints, read_checkpoint
 from seqtag.cli import main
 from seqtag.model import Tagger
-from seqtag.train import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
+from seqtag.training import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
 from seqtag.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 
 from .helpers import random_sentences
 
-train_module = importlib.import_module("seqtag.train")  # seqtag.train is also the function
+train_module = importlib.import_module("seqtag.training")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TaggerConfig(embedding_dim=8, hidden_dim=8, char_embedding_dim=4, char_filters=4, dropout=0.2)
