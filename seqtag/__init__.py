@@ -34,7 +34,7 @@ _EXPORTS = {
     "resolve_device": "device",
     "SeqtagError": "errors",
     "Tagger": "model",
-    "evaluate": "training",
+    "evaluate": "evaluation",
     "train": "training",
     "sonnet_corpus": "tutorial",
     "tutorial_corpus": "tutorial",

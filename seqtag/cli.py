@@ -23,6 +23,7 @@ from .corpus import Sentence, read_corpus
 from .device import PRECISIONS, resolve_device
 from .distributed import BACKENDS, is_main_process
 from .errors import SeqtagError
+from .evaluation import evaluate
 from .export import (
     DEFAULT_MAX_LENGTH,
     METADATA_FILE,
@@ -34,7 +35,7 @@ from .export import (
 from .fileio import atomic_write_text
 from .model import Tagger
 from .plot import plot_learning_curve
-from .training import TrainingInterrupted, check_output_dir, evaluate, train
+from .training import TrainingInterrupted, check_output_dir, train
 from .tutorial import demo
 from .vectors import read_vectors
 from .vocab import Vocabularies
