@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from seqtag import TaggerConfig, hf
-from seqtag.bench import train_step
 from seqtag.data import make_loader
 from seqtag.model import Tagger
+from seqtag.training import train_step
 
 TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
         "PUNCT", "SCONJ", "SYM", "VERB", "X"]  # fmt: skip

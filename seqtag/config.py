@@ -20,6 +20,18 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+def resumable_fields(cls: type) -> tuple[str, ...]:
+    """The fields of ``cls`` declared ``resumable=True``: what ``resume`` lets a caller change.
+    The others would not fit the saved state (batch positions, optimizer and scaler state,
+    vocabularies) or would make it a different run from the start; ``lr`` and ``clip`` are
+    resumable to recover from a diverging run (resume an earlier checkpoint lower).
+
+    >>> resumable_fields(TrainConfig)[:3]
+    ('epochs', 'lr', 'clip')
+    """
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+
+
 class _JsonConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict of JSON values (what ``config.json`` holds)."""
@@ -98,14 +110,14 @@ class TaggerConfig(_JsonConfig):
 class TrainConfig(_JsonConfig):
     """How to train. Defaults: Adam 2e-3, batch 32, early stopping on dev accuracy."""
 
-    epochs: int = _f(30, "maximum number of passes over the training data")
+    epochs: int = _f(30, "maximum number of passes over the training data", resumable=True)
     batch_size: int = _f(32, "sentences per batch")
     optimizer: str = _f("adam", "optimizer", choices=("sgd", "adam", "adamw"))
-    lr: float = _f(2e-3, "learning rate")
+    lr: float = _f(2e-3, "learning rate", resumable=True)
     momentum: float = _f(0.0, "SGD momentum")
     weight_decay: float = _f(0.0, "weight decay")
-    clip: float = _f(5.0, "clip the gradient norm to this (0 = no clipping)")
-    patience: int = _f(5, "stop after this many epochs without a better dev score (0 = never)")
+    clip: float = _f(5.0, "clip the gradient norm to this (0 = no clipping)", resumable=True)
+    patience: int = _f(5, "stop after this many epochs without a better dev score (0 = never)", resumable=True)
     select: str = _f(
         "auto",
         "dev metric that picks the best epoch (auto = f1 for span tag sets such as BIO, else accuracy)",
@@ -127,11 +139,12 @@ class TrainConfig(_JsonConfig):
         choices=("fp32", "bf16", "fp16"),
     )
     checkpoint_every: int = _f(
-        0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N"
+        0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N",
+        resumable=True,
     )
     keep: int = _f(
         0, "also keep the N newest checkpoints as numbered files beside checkpoints/last.pt and best.pt",
-        metavar="N",
+        metavar="N", resumable=True,
     )
     word_dropout: float = _f(
         0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)"
@@ -141,9 +154,9 @@ class TrainConfig(_JsonConfig):
     vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary")
     freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
     seed: int = _f(1, "seed for Python, NumPy and torch")
-    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps")
-    num_workers: int = _f(0, "DataLoader worker processes")
-    eval_batch_size: int = _f(256, "sentences per batch when evaluating or predicting")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps", resumable=True)
+    num_workers: int = _f(0, "DataLoader worker processes", resumable=True)
+    eval_batch_size: int = _f(256, "sentences per batch when evaluating or predicting", resumable=True)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:

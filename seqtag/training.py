@@ -1,4 +1,4 @@
-"""The training loop and evaluation.
+"""The training loop: one :func:`train_step`, the run's :class:`TrainState`, and the epochs.
 
 :func:`train` builds vocabularies and a :class:`~seqtag.model.Tagger` and trains it on bucketed
 minibatches: optimizer (SGD, Adam, AdamW), learning-rate schedule (constant, linear, plateau;
@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from .checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
-from .config import TaggerConfig, TrainConfig
+from .config import TaggerConfig, TrainConfig, resumable_fields
 from .data import Batch, EncodedDataset, check_encoding, check_tags, make_loader
 from .device import autocast
 from .distributed import Distributed
@@ -63,12 +64,6 @@ from .plot import plot_learning_curve
 from .vectors import init_embedding, read_vectors
 from .vocab import UNK, Vocabularies
 
-# What ``resume`` lets a caller change: the rest would not fit the saved state (batch positions,
-# optimizer and scaler state, vocabularies) or would make it a different run from the start.
-# ``lr`` and ``clip`` are here to recover from a diverging run: resume an earlier checkpoint lower.
-RESUMABLE_CHANGES = (
-    "epochs", "patience", "lr", "clip", "device", "num_workers", "eval_batch_size", "checkpoint_every", "keep",
-)  # fmt: skip
 # Row fields that measure wall-clock time, so differ between an interrupted run and a straight one.
 WALL_CLOCK_FIELDS = ("tokens_per_s", "epoch_seconds", "wall_time")
 
@@ -129,9 +124,12 @@ def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
 
 
-def _unk_probabilities(vocabs: Vocabularies, alpha: float, device: torch.device) -> torch.Tensor:
-    """``(num_words,)`` probability of replacing each word id by ``<unk>`` during training:
-    ``alpha / (alpha + count)``; never for padding, ``<unk>`` or words unseen in training."""
+def word_dropout_probabilities(vocabs: Vocabularies, alpha: float, device: torch.device) -> Tensor | None:
+    """The probability (shape ``(num_words,)``) of replacing each word id by ``<unk>`` in training:
+    ``alpha / (alpha + count)``; never for padding, ``<unk>`` or words unseen in training.
+    None when ``alpha`` is 0 (no word dropout)."""
+    if alpha <= 0:
+        return None
     counts = torch.tensor(vocabs.word_counts, dtype=torch.float32)
     probs = torch.where(counts > 0, alpha / (alpha + counts), torch.zeros_like(counts))
     return probs.to(device)
@@ -202,7 +200,7 @@ def _build_tagger(
     return tagger
 
 
-class _LossModule(nn.Module):
+class LossModule(nn.Module):
     """The tagger and its loss in one ``forward``, the module that ``DistributedDataParallel``
     wraps: its gradient hooks must see every parameter that the loss uses, the CRF's included."""
 
@@ -211,24 +209,91 @@ class _LossModule(nn.Module):
         self.tagger = tagger
 
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
-        """The mean loss per real token of a padded batch (see :meth:`Tagger.loss`)."""
+        """The mean loss per real token of a padded batch (see :meth:`Tagger.loss`): ``words``,
+        ``cases``, ``tags`` of shape ``(batch, seq_len)``, ``chars`` ``(batch, seq_len,
+        max_word_length)``, ``lengths`` ``(batch,)`` on the CPU; a float32 scalar."""
         emissions = self.tagger(words, cases, chars, lengths)
         return self.tagger.loss(emissions, tags, lengths)  # float32 (the CRF upcasts)
 
 
-def _forward(
-    model: nn.Module, tagger: Tagger, batch: Batch, tc: TrainConfig, word_dropout: Tensor | None
-) -> Tensor:
-    """The training loss of ``batch`` (a scalar tensor), with word dropout; ``model`` is the
-    :class:`_LossModule` of ``tagger``, or its ``DistributedDataParallel`` wrapper."""
+@dataclass
+class StepResult:
+    """What :func:`train_step` did. Under DDP the sums are over all ranks (the same on every rank).
+
+    Attributes:
+        loss_sum: the loss summed over the step's real tokens (of every rank).
+        tokens: the real tokens of the step (of every rank).
+        local_loss: this rank's ``loss_sum`` alone.
+        norm: the gradient norm before clipping (0.0 unless clipping without a gradient scaler).
+        agreed: the sums over the ranks of ``train_step``'s ``agree`` values.
+    """
+
+    loss_sum: float
+    tokens: int
+    local_loss: float
+    norm: float
+    agreed: list[float]
+
+    @property
+    def finite(self) -> bool:
+        """Whether the loss and the gradient norm are finite, that is, whether the step was taken."""
+        return math.isfinite(self.loss_sum) and math.isfinite(self.norm)
+
+
+def train_step(
+    tagger: Tagger,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    *,
+    lr: float | None = None,
+    precision: str = "fp32",
+    clip: float = 0.0,
+    scaler: torch.amp.GradScaler | None = None,
+    word_dropout: Tensor | None = None,
+    model: nn.Module | None = None,
+    world: Distributed | None = None,
+    agree: Callable[[], Sequence[float]] | None = None,
+) -> StepResult:
+    """One training step, the one that :func:`train`, ``seqtag bench`` and the benchmarks run:
+    forward and loss under ``precision``'s autocast (with word dropout), backward (under DDP:
+    averaging the gradients over the ranks), unscaling (fp16), clipping and the optimizer step.
+
+    Args:
+        tagger: the model being trained (in train mode).
+        optimizer: its optimizer; ``lr`` (when given) is set on every parameter group first.
+        batch: a padded batch (:class:`~seqtag.data.Batch`: ``words`` of shape ``(batch,
+            seq_len)``, ...), moved to the tagger's device here.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (then ``scaler`` scales the loss).
+        clip: clip the gradient norm to this (0 = no clipping).
+        word_dropout: ``(num_words,)`` probability of replacing each word id by ``<unk>``
+            (:func:`word_dropout_probabilities`), or None.
+        model: the module whose ``forward(words, cases, chars, lengths, tags)`` returns the loss:
+            ``LossModule(tagger)`` (the default) or its ``DistributedDataParallel`` wrapper.
+        world: the process group (:func:`seqtag.distributed.setup`); None: one process.
+        agree: called after the forward pass: numbers to sum over the ranks in the step's one
+            all-reduce (e.g. whether a rank has had a signal), so that every rank takes the
+            same decision at the same step.
+
+    Returns:
+        A :class:`StepResult`. When the loss (of any rank) or the gradient norm is not finite,
+        no step is taken (``result.finite`` is False).
+    """
     device = next(tagger.parameters()).device
     batch = batch.to(device, non_blocking=True)
     words = batch.words
     if word_dropout is not None:
         drop = torch.rand(words.shape, device=device) < word_dropout[words]
         words = words.masked_fill(drop, tagger.vocabs.words.stoi[UNK])
-    with autocast(device, tc.precision):
-        return model(words, batch.cases, batch.chars, batch.lengths, batch.tags)
+    with autocast(device, precision):
+        loss = (model or LossModule(tagger))(words, batch.cases, batch.chars, batch.lengths, batch.tags)
+    local = float(loss.detach()) * batch.num_tokens
+    # One all-reduce a step (none in a single process): the loss summed over all ranks' tokens,
+    # and the values to agree on.
+    values = [local, batch.num_tokens, *(agree() if agree is not None else ())]
+    loss_sum, tokens, *agreed = world.sum(values) if world is not None else values
+    optimizer.zero_grad(set_to_none=True)
+    norm = _update(tagger, loss, optimizer, scaler, lr, clip) if math.isfinite(loss_sum) else 0.0
+    return StepResult(loss_sum, int(tokens), local, norm, agreed)
 
 
 def _update(
@@ -236,26 +301,22 @@ def _update(
     loss: Tensor,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
-    lr: float,
-    tc: TrainConfig,
+    lr: float | None,
+    clip: float,
 ) -> float:
-    """Back-propagate ``loss`` (under DDP: and average the gradients over the ranks) and take
-    one optimizer step at learning rate ``lr``.
-
-    Returns:
-        The gradient norm (0.0 unless clipping without a gradient scaler). If it is not
-        finite, no step is taken. Under DDP the gradients, so the norm, are the same on every rank.
-    """
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    """Back-propagate ``loss`` and take one optimizer step; the gradient norm (see
+    :class:`StepResult`). If the norm is not finite, no step is taken."""
+    if lr is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
     if scaler is None:
         loss.backward()
     else:  # fp16: scale the loss so small gradients do not flush to zero; unscale before clipping
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
     norm = 0.0
-    if tc.clip > 0:
-        total = float(torch.nn.utils.clip_grad_norm_(tagger.parameters(), tc.clip))
+    if clip > 0:
+        total = float(torch.nn.utils.clip_grad_norm_(tagger.parameters(), clip))
         if scaler is None:  # the scaler skips steps with overflowing gradients by itself
             norm = total
     if not math.isfinite(norm):
@@ -281,12 +342,12 @@ def _resumed_configs(
     changed = [
         name
         for name, value in train_config.to_dict().items()
-        if value != getattr(saved_tc, name) and name not in RESUMABLE_CHANGES
+        if value != getattr(saved_tc, name) and name not in resumable_fields(TrainConfig)
     ]
     if changed:
         shown = ", ".join(f"{n} (saved {getattr(saved_tc, n)!r}, given {getattr(train_config, n)!r})" for n in changed)
         raise SeqtagError(
-            f"resume continues the saved run; it can change only {', '.join(RESUMABLE_CHANGES)}, not {shown}"
+            f"resume continues the saved run; it can change only {', '.join(resumable_fields(TrainConfig))}, not {shown}"
         )
     return saved_config, train_config
 
@@ -412,6 +473,10 @@ def _agreed_signal(world: Distributed, stop: _StopSignals) -> int | None:
     return signal.SIGINT if sigint else signal.SIGTERM if sigterm else None
 
 
+# (tagger, encoded dev set, batch size) -> metrics, as :func:`seqtag.evaluation.evaluate`.
+Evaluator = Callable[[Tagger, EncodedDataset, int], dict]
+
+
 def train(
     train_data: Sequence | EncodedDataset,
     dev: Sequence | EncodedDataset | None = None,
@@ -422,6 +487,7 @@ def train(
     resume: bool | str | os.PathLike = False,
     dist_backend: str | None = None,
     overwrite: bool = False,
+    evaluator: Evaluator | None = None,
 ) -> Tagger:
     """Train a tagger on ``train_data`` (a list of :class:`~seqtag.corpus.Sentence`).
 
@@ -449,13 +515,17 @@ def train(
         resume: continue the run saved in ``output_dir`` from ``checkpoints/last.pt`` (``True``)
             or from the checkpoint file given. The model configuration, vocabularies and
             training configuration come from the checkpoint; ``config`` must be None and
-            ``train_config`` may differ from the saved one only in ``RESUMABLE_CHANGES`` (with
-            more ``epochs``, training continues up to that many epochs in all). ``train_data``
-            and ``dev`` must be the data the run started with.
+            ``train_config`` may differ from the saved one only in the fields declared
+            ``resumable`` (:func:`seqtag.config.resumable_fields`; with more ``epochs``,
+            training continues up to that many epochs in all). ``train_data`` and ``dev`` must
+            be the data the run started with.
         dist_backend: the ``torch.distributed`` backend when ``train`` starts the process group:
             ``"nccl"``, ``"gloo"`` or None (``nccl`` on CUDA, else ``gloo``).
         overwrite: start a new run in an ``output_dir`` that holds an earlier model or run,
             removing its model files, checkpoints, metrics and plot first.
+        evaluator: scores the model on ``dev`` after each epoch: ``evaluator(tagger, dataset,
+            batch_size) -> dict`` with the ``select`` metric (default:
+            :func:`seqtag.evaluation.evaluate`).
 
     Returns:
         The trained tagger (the best epoch's weights), in eval mode, on the training device.
@@ -500,60 +570,149 @@ def train(
             check_output_dir(out, overwrite)
         config = config or TaggerConfig()
         tc = train_config or TrainConfig()
+    fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
     world = distributed.setup(tc.device, dist_backend)
     try:
-        return _train(train_data, dev, config, tc, out, saved, source, quiet or not world.is_main, world)
+        quiet = quiet or not world.is_main
+        if tc.precision == "fp16" and world.device.type != "cuda":
+            raise SeqtagError(
+                f"--precision fp16 needs CUDA (gradient scaling); on {world.device.type} use --precision bf16"
+            )
+        seed_everything(tc.seed)
+        tagger = _build_tagger(train_data, config, tc, saved["vocab"] if saved is not None else None, quiet)
+        # Encoded once, here: the loop below sees only encoded datasets.
+        train_set = _encoded(tagger, train_data, "training")
+        dev_set = _encoded(tagger, dev, "dev") if dev is not None else None
+        session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet)
+        session.evaluator = evaluator or evaluate
+        return _loop(session, state)
     finally:
         distributed.teardown(world)
 
 
-def _train(
-    train_data: Sequence | EncodedDataset,
-    dev: Sequence | EncodedDataset | None,
-    config: TaggerConfig,
+def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:
+    if isinstance(data, EncodedDataset):
+        check_encoding(data, tagger.vocabs, tagger.config, f"the {what} dataset")
+        return data
+    if what != "training":  # the training data made the vocabularies (or is the run's, on resume)
+        check_tags(data, tagger.vocabs, f"the {what} data")
+    return tagger.dataset(data)
+
+
+@dataclass
+class TrainState:
+    """Everything a training run changes as it goes, and what a checkpoint restores.
+
+    Attributes:
+        tagger: the model being trained.
+        optimizer: its optimizer.
+        scaler: the fp16 gradient scaler, else None.
+        progress: epoch, step, position within the epoch, best score, history (:class:`Progress`).
+        best_state: the weights of epoch ``progress.best_epoch`` (None before the first).
+        best_is_current: whether ``tagger`` still holds exactly ``best_state`` (a checkpoint
+            then stores the weights once).
+    """
+
+    tagger: Tagger
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None = None
+    progress: Progress = field(default_factory=Progress)
+    best_state: dict | None = None
+    best_is_current: bool = False
+
+    def keep_best(self) -> None:
+        """The model's current weights become the best ones."""
+        self.best_state = {k: v.detach().clone() for k, v in self.tagger.state_dict().items()}
+        self.best_is_current = True
+
+    def to_checkpoint(self, train_config: TrainConfig, data: dict, rng: list[dict]) -> dict:
+        """The checkpoint dictionary (see :func:`~seqtag.checkpoint.read_checkpoint`), with
+        ``data`` (the fingerprints of the training and dev data) and every rank's generator
+        states ``rng`` (rank 0's first)."""
+        return {
+            "model_config": self.tagger.config.to_dict(),
+            "train_config": train_config.to_dict(),
+            "vocab": self.tagger.vocabs.to_dict(),
+            "data": data,
+            "progress": self.progress.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in self.tagger.state_dict().items()},
+            "best_model": None
+            if self.best_is_current or self.best_state is None
+            else {k: v.cpu() for k, v in self.best_state.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng[0],
+            "distributed": {"world_size": len(rng), "rng": rng[1:]},
+        }
+
+    def restore(self, saved: dict) -> None:
+        """Take the state of a checkpoint read by :func:`~seqtag.checkpoint.read_checkpoint`
+        (the generators are restored separately: each rank takes its own)."""
+        self.progress = saved["progress"]
+        self.tagger.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scaler is not None:
+            self.scaler.load_state_dict(saved["scaler"])
+        self.best_state, self.best_is_current = None, False
+        if saved["best_model"] is not None:
+            device = next(self.tagger.parameters()).device
+            self.best_state = {k: v.to(device) for k, v in saved["best_model"].items()}
+        elif self.progress.best_epoch > 0:
+            self.keep_best()
+
+
+@dataclass
+class _Session:
+    """What stays fixed while a run trains in this process (one call of :func:`train`)."""
+
+    tc: TrainConfig
+    out: Path | None
+    world: Distributed
+    model: nn.Module  # LossModule(tagger), or its DistributedDataParallel wrapper
+    loader: torch.utils.data.DataLoader
+    dev_set: EncodedDataset | None
+    select: str  # the dev metric that picks the best epoch
+    word_dropout: Tensor | None
+    total_steps: int  # what the linear schedule plans with
+    fingerprints: dict
+    quiet: bool
+    evaluator: Evaluator = evaluate
+    stop: _StopSignals | None = None
+    started: float = 0.0  # time.perf_counter() when this session's training began
+    seconds_before: float = 0.0  # training time of earlier sessions of the run
+
+
+def _select_metric(tc: TrainConfig, tagger: Tagger) -> str:
+    if tc.select == "auto":
+        return "f1" if tagger.tag_scheme != "none" else "accuracy"
+    if tc.select == "f1" and tagger.tag_scheme == "none":
+        raise SeqtagError("--select f1 needs span tags (BIO, IOB1 or BIOES); these tags have no span scheme")
+    return tc.select
+
+
+def _setup(
+    tagger: Tagger,
+    train_set: EncodedDataset,
+    dev_set: EncodedDataset | None,
     tc: TrainConfig,
     out: Path | None,
     saved: dict | None,
     source: Path | None,
-    quiet: bool,
+    fingerprints: dict,
     world: Distributed,
-) -> Tagger:
-    """:func:`train` once the configurations are settled and this process knows its rank."""
+    quiet: bool,
+) -> tuple[_Session, TrainState]:
+    """The model on its device, the loader, the optimizer, the state restored from ``saved``,
+    the DDP wrapper; then (rank 0) the output directory prepared for the run."""
     device = world.device
-    if tc.precision == "fp16" and device.type != "cuda":
-        raise SeqtagError(f"--precision fp16 needs CUDA (gradient scaling); on {device.type} use --precision bf16")
-    seed_everything(tc.seed)
-
-    # -- the model ------------------------------------------------------------------------
-    tagger = _build_tagger(train_data, config, tc, saved["vocab"] if saved is not None else None, quiet)
-    vocabs = tagger.vocabs
-    select = "f1" if tagger.tag_scheme != "none" else "accuracy"
-    if tc.select != "auto":
-        if tc.select == "f1" and tagger.tag_scheme == "none":
-            raise SeqtagError("--select f1 needs span tags (BIO, IOB1 or BIOES); these tags have no span scheme")
-        select = tc.select
+    select = _select_metric(tc, tagger)
     tagger.set_rnn_mode(device)
     tagger.to(device)
-    fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
     if world.enabled:
-        _check_ranks_agree(world, config, tc, vocabs, fingerprints, out is not None)
+        _check_ranks_agree(world, tagger.config, tc, tagger.vocabs, fingerprints, out is not None)
         # Every rank initialised the model from ``seed`` (and DDP broadcasts rank 0's weights);
         # dropout and word dropout draw from ``seed + rank``, so that the ranks drop differently.
         seed_everything(tc.seed + world.rank)
-
-    # -- data -----------------------------------------------------------------------------
-    if isinstance(train_data, EncodedDataset):
-        check_encoding(train_data, vocabs, config, "the training dataset")
-        train_set = train_data
-    else:
-        train_set = tagger.dataset(train_data)
-    dev_set = None
-    if isinstance(dev, EncodedDataset):
-        check_encoding(dev, vocabs, config, "the dev dataset")
-        dev_set = dev
-    elif dev:
-        check_tags(dev, vocabs, "the dev data")
-        dev_set = tagger.dataset(dev)
     # Each rank takes its own share of every epoch's batches, all ranks the same number of them.
     loader = make_loader(
         train_set,
@@ -565,238 +724,258 @@ def _train(
         num_replicas=world.world_size,
         rank=world.rank,
     )
+    scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
+    state = TrainState(tagger, _optimizer(tagger, tc), scaler)
+    if saved is not None:
+        if saved["progress"].epoch > tc.epochs:
+            raise SeqtagError(
+                f"the saved run has trained {saved['progress'].epoch} epochs already; expected epochs >= that"
+            )
+        state.restore(saved)
+        _restore_rng(saved, world, source, quiet)
+        p = state.progress
+        where = f"in epoch {p.epoch + 1} after {p.batch} batches" if p.batch else f"after epoch {p.epoch}"
+        _log(f"resuming {out} from {source.name}: {where}, step {p.step}", quiet)
     # The batch count can vary a little between epochs (the token cap cuts batches of long
     # sentences): the linear schedule plans with epoch 0's, each epoch counts its own.
-    steps_per_epoch = len(loader)
-    total_steps = tc.epochs * steps_per_epoch
-
-    # -- optimizer and the state a checkpoint restores --------------------------------------
-    optimizer = _optimizer(tagger, tc)
-    scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
-    word_dropout = _unk_probabilities(vocabs, tc.word_dropout, device) if tc.word_dropout > 0 else None
-    progress = Progress()
-    best_state: dict | None = None  # weights of epoch progress.best_epoch
-    best_is_current = False  # whether the model still holds exactly best_state
-    if saved is not None:
-        assert out is not None and source is not None
-        progress = saved["progress"]
-        if progress.epoch > tc.epochs:
-            raise SeqtagError(f"the saved run has trained {progress.epoch} epochs already; expected epochs >= that")
-        tagger.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scaler is not None:
-            scaler.load_state_dict(saved["scaler"])
-        best_is_current = saved["best_model"] is None and progress.best_epoch > 0
-        if saved["best_model"] is not None:
-            best_state = {k: v.to(device) for k, v in saved["best_model"].items()}
-        elif best_is_current:
-            best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
-        _restore_rng(saved, world, source, quiet)
-        where = (f"in epoch {progress.epoch + 1} after {progress.batch} batches" if progress.batch
-                 else f"after epoch {progress.epoch}")
-        _log(f"resuming {out} from {source.name}: {where}, step {progress.step}", quiet)
-    # The loss inside the module that DDP wraps; DDP broadcasts rank 0's weights here (the ranks
-    # hold the same ones already) and averages the gradients over the ranks in backward().
-    model: nn.Module = _LossModule(tagger)
+    session = _Session(
+        tc=tc,
+        out=out,
+        world=world,
+        model=_loss_model(tagger, world),
+        loader=loader,
+        dev_set=dev_set,
+        select=select,
+        word_dropout=word_dropout_probabilities(tagger.vocabs, tc.word_dropout, device),
+        total_steps=tc.epochs * len(loader),
+        fingerprints=fingerprints,
+        quiet=quiet,
+    )
     if world.enabled:
-        # The buffers (the CRF's transition masks) never change: no need to broadcast them each step.
-        constant_buffers = (
-            {"forward_sync_buffers": False}  # torch >= 2.13 (which deprecates broadcast_buffers)
-            if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-            else {"broadcast_buffers": False}
-        )
-        model = DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers
-        )
         _log(f"distributed: {world.world_size} processes, {tc.batch_size} sentences per process and step "
-             f"({tc.batch_size * world.world_size} in all), {steps_per_epoch} steps per epoch", quiet)  # fmt: skip
-
-    def prepare_output_dir() -> None:
-        assert out is not None
-        out.mkdir(parents=True, exist_ok=True)
-        if saved is None:
-            _clear_output_dir(out)
-        else:
-            remove_checkpoints(out, after=checkpoint_name(progress))
-        # A resumed run restarts from the checkpoint's history: rows written after it are redone.
-        _write_metrics(out, progress.history)
-
+             f"({tc.batch_size * world.world_size} in all), {len(loader)} steps per epoch", quiet)  # fmt: skip
     if out is not None:
-        _on_main(world, prepare_output_dir)
+        _on_main(world, lambda: _prepare_output_dir(out, state.progress, resumed=saved is not None))
+    return session, state
 
-    session_start = time.perf_counter()
-    seconds_before = progress.seconds
 
-    def save_checkpoint(best: bool) -> Path | None:
-        """Write the current state to ``out/checkpoints`` (rank 0; a collective under DDP, which
-        gathers every rank's random generators); the path of ``last.pt``, None without an ``output_dir``."""
-        if out is None:
-            return None
-        if not _all_finite(tagger):
-            raise SeqtagError(
-                f"the weights are no longer finite at step {progress.step}; stopping without saving "
-                f"(try a smaller --lr or --clip); the last good checkpoint is in {out / 'checkpoints'}"
-            )
-        progress.seconds = seconds_before + time.perf_counter() - session_start
-        rng_states = world.gather(rng_state())
+def _loss_model(tagger: Tagger, world: Distributed) -> nn.Module:
+    """The loss inside the module that DDP wraps; DDP broadcasts rank 0's weights here (the
+    ranks hold the same ones already) and averages the gradients over the ranks in backward()."""
+    model: nn.Module = LossModule(tagger)
+    if not world.enabled:
+        return model
+    # The buffers (the CRF's transition masks) never change: no need to broadcast them each step.
+    constant_buffers = (
+        {"forward_sync_buffers": False}  # torch >= 2.13 (which deprecates broadcast_buffers)
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        else {"broadcast_buffers": False}
+    )
+    device = world.device
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers)
 
-        def write() -> None:
-            assert rng_states is not None
-            state = {
-                "model_config": config.to_dict(),
-                "train_config": tc.to_dict(),
-                "vocab": vocabs.to_dict(),
-                "data": fingerprints,
-                "progress": progress.to_dict(),
-                "model": {k: v.detach().cpu() for k, v in tagger.state_dict().items()},
-                "best_model": None
-                if best_is_current or best_state is None
-                else {k: v.cpu() for k, v in best_state.items()},
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng_states[0],
-                "distributed": {"world_size": world.world_size, "rng": rng_states[1:]},
-            }
-            try:
-                write_checkpoint(out, encode_checkpoint(state), progress, best=best, keep=tc.keep)
-            except OSError as e:
-                raise SeqtagError(
-                    f"cannot write a checkpoint in {out / 'checkpoints'} ({e}); stopping. "
-                    f"The checkpoints already there are intact"
-                ) from None
 
-        _on_main(world, write)
-        return checkpoint_dir(out) / LAST
+def _prepare_output_dir(out: Path, progress: Progress, resumed: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if resumed:
+        remove_checkpoints(out, after=checkpoint_name(progress))
+    else:
+        _clear_output_dir(out)
+    # A resumed run restarts from the checkpoint's history: rows written after it are redone.
+    _write_metrics(out, progress.history)
 
-    stopped_early = bool(dev_set is not None and tc.patience and progress.stale >= tc.patience)
+
+def _loop(session: _Session, state: TrainState) -> Tagger:
+    """Epochs until ``epochs`` or early stopping; the best model, in eval mode."""
+    tc, progress = session.tc, state.progress
+    stopped_early = bool(session.dev_set is not None and tc.patience and progress.stale >= tc.patience)
     if progress.epoch >= tc.epochs or stopped_early:
         _log(f"nothing to train: the run has {progress.epoch} epochs of {tc.epochs}"
-             + (f" and stopped early (patience {tc.patience})" if stopped_early else ""), quiet)
-
-    # -- the loop -------------------------------------------------------------------------
-    with _StopSignals(enabled=out is not None) as stop, _flush_denormal():
+             + (f" and stopped early (patience {tc.patience})" if stopped_early else ""), session.quiet)  # fmt: skip
+    session.started, session.seconds_before = time.perf_counter(), progress.seconds
+    with _StopSignals(enabled=session.out is not None) as stop, _flush_denormal():
+        session.stop = stop
         for epoch in range(progress.epoch + 1, tc.epochs + 1):
             if stopped_early:
                 break
-            loader.batch_sampler.set_epoch(epoch)
-            steps_per_epoch = len(loader)
-            model.train()
-            lr = learning_rate(tc, progress.step, progress.halvings, total_steps)
-            epoch_start, seconds_at_start = time.perf_counter(), progress.epoch_seconds
-            # Creating the iterator draws a worker seed from torch's global generator: keep that
-            # draw out of the stream that dropout uses, so a resumed run draws what a straight one does.
-            with torch.random.fork_rng(devices=[]):
-                batches = iter(loader)
-            # A mid-epoch checkpoint resumes after the batches already trained (they are only padded);
-            # under DDP each rank skips as many of its own batches.
-            batches = islice(batches, progress.batch, None)
-            bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", initial=progress.batch, total=steps_per_epoch,
-                       leave=False, disable=quiet, file=sys.stderr)  # fmt: skip
-            for batch in bar:
-                lr = learning_rate(tc, progress.step, progress.halvings, total_steps)
-                loss = _forward(model, tagger, batch, tc, word_dropout)
-                local = float(loss.detach()) * batch.num_tokens
-                # One all-reduce a step (none in a single process): the loss summed over all ranks'
-                # tokens, and whether any rank has had a signal, so that every rank takes the same
-                # decision at the same step. A rank that stopped alone would leave the others
-                # waiting for it in the next gradient all-reduce.
-                loss_sum, tokens, sigint, sigterm = world.sum([
-                    local, batch.num_tokens,
-                    stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM,
-                ])  # fmt: skip
-                signal_number = signal.SIGINT if sigint else signal.SIGTERM if sigterm else None
-                optimizer.zero_grad(set_to_none=True)
-                norm = _update(tagger, loss, optimizer, scaler, lr, tc) if math.isfinite(loss_sum) else 0.0
-                if not (math.isfinite(loss_sum) and math.isfinite(norm)):
-                    if not math.isfinite(loss_sum):
-                        what = f"loss became {loss_sum / max(tokens, 1)}"
-                        if world.enabled:
-                            what += f" on rank {world.rank}" if not math.isfinite(local) else " on another rank"
-                    else:
-                        what = f"gradient norm became {norm}"
-                    last = out / "checkpoints" / "last.pt" if out is not None else None
-                    raise SeqtagError(
-                        f"{what} in epoch {epoch} at step {progress.step + 1} (batch {progress.batch + 1} of "
-                        f"{steps_per_epoch}); stopping without taking that step (try a smaller --lr or --clip)"
-                        + (f"; the last good checkpoint is {last}" if last is not None and last.exists() else "")
-                    )
-                best_is_current = False
-                progress.step += 1
-                progress.batch += 1
-                progress.epoch_loss += loss_sum
-                progress.epoch_tokens += int(tokens)
-                if progress.step % 10 == 0 and not quiet:
-                    elapsed = time.perf_counter() - epoch_start
-                    bar.set_postfix(loss=f"{progress.epoch_loss / progress.epoch_tokens:.4f}", lr=f"{lr:.2g}",
-                                    tok_s=f"{progress.epoch_tokens / (seconds_at_start + elapsed):,.0f}")  # fmt: skip
-                if progress.batch < steps_per_epoch:  # the epoch's end writes its own checkpoint
-                    due = tc.checkpoint_every and progress.step % tc.checkpoint_every == 0
-                    if due or signal_number is not None:
-                        progress.epoch_seconds = seconds_at_start + time.perf_counter() - epoch_start
-                        path = save_checkpoint(best=False)
-                        if signal_number is not None:
-                            bar.close()
-                            where = f"at step {progress.step} (epoch {epoch}, batch {progress.batch} of {steps_per_epoch})"
-                            raise TrainingInterrupted(signal_number, out, path, where)
-            bar.close()
+            lr, seconds = run_epoch(session, state, epoch)
+            stopped_early = end_epoch(session, state, epoch, lr, seconds)
+    if session.out is not None and session.world.is_main:
+        _plot(session.out, session.quiet)
+    if state.best_state is not None:
+        state.tagger.load_state_dict(state.best_state)
+    state.tagger.eval()
+    return state.tagger
 
-            # -- end of epoch: metrics, model selection, schedule, checkpoint ------------------
-            seconds = seconds_at_start + time.perf_counter() - epoch_start
-            row = {
-                "epoch": epoch,
-                "step": progress.step,
-                "train_loss": progress.epoch_loss / max(progress.epoch_tokens, 1),
-                "tokens_per_s": progress.epoch_tokens / seconds,
-                "lr": lr,
-                "epoch_seconds": seconds,
-            }
-            improved = True
-            if dev_set is not None:
-                # Rank 0 scores the whole dev set and tells the others, so that every rank makes
-                # the same model-selection, schedule and early-stopping decisions.
-                metrics = None
-                if world.is_main:
-                    with autocast(device, tc.precision):
-                        metrics = evaluate(tagger, dev_set, tc.eval_batch_size)
-                metrics = world.broadcast(metrics)
-                row.update({f"dev_{k}": v for k, v in metrics.items() if k != "per_type"})
-                improved = metrics[select] > progress.best_score
-                if improved:
-                    progress.best_score = metrics[select]
-            if improved:
-                progress.best_epoch, progress.stale = epoch, 0
-                best_state = {k: v.detach().clone() for k, v in tagger.state_dict().items()}
-                best_is_current = True
-            else:
-                progress.stale += 1
-                if tc.schedule == "plateau" and tc.lr_halving and progress.stale % tc.lr_halving == 0:
-                    progress.halvings += 1
-            row["wall_time"] = seconds_before + time.perf_counter() - session_start
-            progress.history.append(row)
-            progress.epoch, progress.batch = epoch, 0
-            progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
-            path = None
-            if out is not None:
-                if improved:
-                    _on_main(world, lambda: _save_model(tagger, out, tc))
-                path = save_checkpoint(best=improved)
-                _on_main(world, lambda row=row: _append_metrics(out, row))
-            dev_text = f" dev {select} {row[f'dev_{select}']:.4f}" if dev_set is not None else ""
-            _log(
-                f"epoch {epoch}: loss {row['train_loss']:.4f}{dev_text} "
-                f"{row['tokens_per_s']:,.0f} tok/s {seconds:.1f}s" + (" *" if improved and dev_set else ""),
-                quiet,
-            )
-            # Agreed again: a signal may have come during the epoch's last step or the evaluation.
-            signal_number = _agreed_signal(world, stop)
-            if signal_number is not None and epoch < tc.epochs:
-                raise TrainingInterrupted(signal_number, out, path, f"after epoch {epoch} (step {progress.step})")
-            if dev_set is not None and tc.patience and progress.stale >= tc.patience:
-                _log(f"no dev gain for {progress.stale} epochs: stopping; best epoch {progress.best_epoch}", quiet)
-                break
-    if out is not None and world.is_main:
-        _plot(out, quiet)
-    if best_state is not None:
-        tagger.load_state_dict(best_state)
-    tagger.eval()
-    return tagger
+
+def run_epoch(session: _Session, state: TrainState, epoch: int) -> tuple[float, float]:
+    """Train the batches of ``epoch`` that ``state.progress`` has not trained yet, writing a
+    checkpoint every ``checkpoint_every`` steps and on a signal (then raising
+    :class:`TrainingInterrupted`).
+
+    Returns:
+        The last step's learning rate and the epoch's training seconds (over all sessions).
+    """
+    tc, progress, loader = session.tc, state.progress, session.loader
+    loader.batch_sampler.set_epoch(epoch)
+    steps_per_epoch = len(loader)
+    session.model.train()
+    lr = learning_rate(tc, progress.step, progress.halvings, session.total_steps)
+    epoch_start, seconds_at_start = time.perf_counter(), progress.epoch_seconds
+    # Creating the iterator draws a worker seed from torch's global generator: keep that draw
+    # out of the stream that dropout uses, so a resumed run draws what a straight one does.
+    with torch.random.fork_rng(devices=[]):
+        batches = iter(loader)
+    # A mid-epoch checkpoint resumes after the batches already trained (they are only padded);
+    # under DDP each rank skips as many of its own batches.
+    batches = islice(batches, progress.batch, None)
+    bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", initial=progress.batch, total=steps_per_epoch,
+               leave=False, disable=session.quiet, file=sys.stderr)  # fmt: skip
+    stop = session.stop
+    for batch in bar:
+        lr = learning_rate(tc, progress.step, progress.halvings, session.total_steps)
+        # Every rank learns whether any rank has had a signal in the step's all-reduce, so that
+        # all stop at the same step: a rank that stopped alone would leave the others waiting.
+        signals = lambda: [stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM]
+        result = train_step(state.tagger, state.optimizer, batch, lr=lr, precision=tc.precision, clip=tc.clip,
+                            scaler=state.scaler, word_dropout=session.word_dropout, model=session.model,
+                            world=session.world, agree=signals)  # fmt: skip
+        if not result.finite:
+            bar.close()
+            raise _diverged(session, result, epoch, progress, steps_per_epoch)
+        state.best_is_current = False
+        progress.step += 1
+        progress.batch += 1
+        progress.epoch_loss += result.loss_sum
+        progress.epoch_tokens += result.tokens
+        if progress.step % 10 == 0 and not session.quiet:
+            elapsed = time.perf_counter() - epoch_start
+            bar.set_postfix(loss=f"{progress.epoch_loss / progress.epoch_tokens:.4f}", lr=f"{lr:.2g}",
+                            tok_s=f"{progress.epoch_tokens / (seconds_at_start + elapsed):,.0f}")  # fmt: skip
+        if progress.batch < steps_per_epoch:  # the epoch's end writes its own checkpoint
+            signal_number = _first_signal(result.agreed)
+            due = tc.checkpoint_every and progress.step % tc.checkpoint_every == 0
+            if due or signal_number is not None:
+                progress.epoch_seconds = seconds_at_start + time.perf_counter() - epoch_start
+                path = save_checkpoint(session, state, best=False)
+                if signal_number is not None:
+                    bar.close()
+                    where = f"at step {progress.step} (epoch {epoch}, batch {progress.batch} of {steps_per_epoch})"
+                    raise TrainingInterrupted(signal_number, session.out, path, where)
+    bar.close()
+    return lr, seconds_at_start + time.perf_counter() - epoch_start
+
+
+def _first_signal(agreed: Sequence[float]) -> int | None:
+    """The signal that stops every rank (SIGINT before SIGTERM), from the summed signal flags."""
+    if agreed and agreed[0]:
+        return signal.SIGINT
+    if agreed and agreed[1]:
+        return signal.SIGTERM
+    return None
+
+
+def _diverged(session: _Session, result: StepResult, epoch: int, progress: Progress, steps: int) -> SeqtagError:
+    if not math.isfinite(result.loss_sum):
+        what = f"loss became {result.loss_sum / max(result.tokens, 1)}"
+        if session.world.enabled:
+            what += f" on rank {session.world.rank}" if not math.isfinite(result.local_loss) else " on another rank"
+    else:
+        what = f"gradient norm became {result.norm}"
+    last = checkpoint_dir(session.out) / LAST if session.out is not None else None
+    return SeqtagError(
+        f"{what} in epoch {epoch} at step {progress.step + 1} (batch {progress.batch + 1} of "
+        f"{steps}); stopping without taking that step (try a smaller --lr or --clip)"
+        + (f"; the last good checkpoint is {last}" if last is not None and last.exists() else "")
+    )
+
+
+def end_epoch(session: _Session, state: TrainState, epoch: int, lr: float, seconds: float) -> bool:
+    """After the last batch of ``epoch``: evaluation on dev, model selection, the schedule, the
+    metrics row, the model and checkpoint writes, the epoch line.
+
+    Returns:
+        Whether to stop early (no dev gain for ``patience`` epochs).
+
+    Raises:
+        TrainingInterrupted: if a signal came during the epoch's last step or the evaluation.
+    """
+    tc, progress, world, out = session.tc, state.progress, session.world, session.out
+    row = {
+        "epoch": epoch,
+        "step": progress.step,
+        "train_loss": progress.epoch_loss / max(progress.epoch_tokens, 1),
+        "tokens_per_s": progress.epoch_tokens / seconds,
+        "lr": lr,
+        "epoch_seconds": seconds,
+    }
+    improved = True
+    if session.dev_set is not None:
+        # Rank 0 scores the whole dev set and tells the others, so that every rank makes the
+        # same model-selection, schedule and early-stopping decisions.
+        metrics = None
+        if world.is_main:
+            with autocast(world.device, tc.precision):
+                metrics = session.evaluator(state.tagger, session.dev_set, tc.eval_batch_size)
+        metrics = world.broadcast(metrics)
+        row.update({f"dev_{k}": v for k, v in metrics.items() if k != "per_type"})
+        improved = metrics[session.select] > progress.best_score
+        if improved:
+            progress.best_score = metrics[session.select]
+    if improved:
+        progress.best_epoch, progress.stale = epoch, 0
+        state.keep_best()
+    else:
+        progress.stale += 1
+        if tc.schedule == "plateau" and tc.lr_halving and progress.stale % tc.lr_halving == 0:
+            progress.halvings += 1
+    row["wall_time"] = session.seconds_before + time.perf_counter() - session.started
+    progress.history.append(row)
+    progress.epoch, progress.batch = epoch, 0
+    progress.epoch_loss, progress.epoch_tokens, progress.epoch_seconds = 0.0, 0, 0.0
+    path = None
+    if out is not None:
+        if improved:
+            _on_main(world, lambda: _save_model(state.tagger, out, tc))
+        path = save_checkpoint(session, state, best=improved)
+        _on_main(world, lambda: _append_metrics(out, row))
+    select = session.select
+    dev_text = f" dev {select} {row[f'dev_{select}']:.4f}" if session.dev_set is not None else ""
+    star = " *" if improved and session.dev_set is not None else ""
+    _log(f"epoch {epoch}: loss {row['train_loss']:.4f}{dev_text} {row['tokens_per_s']:,.0f} tok/s {seconds:.1f}s{star}",
+         session.quiet)  # fmt: skip
+    signal_number = _agreed_signal(world, session.stop)
+    if signal_number is not None and epoch < tc.epochs:
+        raise TrainingInterrupted(signal_number, out, path, f"after epoch {epoch} (step {progress.step})")
+    if session.dev_set is not None and tc.patience and progress.stale >= tc.patience:
+        _log(f"no dev gain for {progress.stale} epochs: stopping; best epoch {progress.best_epoch}", session.quiet)
+        return True
+    return False
+
+
+def save_checkpoint(session: _Session, state: TrainState, best: bool) -> Path | None:
+    """Write the current state to ``out/checkpoints`` (rank 0; a collective under DDP, which
+    gathers every rank's random generators); the path of ``last.pt``, None without an ``output_dir``."""
+    out, world = session.out, session.world
+    if out is None:
+        return None
+    if not _all_finite(state.tagger):
+        raise SeqtagError(
+            f"the weights are no longer finite at step {state.progress.step}; stopping without saving "
+            f"(try a smaller --lr or --clip); the last good checkpoint is in {checkpoint_dir(out)}"
+        )
+    state.progress.seconds = session.seconds_before + time.perf_counter() - session.started
+    rng_states = world.gather(rng_state())
+
+    def write() -> None:
+        data = encode_checkpoint(state.to_checkpoint(session.tc, session.fingerprints, rng_states))
+        try:
+            write_checkpoint(out, data, state.progress, best=best, keep=session.tc.keep)
+        except OSError as e:
+            raise SeqtagError(
+                f"cannot write a checkpoint in {checkpoint_dir(out)} ({e}); stopping. "
+                f"The checkpoints already there are intact"
+            ) from None
+
+    _on_main(world, write)
+    return checkpoint_dir(out) / LAST

@@ -31,3 +31,11 @@ def test_lazy_names_are_the_modules_objects():
 
     assert seqtag.train is train and seqtag.load == Tagger.load
     assert set(seqtag.__all__) <= set(dir(seqtag))
+
+
+def test_what_resume_may_change_is_declared_on_the_fields():
+    from seqtag.config import TrainConfig, resumable_fields
+
+    assert set(resumable_fields(TrainConfig)) == {
+        "epochs", "patience", "lr", "clip", "device", "num_workers", "eval_batch_size", "checkpoint_every", "keep",
+    }  # fmt: skip

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import seqtag.data
 from seqtag import (
     Sentence,
     SeqtagError,
@@ -29,9 +28,6 @@ from .helpers import random_sentences
 
 TINY = dict(embedding_dim=16, hidden_dim=16, char_embedding_dim=8, char_filters=8)
 FAST = dict(epochs=2, batch_size=16, lr=1e-2, device="cpu", patience=0, eval_batch_size=64)
-# train()/evaluate() take encoded datasets once the data.py/train.py change proposed with
-# seqtag/hf.py is in; until then the Arrow training test is skipped.
-ENCODED_TRAINING = hasattr(seqtag.data, "EncodedDataset")
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +97,6 @@ def test_ewt_classlabel_dataset_trains_and_evaluates_like_the_conllu_files(ewt_s
     assert ewt_expected["accuracy"] > 0.5  # it learned something in 2 tiny epochs
 
 
-@pytest.mark.skipif(not ENCODED_TRAINING, reason="train() does not take encoded datasets yet (proposed change)")
 def test_ewt_arrow_dataset_trains_and_evaluates_like_the_conllu_files(ewt_slices, ewt_expected, tmp_path):
     train_s, dev_s, names = ewt_slices
     train_ds, dev_ds = _classlabel_dataset(train_s, names), _classlabel_dataset(dev_s, names)
@@ -365,16 +360,6 @@ def test_arrow_encoding_of_a_read_only_saved_dataset_goes_to_the_datasets_cache(
     )
 
 
-def _cli_has_hf_options():
-    from seqtag.cli import build_parser
-
-    _, unknown = build_parser().parse_known_args(["train", "--hf-dataset", "x"])
-    return not unknown
-
-
-@pytest.mark.skipif(
-    not (ENCODED_TRAINING and _cli_has_hf_options()), reason="the CLI has no --hf-dataset yet (proposed change)"
-)
 def test_cli_trains_resumes_and_evaluates_on_a_saved_dataset_dict(tmp_path, capsys):
     from seqtag import Tagger
     from seqtag.cli import main

@@ -338,11 +338,11 @@ def test_linear_schedule_in_metrics(data, tmp_path):
     assert lrs == pytest.approx([FAST.lr * (18 - s) / 16 for s in (5, 11, 17)])
 
 
-def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path, monkeypatch):
+def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path):
     scores = iter([0.5, 0.7, 0.6, 0.6, 0.6, 0.9])
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"accuracy": next(scores), "tokens": 1, "sentences": 1})
+    scripted = lambda tagger, dataset, batch_size: {"accuracy": next(scores), "tokens": 1, "sentences": 1}
     tc = FAST.replace(epochs=6, patience=3, lr_halving=1, schedule="plateau")
-    seqtag.train(*data, TINY, tc, output_dir=tmp_path, quiet=True)
+    seqtag.train(*data, TINY, tc, output_dir=tmp_path, quiet=True, evaluator=scripted)
     history = rows(tmp_path)
     assert [r["dev_accuracy"] for r in history] == [0.5, 0.7, 0.6, 0.6, 0.6]  # stopped: 3 epochs without gain
     assert [r["lr"] / tc.lr for r in history] == [1, 1, 1, 0.5, 0.25]
@@ -354,16 +354,16 @@ def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path, monke
 
 
 @pytest.mark.parametrize("select", ["accuracy", "f1"])
-def test_best_epoch_is_chosen_by_the_selected_metric(tmp_path, monkeypatch, select):
+def test_best_epoch_is_chosen_by_the_selected_metric(tmp_path, select):
     train = random_sentences(16, tags=("O", "B-X", "I-X"), seed=7)
     scores = iter([(0.9, 0.1), (0.5, 0.8), (0.6, 0.3)])
 
-    def fake_evaluate(*args, **kwargs):
+    def scripted(tagger, dataset, batch_size):
         accuracy, f1 = next(scores)
         return {"accuracy": accuracy, "f1": f1, "precision": f1, "recall": f1, "tokens": 1, "sentences": 1}
 
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
-    seqtag.train(train, train, TINY, FAST.replace(epochs=3, select=select), output_dir=tmp_path, quiet=True)
+    seqtag.train(train, train, TINY, FAST.replace(epochs=3, select=select), output_dir=tmp_path, quiet=True,
+                 evaluator=scripted)
     best = read_checkpoint(tmp_path / "checkpoints/best.pt")["progress"]
     assert best.best_epoch == (1 if select == "accuracy" else 2)
 
