@@ -64,13 +64,18 @@ def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256, unknown
     if unknown_tags not in ("error", "map-to-O"):
         raise ValueError(f"expected unknown_tags 'error' or 'map-to-O', got {unknown_tags!r}")
     dataset = sentences if isinstance(sentences, EncodedDataset) else None
+    known = tagger.vocabs.tags.stoi
     mapped: dict[str, int] = {}
     if dataset is not None:
         check_encoding(dataset, tagger.vocabs, tagger.config, "the evaluation dataset")
     else:
         if unknown_tags == "map-to-O":
             sentences, mapped = map_unknown_tags(sentences, tagger.vocabs)
-        check_tags(sentences, tagger.vocabs, "the evaluation data")
+        try:
+            check_tags(sentences, tagger.vocabs, "the evaluation data")
+        except SeqtagError as e:
+            hint = "; score them as O with --unknown-tags map-to-O (unknown_tags='map-to-O')" if "O" in known else ""
+            raise SeqtagError(f"{e}{hint}") from None
         dataset = tagger.dataset(sentences)
     pred_ids = tagger.decode_encoded(dataset, batch_size)
     itos = tagger.vocabs.tags.itos

@@ -52,13 +52,13 @@ from .checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
-from .config import TaggerConfig, TrainConfig, resumable_fields
+from .config import DataConfig, TaggerConfig, TrainConfig, _JsonConfig, resumable_fields
 from .data import Batch, EncodedDataset, check_encoding, check_tags, make_loader
 from .device import autocast
 from .distributed import Distributed
 from .errors import SeqtagError
 from .evaluation import evaluate
-from .fileio import atomic_write_text
+from .fileio import WriteError, atomic_write_text, hold_directory, make_dir, remove_temp_files
 from .model import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, Tagger
 from .plot import plot_learning_curve
 from .vectors import init_embedding, read_vectors
@@ -329,27 +329,20 @@ def _update(
     return norm
 
 
-def _resumed_configs(
-    saved: dict, config: TaggerConfig | None, train_config: TrainConfig | None
-) -> tuple[TaggerConfig, TrainConfig]:
-    """The saved run's configurations, with the changes in ``train_config`` that resuming allows."""
-    saved_config = TaggerConfig.from_dict(saved["model_config"])
-    saved_tc = TrainConfig.from_dict(saved["train_config"])
-    if config is not None and config != saved_config:
-        raise SeqtagError("resume continues the saved run with its model configuration: pass config=None")
-    if train_config is None:
-        return saved_config, saved_tc
-    changed = [
-        name
-        for name, value in train_config.to_dict().items()
-        if value != getattr(saved_tc, name) and name not in resumable_fields(TrainConfig)
-    ]
+def _resumed(saved: dict, given: _JsonConfig | None, cls: type, what: str) -> _JsonConfig | None:
+    """The saved run's ``cls`` configuration, with the changes in ``given`` that resuming allows
+    (the fields declared ``resumable``); None if the run saved none and none is given."""
+    stored = saved[what]
+    saved_config = cls.from_dict(stored) if stored is not None else None
+    if given is None or saved_config is None:
+        return saved_config if given is None else given
+    allowed = resumable_fields(cls)
+    changed = [n for n, v in given.to_dict().items() if v != getattr(saved_config, n) and n not in allowed]
     if changed:
-        shown = ", ".join(f"{n} (saved {getattr(saved_tc, n)!r}, given {getattr(train_config, n)!r})" for n in changed)
-        raise SeqtagError(
-            f"resume continues the saved run; it can change only {', '.join(resumable_fields(TrainConfig))}, not {shown}"
-        )
-    return saved_config, train_config
+        shown = ", ".join(f"{n} (saved {getattr(saved_config, n)!r}, given {getattr(given, n)!r})" for n in changed)
+        can = f"only {', '.join(allowed)}" if allowed else "none of them"
+        raise SeqtagError(f"resume continues the saved run; of its {cls.__name__} it can change {can}, not {shown}")
+    return given
 
 
 def _check_data(saved: dict, key: str, sentences: Sequence | None, what: str) -> None:
@@ -380,19 +373,17 @@ def _clear_output_dir(out: Path) -> None:
 
 
 def _write_metrics(out: Path, rows: list[dict]) -> None:
+    # Each epoch rewrites the whole file (atomically) rather than appending a row: a full disk
+    # or a kill then leaves the previous rows intact, never a torn last row; the rows are few.
     atomic_write_text(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _save_model(tagger: Tagger, out: Path, tc: TrainConfig) -> None:
-    try:
+def _save_model(tagger: Tagger, out: Path, tc: TrainConfig, data_config: DataConfig | None) -> None:
+    # ``data=`` goes into config.json where Tagger.save takes it; the checkpoints hold it too.
+    if "data" in inspect.signature(tagger.save).parameters:
+        tagger.save(out, tc, data=data_config.to_dict() if data_config is not None else None)
+    else:
         tagger.save(out, tc)
-    except OSError as e:
-        raise SeqtagError(f"cannot save the model in {out} ({e}); stopping") from None
-
-
-def _append_metrics(out: Path, row: dict) -> None:
-    with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def _all_finite(tagger: Tagger) -> bool:
@@ -488,6 +479,7 @@ def train(
     dist_backend: str | None = None,
     overwrite: bool = False,
     evaluator: Evaluator | None = None,
+    data_config: DataConfig | None = None,
 ) -> Tagger:
     """Train a tagger on ``train_data`` (a list of :class:`~seqtag.corpus.Sentence`).
 
@@ -510,7 +502,10 @@ def train(
         output_dir: where to keep the best model, ``metrics.jsonl``, ``learning_curve.png`` and
             ``checkpoints/`` (optional; without it nothing is saved and nothing can be resumed).
             A directory that already holds a model or a run is refused unless ``overwrite``
-            (or ``resume``).
+            (or ``resume``). The run holds the directory (an OS lock on
+            ``.seqtag.lock``) from start to end: a second run into it fails at once. Every
+            check (settings, device, data, vectors, tag scheme) runs before anything in the
+            directory changes.
         quiet: no progress bar or log lines.
         resume: continue the run saved in ``output_dir`` from ``checkpoints/last.pt`` (``True``)
             or from the checkpoint file given. The model configuration, vocabularies and
@@ -522,7 +517,11 @@ def train(
         dist_backend: the ``torch.distributed`` backend when ``train`` starts the process group:
             ``"nccl"``, ``"gloo"`` or None (``nccl`` on CUDA, else ``gloo``).
         overwrite: start a new run in an ``output_dir`` that holds an earlier model or run,
-            removing its model files, checkpoints, metrics and plot first.
+            removing its model files, checkpoints, metrics and plot once every check has passed.
+        data_config: where ``train_data`` and ``dev`` came from (files or a dataset, columns),
+            kept in every checkpoint and in ``config.json`` so that ``seqtag train --resume``
+            reads the same data and ``seqtag evaluate`` the same tag column; on resume, None
+            keeps the saved one.
         evaluator: scores the model on ``dev`` after each epoch: ``evaluator(tagger, dataset,
             batch_size) -> dict`` with the ``select`` metric (default:
             :func:`seqtag.evaluation.evaluate`).
@@ -556,38 +555,52 @@ def train(
     if not isinstance(dev, EncodedDataset):
         dev = list(dev) if dev else None
     out = Path(output_dir) if output_dir is not None else None
-    saved, source = None, None
-    if resume is not False:
-        if out is None:
-            raise SeqtagError("resume needs output_dir, the directory of the run to continue")
-        source = find_checkpoint(out, resume)
-        saved = read_checkpoint(source)
-        config, tc = _resumed_configs(saved, config, train_config)
-        _check_data(saved, "train", train_data, "training")
-        _check_data(saved, "dev", dev, "dev")
-    else:
-        if out is not None:
-            check_output_dir(out, overwrite)
-        config = config or TaggerConfig()
-        tc = train_config or TrainConfig()
-    fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
-    world = distributed.setup(tc.device, dist_backend)
-    try:
-        quiet = quiet or not world.is_main
-        if tc.precision == "fp16" and world.device.type != "cuda":
-            raise SeqtagError(
-                f"--precision fp16 needs CUDA (gradient scaling); on {world.device.type} use --precision bf16"
-            )
-        seed_everything(tc.seed)
-        tagger = _build_tagger(train_data, config, tc, saved["vocab"] if saved is not None else None, quiet)
-        # Encoded once, here: the loop below sees only encoded datasets.
-        train_set = _encoded(tagger, train_data, "training")
-        dev_set = _encoded(tagger, dev, "dev") if dev is not None else None
-        session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet)
-        session.evaluator = evaluator or evaluate
-        return _loop(session, state)
-    finally:
-        distributed.teardown(world)
+    if resume is not False and out is None:
+        raise SeqtagError("resume needs output_dir, the directory of the run to continue")
+    # A run owns its directory: first the lock (a second run into it fails at once), then every
+    # check, then the first write (_prepare_output_dir). Under torchrun, rank 0 holds the lock.
+    hold = out is not None and distributed.is_main_process()
+    with hold_directory(out) if hold else contextlib.nullcontext():
+        saved, source = None, None
+        if resume is not False:
+            source = find_checkpoint(out, resume)
+            saved = read_checkpoint(source)
+            config, tc, data_config = _resumed_configs(saved, config, train_config, data_config)
+            _check_data(saved, "train", train_data, "training")
+            _check_data(saved, "dev", dev, "dev")
+        else:
+            if out is not None:
+                check_output_dir(out, overwrite)
+            config, tc = config or TaggerConfig(), train_config or TrainConfig()
+        fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
+        world = distributed.setup(tc.device, dist_backend)
+        try:
+            quiet = quiet or not world.is_main
+            if tc.precision == "fp16" and world.device.type != "cuda":
+                raise SeqtagError(
+                    f"--precision fp16 needs CUDA (gradient scaling); on {world.device.type} use --precision bf16"
+                )
+            seed_everything(tc.seed)
+            tagger = _build_tagger(train_data, config, tc, saved["vocab"] if saved is not None else None, quiet)
+            # Encoded once, here: the loop below sees only encoded datasets.
+            train_set = _encoded(tagger, train_data, "training")
+            dev_set = _encoded(tagger, dev, "dev") if dev is not None else None
+            session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet)
+            session.evaluator, session.data_config = evaluator or evaluate, data_config
+            return _loop(session, state)
+        finally:
+            distributed.teardown(world)
+
+
+def _resumed_configs(
+    saved: dict, config: TaggerConfig | None, train_config: TrainConfig | None, data_config: DataConfig | None
+) -> tuple[TaggerConfig, TrainConfig, DataConfig | None]:
+    """The saved run's configurations, with the changes that resuming allows."""
+    saved_config = TaggerConfig.from_dict(saved["model_config"])
+    if config is not None and config != saved_config:
+        raise SeqtagError("resume continues the saved run with its model configuration: pass config=None")
+    tc = _resumed(saved, train_config, TrainConfig, "train_config")
+    return saved_config, tc, _resumed(saved, data_config, DataConfig, "data_config")
 
 
 def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:
@@ -625,13 +638,16 @@ class TrainState:
         self.best_state = {k: v.detach().clone() for k, v in self.tagger.state_dict().items()}
         self.best_is_current = True
 
-    def to_checkpoint(self, train_config: TrainConfig, data: dict, rng: list[dict]) -> dict:
+    def to_checkpoint(
+        self, train_config: TrainConfig, data_config: DataConfig | None, data: dict, rng: list[dict]
+    ) -> dict:
         """The checkpoint dictionary (see :func:`~seqtag.checkpoint.read_checkpoint`), with
         ``data`` (the fingerprints of the training and dev data) and every rank's generator
         states ``rng`` (rank 0's first)."""
         return {
             "model_config": self.tagger.config.to_dict(),
             "train_config": train_config.to_dict(),
+            "data_config": data_config.to_dict() if data_config is not None else None,
             "vocab": self.tagger.vocabs.to_dict(),
             "data": data,
             "progress": self.progress.to_dict(),
@@ -676,6 +692,7 @@ class _Session:
     total_steps: int  # what the linear schedule plans with
     fingerprints: dict
     quiet: bool
+    data_config: DataConfig | None = None
     evaluator: Evaluator = evaluate
     stop: _StopSignals | None = None
     started: float = 0.0  # time.perf_counter() when this session's training began
@@ -776,7 +793,9 @@ def _loss_model(tagger: Tagger, world: Distributed) -> nn.Module:
 
 
 def _prepare_output_dir(out: Path, progress: Progress, resumed: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """The first change to the directory, after every check has passed."""
+    make_dir(out)
+    remove_temp_files(out)  # of model or metrics writes that a kill interrupted
     if resumed:
         remove_checkpoints(out, after=checkpoint_name(progress))
     else:
@@ -936,9 +955,9 @@ def end_epoch(session: _Session, state: TrainState, epoch: int, lr: float, secon
     path = None
     if out is not None:
         if improved:
-            _on_main(world, lambda: _save_model(state.tagger, out, tc))
+            _on_main(world, lambda: _save_model(state.tagger, out, tc, session.data_config))
         path = save_checkpoint(session, state, best=improved)
-        _on_main(world, lambda: _append_metrics(out, row))
+        _on_main(world, lambda: _write_metrics(out, progress.history))
     select = session.select
     dev_text = f" dev {select} {row[f'dev_{select}']:.4f}" if session.dev_set is not None else ""
     star = " *" if improved and session.dev_set is not None else ""
@@ -968,14 +987,11 @@ def save_checkpoint(session: _Session, state: TrainState, best: bool) -> Path | 
     rng_states = world.gather(rng_state())
 
     def write() -> None:
-        data = encode_checkpoint(state.to_checkpoint(session.tc, session.fingerprints, rng_states))
+        data = encode_checkpoint(state.to_checkpoint(session.tc, session.data_config, session.fingerprints, rng_states))
         try:
             write_checkpoint(out, data, state.progress, best=best, keep=session.tc.keep)
-        except OSError as e:
-            raise SeqtagError(
-                f"cannot write a checkpoint in {checkpoint_dir(out)} ({e}); stopping. "
-                f"The checkpoints already there are intact"
-            ) from None
+        except WriteError as e:
+            raise WriteError(e.path, f"{e.reason}; stopping (the checkpoints already there are intact)") from None
 
     _on_main(world, write)
     return checkpoint_dir(out) / LAST

@@ -227,7 +227,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(data, tmp_path, mo
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(SeqtagError, match="cannot write a checkpoint.*No space left on device"):
+    with pytest.raises(SeqtagError, match=r"cannot write \S+last.pt: No space left on device; stopping \(the checkpoints already there"):
         seqtag.train(*data, TINY, FAST, output_dir=tmp_path, quiet=True)
     monkeypatch.setattr(os, "replace", real_replace)
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp files
@@ -435,18 +435,23 @@ def test_unknown_tags_at_evaluation_error_or_map_to_o(tmp_path, capsys):
     write_conll(train[:3] + [seqtag.Sentence(["Ann", "in", "Oslo"], ["B-PER", "O", "B-LOC"])], gold)
     out = tmp_path / "ner"
     seqtag.train(train, config=TINY, train_config=FAST.replace(epochs=1), output_dir=out, quiet=True)
-    assert main(["evaluate", str(out), "--data", str(gold)]) == 1
-    assert "1 tag(s) the model was not trained with: B-LOC" in capsys.readouterr().err
-    assert main(["evaluate", str(out), "--data", str(gold), "--unknown-tags", "map-to-O", "--json"]) == 0
-    captured = capsys.readouterr()
-    result = json.loads(captured.out)
-    assert result["unknown_tags"] == {"B-LOC": 1} and "B-LOC (1)" in captured.err
-    assert result["tokens"] == sum(len(s) for s in train[:3]) + 3
+    assert main(["evaluate", str(out), "--data", str(gold), "--unknown-tags", "error"]) == 1
+    err = capsys.readouterr().err
+    assert "1 tag(s) the model was not trained with: B-LOC" in err and "--unknown-tags map-to-O" in err
+    # Span tags: mapped to O by default (conlleval: the gold chunk is missed), saying so on stderr.
+    for flags in ([], ["--unknown-tags", "map-to-O"]):
+        assert main(["evaluate", str(out), "--data", str(gold), "--json", *flags]) == 0
+        captured = capsys.readouterr()
+        result = json.loads(captured.out)
+        assert result["unknown_tags"] == {"B-LOC": 1} and "scored as O: B-LOC (1)" in captured.err
+        assert result["tokens"] == sum(len(s) for s in train[:3]) + 3
 
     pos = tmp_path / "pos"
     seqtag.train(tutorial_corpus(), config=TINY, train_config=FAST.replace(epochs=1), output_dir=pos, quiet=True)
     assert main(["evaluate", str(pos), "--data", str(gold), "--unknown-tags", "map-to-O"]) == 1
     assert "no 'O' tag" in capsys.readouterr().err
+    assert main(["evaluate", str(pos), "--data", str(gold)]) == 1  # not span tags: an error by default
+    assert "the model was not trained with" in capsys.readouterr().err
 
 
 def test_a_10000_token_sentence_trains_and_predicts():
