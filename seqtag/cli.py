@@ -39,7 +39,7 @@ from .export import (
 from .fileio import hold_directory
 from .model import CONFIG_FILE, Tagger
 from .plot import plot_learning_curve
-from .training import TrainingInterrupted, check_output_dir, train
+from .training import TrainingInterrupted, check_output_dir, resumed_config, train
 from .tutorial import demo
 from .vectors import read_vectors
 from .vocab import Vocabularies
@@ -277,6 +277,9 @@ def _resume_training(args: argparse.Namespace) -> None:
             )
         train_config = _config_from_args(TrainConfig, args, base=TrainConfig.from_dict(saved["train_config"]))
         data = _absolute(_config_from_args(DataConfig, args, base=DataConfig.from_dict(saved["data_config"])))
+        # Refused changes are refused before the data is read (train() checks them again).
+        resumed_config(saved, train_config, TrainConfig, "train_config")
+        resumed_config(saved, data, DataConfig, "data_config")
         config = TaggerConfig.from_dict(saved["model_config"])
         vocabs = Vocabularies.from_dict(saved["vocab"]) if data.hf_dataset else None
         train_data, dev_data = _training_data(data, config, train_config, vocabs)

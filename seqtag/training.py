@@ -329,9 +329,14 @@ def _update(
     return norm
 
 
-def _resumed(saved: dict, given: _JsonConfig | None, cls: type, what: str) -> _JsonConfig | None:
-    """The saved run's ``cls`` configuration, with the changes in ``given`` that resuming allows
-    (the fields declared ``resumable``); None if the run saved none and none is given."""
+def resumed_config(saved: dict, given: _JsonConfig | None, cls: type, what: str) -> _JsonConfig | None:
+    """The configuration ``saved[what]`` (a checkpoint's ``"train_config"``, ``"data_config"``)
+    as a ``cls``, with the changes in ``given`` that resuming allows (the fields declared
+    ``resumable``); None if the run saved none and none is given.
+
+    Raises:
+        SeqtagError: naming every other field that ``given`` changes.
+    """
     stored = saved[what]
     saved_config = cls.from_dict(stored) if stored is not None else None
     if given is None or saved_config is None:
@@ -599,8 +604,8 @@ def _resumed_configs(
     saved_config = TaggerConfig.from_dict(saved["model_config"])
     if config is not None and config != saved_config:
         raise SeqtagError("resume continues the saved run with its model configuration: pass config=None")
-    tc = _resumed(saved, train_config, TrainConfig, "train_config")
-    return saved_config, tc, _resumed(saved, data_config, DataConfig, "data_config")
+    tc = resumed_config(saved, train_config, TrainConfig, "train_config")
+    return saved_config, tc, resumed_config(saved, data_config, DataConfig, "data_config")
 
 
 def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:

@@ -490,3 +490,92 @@ def test_python_train_refuses_an_output_dir_with_a_model(tmp_path):
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
     seqtag.train(data, config=TINY, train_config=FAST.replace(epochs=1), output_dir=out, quiet=True, overwrite=True)
     assert len(rows(out)) == 1
+
+
+# -- a run owns its directory: every check before the first write ---------------------------------
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    corpus = tmp_path / "train.conllu"
+    write_conllu(random_sentences(16, seed=11), corpus)
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(corpus), "--dev", str(corpus), "--output-dir", str(out), "--epochs", "2",
+                 *TINY_FLAGS]) == 0  # fmt: skip
+    return corpus, out
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "cuda:7"], "cuda"),
+        (["--vectors", "missing-vectors.txt"], "missing-vectors.txt: no such vectors file"),
+        (["--precision", "fp16"], "--precision fp16 needs CUDA"),
+        (["--select", "f1"], "--select f1 needs span tags"),
+        (["--dev", "missing-dev.conllu"], "missing-dev.conllu: no such file"),
+    ],
+)  # fmt: skip
+def test_a_failed_overwrite_leaves_the_old_run_as_it_was(finished_run, capsys, flags, message):
+    corpus, out = finished_run
+    before = _files(out)
+    capsys.readouterr()
+    argv = ["train", "--train", str(corpus), "--output-dir", str(out), "--overwrite", "--epochs", "1", *TINY_FLAGS]
+    if flags[0] == "--device":
+        argv = [a for a in argv if a != "cpu" and a != "--device"]
+    assert main([*argv, *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert _files(out) == before  # the old run resumes as itself
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert [r["epoch"] for r in rows(out)] == [1, 2, 3]
+
+
+def test_temp_files_of_a_killed_model_write_are_removed_at_the_next_start(finished_run):
+    _, out = finished_run
+    for name in (".weights.pt.tmp4242", ".config.json.tmp4242", "checkpoints/.last.pt.tmp4242"):
+        (out / name).write_bytes(b"half")
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert not [p for p in out.rglob(".*.tmp*")]
+
+
+def test_resume_reads_the_data_settings_from_the_checkpoint_and_allows_moved_files(finished_run, capsys):
+    corpus, out = finished_run
+    saved = read_checkpoint(out / "checkpoints/last.pt")["data_config"]
+    assert saved["train_file"] == saved["validation_file"] == str(corpus.resolve())
+    assert not (out / "data.json").exists()
+    moved = corpus.with_name("moved.conllu")
+    corpus.rename(moved)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 1
+    assert f"{corpus.resolve()}: no such file" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--train", str(moved), "--dev", str(moved),
+                 "--quiet"]) == 0  # fmt: skip
+    assert read_checkpoint(out / "checkpoints/last.pt")["data_config"]["train_file"] == str(moved.resolve())
+    assert main(["train", "--resume", str(out), "--epochs", "4", "--tag-column", "xpos"]) == 1
+    err = capsys.readouterr().err
+    assert "of its DataConfig it can change only train_file, validation_file" in err and "not tag_column" in err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["train_config"].update(lr="fast"), "expected lr a number, got 'fast'"),
+        (lambda s: s["model_config"].pop("hidden_dim"), "got no hidden_dim"),
+        (lambda s: s["data_config"].update(num_proc=0), "expected num_proc >= 1, got 0"),
+        (lambda s: s.update(progress={"epoch": 1, "bogus": 2}), "bogus"),
+    ],
+)  # fmt: skip
+def test_a_hand_edited_checkpoint_is_one_line(finished_run, capsys, edit, message):
+    _, out = finished_run
+    path = out / "checkpoints/last.pt"
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    torch.save(state, path)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: damaged or hand-edited checkpoint" in err and message in err and len(err.strip().splitlines()) == 1
