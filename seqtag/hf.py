@@ -302,7 +302,7 @@ def resolve_columns(
     if tokens not in features:
         raise SeqtagError(
             f"the dataset has no tokens column {tokens!r} (columns: {present}); pass tokens_column "
-            "(--tokens-column)"
+            "(--token-column)"
         )
     token_kind = _kind(features[tokens])
     if token_kind not in ("str", "text"):
@@ -314,7 +314,7 @@ def resolve_columns(
         if tags_column is None:
             raise SeqtagError(
                 f"the dataset has no tags column: looked for {', '.join(TAG_COLUMNS)} (columns: {present}); "
-                "pass tags_column (--tags-column)"
+                "pass tags_column (--tag-column)"
             )
     elif tags_column not in features:
         raise SeqtagError(f"the dataset has no tags column {tags_column!r} (columns: {present})")
