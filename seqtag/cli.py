@@ -118,6 +118,7 @@ def _training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs
     if not dc.hf_dataset:
         return _read_files(dc, dc.train_file), _read_files(dc, dc.validation_file) if dc.validation_file else None
     from . import hf  # imports datasets: only when asked for
+    from .arrow_data import ArrowTaggingDataset
 
     cache_dir = dc.cache_dir or None
     splits = hf.load_splits(dc.hf_dataset, dc.hf_config or None, cache_dir=cache_dir)
@@ -129,8 +130,8 @@ def _training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs
         extra = read_vectors(tc.vectors, tc.vectors_max_words)[0] if tc.vectors else ()
         vocabs = hf.build_vocabs(train_split, config.lowercase, tc.min_freq, extra_words=extra, **columns)
     encode = dict(num_proc=dc.num_proc, cache_dir=cache_dir, **columns)
-    train_set = hf.ArrowTaggingDataset(train_split, vocabs, config, **encode)
-    dev_set = hf.ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
+    train_set = ArrowTaggingDataset(train_split, vocabs, config, **encode)
+    dev_set = ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
     return train_set, dev_set
 
 

@@ -17,6 +17,7 @@ from seqtag import (
     TaggerConfig,
     TrainConfig,
     Vocabularies,
+    arrow_data,
     evaluate,
     hf,
     train,
@@ -352,7 +353,7 @@ def test_arrow_encoding_of_a_read_only_saved_dataset_goes_to_the_datasets_cache(
     sentences = random_sentences(10)
     datasets.Dataset.from_dict(_rows(sentences)).save_to_disk(tmp_path / "saved")
     saved = hf.load_split(tmp_path / "saved")
-    monkeypatch.setattr(hf, "_writable", lambda folder: folder != tmp_path / "saved")
+    monkeypatch.setattr(arrow_data, "_writable", lambda folder: folder != tmp_path / "saved")
     arrow = hf.ArrowTaggingDataset(saved, Vocabularies.build(sentences), TaggerConfig())
     assert arrow.encoded.cache_files[0]["filename"].startswith(str(tmp_path / "hf-cache" / "seqtag-encoded"))
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
