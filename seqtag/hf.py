@@ -106,9 +106,31 @@ def _from_files(files: Mapping[str, list[str]], cache_dir: str | None) -> datase
         )
     fmt = _file_format([p for paths in files.values() for p in paths])
     try:
-        return datasets.load_dataset(fmt, data_files=dict(files), cache_dir=cache_dir)
+        loaded = datasets.load_dataset(fmt, data_files=dict(files), cache_dir=cache_dir)
     except (OSError, ValueError, pa.ArrowException) as e:
         raise SeqtagError(f"cannot read {fmt} files {dict(files)}: {e}") from None
+    return _split_text_columns(loaded) if fmt == "csv" else loaded
+
+
+def _split_words(batch: dict, columns: list[str]) -> dict:
+    return {c: [None if v is None else v.split() for v in batch[c]] for c in columns}
+
+
+def _split_text_columns(splits: datasets.DatasetDict) -> datasets.DatasetDict:
+    """A CSV cell cannot hold a list, so CSV files give tokens and tags as whitespace-separated
+    strings: split every string column into a list of strings, once, here (``Dataset.map``,
+    cached), so that everything downstream reads lists."""
+    out = {}
+    for name, split in splits.items():
+        text = [c for c, f in split.features.items() if _kind(f) == "text"]
+        if text:
+            features = split.features.copy()
+            for c in text:
+                features[c] = datasets.List(datasets.Value("string"))
+            split = split.map(_split_words, batched=True, features=features, fn_kwargs={"columns": text},
+                              desc="splitting CSV strings")  # fmt: skip
+        out[name] = split
+    return datasets.DatasetDict(out)
 
 
 def load_splits(
@@ -247,15 +269,15 @@ class Columns:
         tokens: the tokens column.
         tags: the tags column (None when reading tokens only).
         names: tag names by id, for integer (``ClassLabel``) tags; None for string tags.
-        split_tokens: the tokens column holds whitespace-separated strings (CSV).
-        split_tags: likewise the tags column.
     """
 
     tokens: str
     tags: str | None
     names: tuple[str, ...] | None
-    split_tokens: bool = False
-    split_tags: bool = False
+
+
+# Plain string columns are split into words only where a file format cannot hold lists (CSV).
+_TEXT_HINT = " (whitespace-separated strings are split into words only when read from a CSV file)"
 
 
 def _kind(feature) -> str:
@@ -303,11 +325,10 @@ def resolve_columns(
             f"the dataset has no tokens column {tokens!r} (columns: {present}); pass tokens_column "
             "(--token-column)"
         )
-    token_kind = _kind(features[tokens])
-    if token_kind not in ("str", "text"):
-        raise SeqtagError(f"expected column {tokens!r} to hold lists of strings, got {features[tokens]}")
+    if _kind(features[tokens]) != "str":
+        raise SeqtagError(f"expected column {tokens!r} to hold lists of strings, got {features[tokens]}{_TEXT_HINT}")
     if not with_tags:
-        return Columns(tokens, None, None, token_kind == "text")
+        return Columns(tokens, None, None)
     if tags_column is None:
         tags_column = next((c for c in TAG_COLUMNS if c in features and c != tokens), None)
         if tags_column is None:
@@ -331,16 +352,16 @@ def resolve_columns(
             f"column {tags_column!r} holds integer tag ids without names ({feature}): pass label_names "
             "(the tag name of each id, in id order), or cast the column to Sequence(ClassLabel(names=...))"
         )
-    elif kind == "other":
-        raise SeqtagError(f"expected column {tags_column!r} to hold lists of tags (strings or ids), got {feature}")
-    return Columns(tokens, tags_column, names, token_kind == "text", kind == "text")
+    elif kind in ("other", "text"):
+        raise SeqtagError(
+            f"expected column {tags_column!r} to hold lists of tags (strings or ids), got {feature}{_TEXT_HINT}"
+        )
+    return Columns(tokens, tags_column, names)
 
 
 def _row_tags(tags, columns: Columns, index: int) -> list[str]:
     if tags is None:
         raise SeqtagError(f"row {index}: column {columns.tags!r} is empty (null)")
-    if columns.split_tags:
-        return tags.split()
     if columns.names is None:
         return list(tags)
     names = columns.names
@@ -358,7 +379,7 @@ def _row_tags(tags, columns: Columns, index: int) -> list[str]:
 def _row_tokens(tokens, columns: Columns, index: int) -> list[str]:
     if tokens is None:
         raise SeqtagError(f"row {index}: column {columns.tokens!r} is empty (null)")
-    return tokens.split() if columns.split_tokens else list(tokens)
+    return list(tokens)
 
 
 def _sentence(tokens: list[str], tags: list[str], comments, index: int) -> Sentence:
@@ -566,13 +587,6 @@ def _count(dataset: datasets.Dataset, columns: Columns, batch_size: int) -> tupl
     tag_strings: set[str] = set()
     for start, table in _enumerate_batches(dataset, [columns.tokens, columns.tags], batch_size):
         tokens, tags = table.column(columns.tokens), table.column(columns.tags)
-        if columns.split_tokens or columns.split_tags:
-            for i, (tok, tag) in enumerate(zip(tokens.to_pylist(), tags.to_pylist())):
-                row_tokens, row_tags = _row_tokens(tok, columns, start + i), _row_tags(tag, columns, start + i)
-                _sentence(row_tokens, row_tags, None, start + i)
-                token_counts.update(row_tokens)
-                tag_strings.update(row_tags)
-            continue
         if tokens.null_count or tags.null_count:
             raise SeqtagError(f"rows {start}-{start + len(table) - 1}: null tokens or tags")
         n_tok, n_tag = pc.list_value_length(tokens), pc.list_value_length(tags)

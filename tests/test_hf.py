@@ -382,3 +382,17 @@ def test_cli_trains_resumes_and_evaluates_on_a_saved_dataset_dict(tmp_path, caps
     assert result == evaluate(Tagger.load(out), splits["test"])
     assert main(["evaluate", str(out), *common, "--split", "dev"]) == 1
     assert "has no split 'dev'; it has train, validation, test" in capsys.readouterr().err
+
+
+def test_csv_strings_are_split_once_at_load_time_and_nowhere_else(tmp_path):
+    sentences = random_sentences(12, seed=5)
+    path = tmp_path / "train.csv"
+    datasets.Dataset.from_dict(
+        {"tokens": [" ".join(s.tokens) for s in sentences], "tags": [" ".join(s.tags) for s in sentences]}
+    ).to_csv(path)
+    loaded = hf.load_split(path, cache_dir=tmp_path / "cache")
+    assert loaded.features["tokens"] == datasets.List(datasets.Value("string"))  # lists from here on
+    assert hf.build_vocabs(loaded) == Vocabularies.build(sentences)
+    text = datasets.Dataset.from_dict({"tokens": ["The dog"], "tags": ["DET NN"]})  # not from a CSV file
+    with pytest.raises(SeqtagError, match="split into words only when read from a CSV file"):
+        hf.sentences(text)
