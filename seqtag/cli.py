@@ -37,9 +37,11 @@ from .export import (
     to_torchscript,
 )
 from .fileio import hold_directory
+from .interrupts import TrainingInterrupted
 from .model import CONFIG_FILE, Tagger
 from .plot import plot_learning_curve
-from .training import TrainingInterrupted, check_output_dir, resumed_config, train
+from .runs import check_output_dir, resumed_config
+from .training import train
 from .tutorial import demo
 from .vectors import read_vectors
 from .vocab import Vocabularies

@@ -10,19 +10,21 @@ and continues a stopped run with ``resume=True``, exactly as if it had never sto
 Under ``torchrun`` (or in a process group the caller started) it trains with
 ``DistributedDataParallel``: each rank takes its own share of the batches, rank 0 writes the
 files. See ``docs/training.md`` and ``docs/distributed.md``.
+
+Its size (about 650 lines) is mostly :func:`train`'s documented interface; the parts a loop
+needs but that are not the loop live beside it: the step (:mod:`seqtag.step`), the run's
+directory and resume checks (:mod:`seqtag.runs`), the signals (:mod:`seqtag.interrupts`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 import os
 import random
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,53 +40,52 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import (
     LAST,
-    METRICS_FILE,
-    PLOT_FILE,
     Progress,
     checkpoint_dir,
-    checkpoint_name,
     data_fingerprint,
     encode_checkpoint,
     find_checkpoint,
     read_checkpoint,
-    remove_checkpoints,
     rng_state,
-    set_rng_state,
     write_checkpoint,
 )
-from .config import DataConfig, TaggerConfig, TrainConfig, _JsonConfig, resumable_fields
-from .data import Batch, EncodedDataset, check_encoding, check_tags, make_loader
+from .config import DataConfig, TaggerConfig, TrainConfig
+from .data import EncodedDataset, check_encoding, check_tags, make_loader
 from .device import autocast
 from .distributed import Distributed
 from .errors import SeqtagError
 from .evaluation import evaluate
-from .fileio import WriteError, atomic_write_text, hold_directory, make_dir, remove_temp_files
-from .model import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, Tagger
-from .plot import plot_learning_curve
+from .fileio import WriteError, hold_directory
+from .interrupts import StopSignals, TrainingInterrupted, agreed_signal, first_signal
+from .model import Tagger
+from .runs import (
+    all_finite,
+    check_data,
+    check_output_dir,
+    check_ranks_agree,
+    log,
+    on_main,
+    plot_run,
+    prepare_output_dir,
+    restore_rng,
+    resumed_config,
+    resumed_configs,
+    save_model,
+    write_metrics,
+)
+from .step import LossModule, StepResult, train_step, word_dropout_probabilities
 from .vectors import init_embedding, read_vectors
-from .vocab import UNK, Vocabularies
+from .vocab import Vocabularies
+
+# Defined in their own modules, public here: the training step, and what stops a run.
+__all__ = [
+    "WALL_CLOCK_FIELDS", "LossModule", "StepResult", "TrainState", "TrainingInterrupted", "end_epoch", "learning_rate",
+    "resumed_config", "run_epoch", "save_checkpoint", "seed_everything", "train", "train_step",
+    "word_dropout_probabilities",
+]  # fmt: skip
 
 # Row fields that measure wall-clock time, so differ between an interrupted run and a straight one.
 WALL_CLOCK_FIELDS = ("tokens_per_s", "epoch_seconds", "wall_time")
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on SIGINT or SIGTERM after saving a checkpoint to resume from.
-
-    Attributes:
-        signal_number: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
-        output_dir: the run directory; continue with ``train(..., output_dir=output_dir, resume=True)``
-            or ``seqtag train --resume output_dir``.
-        checkpoint: the checkpoint written.
-        where: when, e.g. ``"at step 57 (epoch 3, batch 12 of 40)"``.
-    """
-
-    def __init__(self, signal_number: int, output_dir: Path, checkpoint: Path, where: str) -> None:
-        self.signal_number, self.output_dir, self.checkpoint, self.where = signal_number, output_dir, checkpoint, where
-        super().__init__(
-            f"training interrupted by {signal.Signals(signal_number).name} {where}; checkpoint saved in "
-            f"{checkpoint}; continue with seqtag.train(..., output_dir={str(output_dir)!r}, resume=True)"
-        )
 
 
 def seed_everything(seed: int) -> None:
@@ -124,48 +125,6 @@ def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
 
 
-def word_dropout_probabilities(vocabs: Vocabularies, alpha: float, device: torch.device) -> Tensor | None:
-    """The probability (shape ``(num_words,)``) of replacing each word id by ``<unk>`` in training:
-    ``alpha / (alpha + count)``; never for padding, ``<unk>`` or words unseen in training.
-    None when ``alpha`` is 0 (no word dropout)."""
-    if alpha <= 0:
-        return None
-    counts = torch.tensor(vocabs.word_counts, dtype=torch.float32)
-    probs = torch.where(counts > 0, alpha / (alpha + counts), torch.zeros_like(counts))
-    return probs.to(device)
-
-
-def _log(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
-
-
-class _StopSignals:
-    """While active, SIGINT and SIGTERM only set :attr:`signal_number`, so that the loop can stop
-    at the next step boundary with a checkpoint; a second signal interrupts at once. Inactive
-    outside the main thread (Python delivers signals there only)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.signal_number: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signal_number: int, frame: object) -> None:
-        if self.signal_number is not None:
-            raise KeyboardInterrupt
-        self.signal_number = signal_number
-
-    def __enter__(self) -> _StopSignals:
-        if self.enabled:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
 @contextlib.contextmanager
 def _flush_denormal() -> Iterator[None]:
     # Adam's state for rare words decays into denormal floats, which are ~30x slower on x86 CPUs.
@@ -194,279 +153,10 @@ def _build_tagger(
         tagger = Tagger(config, vocabs)
         if vectors is not None:
             found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
-            _log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
+            log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
     if tc.vectors and tc.freeze_vectors:
         tagger.word_embedding.weight.requires_grad_(False)
     return tagger
-
-
-class LossModule(nn.Module):
-    """The tagger and its loss in one ``forward``, the module that ``DistributedDataParallel``
-    wraps: its gradient hooks must see every parameter that the loss uses, the CRF's included."""
-
-    def __init__(self, tagger: Tagger) -> None:
-        super().__init__()
-        self.tagger = tagger
-
-    def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
-        """The mean loss per real token of a padded batch (see :meth:`Tagger.loss`): ``words``,
-        ``cases``, ``tags`` of shape ``(batch, seq_len)``, ``chars`` ``(batch, seq_len,
-        max_word_length)``, ``lengths`` ``(batch,)`` on the CPU; a float32 scalar."""
-        emissions = self.tagger(words, cases, chars, lengths)
-        return self.tagger.loss(emissions, tags, lengths)  # float32 (the CRF upcasts)
-
-
-@dataclass
-class StepResult:
-    """What :func:`train_step` did. Under DDP the sums are over all ranks (the same on every rank).
-
-    Attributes:
-        loss_sum: the loss summed over the step's real tokens (of every rank).
-        tokens: the real tokens of the step (of every rank).
-        local_loss: this rank's ``loss_sum`` alone.
-        norm: the gradient norm before clipping (0.0 unless clipping without a gradient scaler).
-        agreed: the sums over the ranks of ``train_step``'s ``agree`` values.
-    """
-
-    loss_sum: float
-    tokens: int
-    local_loss: float
-    norm: float
-    agreed: list[float]
-
-    @property
-    def finite(self) -> bool:
-        """Whether the loss and the gradient norm are finite, that is, whether the step was taken."""
-        return math.isfinite(self.loss_sum) and math.isfinite(self.norm)
-
-
-def train_step(
-    tagger: Tagger,
-    optimizer: torch.optim.Optimizer,
-    batch: Batch,
-    *,
-    lr: float | None = None,
-    precision: str = "fp32",
-    clip: float = 0.0,
-    scaler: torch.amp.GradScaler | None = None,
-    word_dropout: Tensor | None = None,
-    model: nn.Module | None = None,
-    world: Distributed | None = None,
-    agree: Callable[[], Sequence[float]] | None = None,
-) -> StepResult:
-    """One training step, the one that :func:`train`, ``seqtag bench`` and the benchmarks run:
-    forward and loss under ``precision``'s autocast (with word dropout), backward (under DDP:
-    averaging the gradients over the ranks), unscaling (fp16), clipping and the optimizer step.
-
-    Args:
-        tagger: the model being trained (in train mode).
-        optimizer: its optimizer; ``lr`` (when given) is set on every parameter group first.
-        batch: a padded batch (:class:`~seqtag.data.Batch`: ``words`` of shape ``(batch,
-            seq_len)``, ...), moved to the tagger's device here.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (then ``scaler`` scales the loss).
-        clip: clip the gradient norm to this (0 = no clipping).
-        word_dropout: ``(num_words,)`` probability of replacing each word id by ``<unk>``
-            (:func:`word_dropout_probabilities`), or None.
-        model: the module whose ``forward(words, cases, chars, lengths, tags)`` returns the loss:
-            ``LossModule(tagger)`` (the default) or its ``DistributedDataParallel`` wrapper.
-        world: the process group (:func:`seqtag.distributed.setup`); None: one process.
-        agree: called after the forward pass: numbers to sum over the ranks in the step's one
-            all-reduce (e.g. whether a rank has had a signal), so that every rank takes the
-            same decision at the same step.
-
-    Returns:
-        A :class:`StepResult`. When the loss (of any rank) or the gradient norm is not finite,
-        no step is taken (``result.finite`` is False).
-    """
-    device = next(tagger.parameters()).device
-    batch = batch.to(device, non_blocking=True)
-    words = batch.words
-    if word_dropout is not None:
-        drop = torch.rand(words.shape, device=device) < word_dropout[words]
-        words = words.masked_fill(drop, tagger.vocabs.words.stoi[UNK])
-    with autocast(device, precision):
-        loss = (model or LossModule(tagger))(words, batch.cases, batch.chars, batch.lengths, batch.tags)
-    local = float(loss.detach()) * batch.num_tokens
-    # One all-reduce a step (none in a single process): the loss summed over all ranks' tokens,
-    # and the values to agree on.
-    values = [local, batch.num_tokens, *(agree() if agree is not None else ())]
-    loss_sum, tokens, *agreed = world.sum(values) if world is not None else values
-    optimizer.zero_grad(set_to_none=True)
-    norm = _update(tagger, loss, optimizer, scaler, lr, clip) if math.isfinite(loss_sum) else 0.0
-    return StepResult(loss_sum, int(tokens), local, norm, agreed)
-
-
-def _update(
-    tagger: Tagger,
-    loss: Tensor,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    lr: float | None,
-    clip: float,
-) -> float:
-    """Back-propagate ``loss`` and take one optimizer step; the gradient norm (see
-    :class:`StepResult`). If the norm is not finite, no step is taken."""
-    if lr is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-    if scaler is None:
-        loss.backward()
-    else:  # fp16: scale the loss so small gradients do not flush to zero; unscale before clipping
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-    norm = 0.0
-    if clip > 0:
-        total = float(torch.nn.utils.clip_grad_norm_(tagger.parameters(), clip))
-        if scaler is None:  # the scaler skips steps with overflowing gradients by itself
-            norm = total
-    if not math.isfinite(norm):
-        return norm
-    if scaler is None:
-        optimizer.step()
-    else:
-        scaler.step(optimizer)
-        scaler.update()
-    return norm
-
-
-def resumed_config(saved: dict, given: _JsonConfig | None, cls: type, what: str) -> _JsonConfig | None:
-    """The configuration ``saved[what]`` (a checkpoint's ``"train_config"``, ``"data_config"``)
-    as a ``cls``, with the changes in ``given`` that resuming allows (the fields declared
-    ``resumable``); None if the run saved none and none is given.
-
-    Raises:
-        SeqtagError: naming every other field that ``given`` changes.
-    """
-    stored = saved[what]
-    saved_config = cls.from_dict(stored) if stored is not None else None
-    if given is None or saved_config is None:
-        return saved_config if given is None else given
-    allowed = resumable_fields(cls)
-    changed = [n for n, v in given.to_dict().items() if v != getattr(saved_config, n) and n not in allowed]
-    if changed:
-        shown = ", ".join(f"{n} (saved {getattr(saved_config, n)!r}, given {getattr(given, n)!r})" for n in changed)
-        can = f"only {', '.join(allowed)}" if allowed else "none of them"
-        raise SeqtagError(f"resume continues the saved run; of its {cls.__name__} it can change {can}, not {shown}")
-    return given
-
-
-def _check_data(saved: dict, key: str, sentences: Sequence | None, what: str) -> None:
-    expected, given = saved["data"][key], data_fingerprint(sentences)
-    if expected != given:
-        describe = lambda d: "none" if d is None else f"{d['sentences']} sentences, {d['tokens']} tokens"  # noqa: E731
-        raise SeqtagError(
-            f"the {what} data is not what the saved run was trained with "
-            f"(saved: {describe(expected)}; given: {describe(given)}, or the same counts with other content)"
-        )
-
-
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> None:
-    """Refuse to start a new run in a directory that holds a model or a run, unless ``overwrite``."""
-    out = Path(output_dir)
-    if not overwrite and ((out / CONFIG_FILE).exists() or (checkpoint_dir(out) / LAST).exists()):
-        raise SeqtagError(
-            f"{out} already holds a model: replace it (--overwrite; overwrite=True in Python), continue "
-            f"its training (--resume {out}; resume=True), or choose another output directory"
-        )
-
-
-def _clear_output_dir(out: Path) -> None:
-    """A new run owns its output directory: remove what an earlier run left there."""
-    remove_checkpoints(out)
-    for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, METRICS_FILE, PLOT_FILE):
-        (out / name).unlink(missing_ok=True)
-
-
-def _write_metrics(out: Path, rows: list[dict]) -> None:
-    # Each epoch rewrites the whole file (atomically) rather than appending a row: a full disk
-    # or a kill then leaves the previous rows intact, never a torn last row; the rows are few.
-    atomic_write_text(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _save_model(tagger: Tagger, out: Path, tc: TrainConfig, data_config: DataConfig | None) -> None:
-    # ``data=`` goes into config.json where Tagger.save takes it; the checkpoints hold it too.
-    if "data" in inspect.signature(tagger.save).parameters:
-        tagger.save(out, tc, data=data_config.to_dict() if data_config is not None else None)
-    else:
-        tagger.save(out, tc)
-
-
-def _all_finite(tagger: Tagger) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in tagger.parameters())
-
-
-def _plot(out: Path, quiet: bool) -> None:
-    # matplotlib is optional (the "plot" extra): without it, say so and carry on.
-    try:
-        path = plot_learning_curve(out)
-    except (SeqtagError, OSError) as e:
-        _log(f"no learning-curve plot: {e}", quiet)
-        return
-    _log(f"learning curve: {path}", quiet)
-
-
-def _on_main(world: Distributed, action: Callable[[], object]) -> None:
-    """Run ``action`` (a write) on rank 0 only. If it fails, every rank stops: rank 0 with its
-    error, the others with a :class:`SeqtagError` that quotes it (rather than wait forever in
-    the next collective for a rank that is gone)."""
-    if not world.enabled:
-        action()
-        return
-    if world.is_main:
-        try:
-            action()
-        except Exception as e:
-            world.broadcast(str(e) or type(e).__name__)
-            raise
-        world.broadcast(None)
-        return
-    error = world.broadcast(None)
-    if error is not None:
-        raise SeqtagError(f"rank 0 stopped: {error}")
-
-
-def _check_ranks_agree(world: Distributed, config: TaggerConfig, tc: TrainConfig, vocabs: Vocabularies,
-                       fingerprints: dict, saving: bool) -> None:  # fmt: skip
-    """Every rank must build the same model from the same data: DDP averages gradients by
-    parameter position, so ranks with other vocabularies would train nonsense without an error.
-    And all or none must have an output directory (saving a checkpoint is a collective)."""
-    key = json.dumps([config.to_dict(), tc.to_dict(), vocabs.to_dict(), fingerprints, saving], sort_keys=True)
-    if not world.same_text(key):
-        raise SeqtagError(
-            "the ranks disagree on the data, the vocabularies, the training settings or whether there "
-            "is an output directory: every rank must be given the same data and options"
-        )
-
-
-def _restore_rng(saved: dict, world: Distributed, source: Path, quiet: bool) -> None:
-    """Give each rank its generators back from the checkpoint (rank 0's are ``rng``, the
-    others' ``distributed.rng``). A checkpoint from another number of ranks resumes only at an
-    epoch boundary: a mid-epoch position counts batches of one particular split."""
-    progress = saved["progress"]
-    saved_world = saved.get("distributed", {}).get("world_size", 1)
-    if saved_world != world.world_size:
-        if progress.batch > 0:
-            raise SeqtagError(
-                f"{source} was written in the middle of epoch {progress.epoch + 1} by {saved_world} "
-                f"process(es); resume it with {saved_world} (torchrun --nproc_per_node ...), or resume "
-                f"an epoch-end checkpoint to change the number of processes"
-            )
-        _log(
-            f"resuming a run of {saved_world} process(es) with {world.world_size}: the effective batch "
-            f"size and the steps per epoch change, and the run is no longer an exact continuation",
-            quiet,
-        )
-    states = [saved["rng"], *saved.get("distributed", {}).get("rng", [])]
-    if world.rank < len(states):  # a rank the saved run lacked keeps its fresh seed + rank stream
-        note = set_rng_state(states[world.rank])
-        if note:
-            _log(f"resuming: {note}", quiet)
-
-
-def _agreed_signal(world: Distributed, stop: _StopSignals) -> int | None:
-    """The signal that stops every rank (SIGINT before SIGTERM), if any rank has had one."""
-    sigint, sigterm = world.sum([stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM])
-    return signal.SIGINT if sigint else signal.SIGTERM if sigterm else None
 
 
 # (tagger, encoded dev set, batch size) -> metrics, as :func:`seqtag.evaluation.evaluate`.
@@ -563,16 +253,16 @@ def train(
     if resume is not False and out is None:
         raise SeqtagError("resume needs output_dir, the directory of the run to continue")
     # A run owns its directory: first the lock (a second run into it fails at once), then every
-    # check, then the first write (_prepare_output_dir). Under torchrun, rank 0 holds the lock.
+    # check, then the first write (prepare_output_dir). Under torchrun, rank 0 holds the lock.
     hold = out is not None and distributed.is_main_process()
     with hold_directory(out) if hold else contextlib.nullcontext():
         saved, source = None, None
         if resume is not False:
             source = find_checkpoint(out, resume)
             saved = read_checkpoint(source)
-            config, tc, data_config = _resumed_configs(saved, config, train_config, data_config)
-            _check_data(saved, "train", train_data, "training")
-            _check_data(saved, "dev", dev, "dev")
+            config, tc, data_config = resumed_configs(saved, config, train_config, data_config)
+            check_data(saved, "train", train_data, "training")
+            check_data(saved, "dev", dev, "dev")
         else:
             if out is not None:
                 check_output_dir(out, overwrite)
@@ -595,17 +285,6 @@ def train(
             return _loop(session, state)
         finally:
             distributed.teardown(world)
-
-
-def _resumed_configs(
-    saved: dict, config: TaggerConfig | None, train_config: TrainConfig | None, data_config: DataConfig | None
-) -> tuple[TaggerConfig, TrainConfig, DataConfig | None]:
-    """The saved run's configurations, with the changes that resuming allows."""
-    saved_config = TaggerConfig.from_dict(saved["model_config"])
-    if config is not None and config != saved_config:
-        raise SeqtagError("resume continues the saved run with its model configuration: pass config=None")
-    tc = resumed_config(saved, train_config, TrainConfig, "train_config")
-    return saved_config, tc, resumed_config(saved, data_config, DataConfig, "data_config")
 
 
 def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:
@@ -699,7 +378,7 @@ class _Session:
     quiet: bool
     data_config: DataConfig | None = None
     evaluator: Evaluator = evaluate
-    stop: _StopSignals | None = None
+    stop: StopSignals | None = None
     started: float = 0.0  # time.perf_counter() when this session's training began
     seconds_before: float = 0.0  # training time of earlier sessions of the run
 
@@ -731,7 +410,7 @@ def _setup(
     tagger.set_rnn_mode(device)
     tagger.to(device)
     if world.enabled:
-        _check_ranks_agree(world, tagger.config, tc, tagger.vocabs, fingerprints, out is not None)
+        check_ranks_agree(world, tagger.config, tc, tagger.vocabs, fingerprints, out is not None)
         # Every rank initialised the model from ``seed`` (and DDP broadcasts rank 0's weights);
         # dropout and word dropout draw from ``seed + rank``, so that the ranks drop differently.
         seed_everything(tc.seed + world.rank)
@@ -754,10 +433,10 @@ def _setup(
                 f"the saved run has trained {saved['progress'].epoch} epochs already; expected epochs >= that"
             )
         state.restore(saved)
-        _restore_rng(saved, world, source, quiet)
+        restore_rng(saved, world, source, quiet)
         p = state.progress
         where = f"in epoch {p.epoch + 1} after {p.batch} batches" if p.batch else f"after epoch {p.epoch}"
-        _log(f"resuming {out} from {source.name}: {where}, step {p.step}", quiet)
+        log(f"resuming {out} from {source.name}: {where}, step {p.step}", quiet)
     # The batch count can vary a little between epochs (the token cap cuts batches of long
     # sentences): the linear schedule plans with epoch 0's, each epoch counts its own.
     session = _Session(
@@ -774,10 +453,10 @@ def _setup(
         quiet=quiet,
     )
     if world.enabled:
-        _log(f"distributed: {world.world_size} processes, {tc.batch_size} sentences per process and step "
+        log(f"distributed: {world.world_size} processes, {tc.batch_size} sentences per process and step "
              f"({tc.batch_size * world.world_size} in all), {len(loader)} steps per epoch", quiet)  # fmt: skip
     if out is not None:
-        _on_main(world, lambda: _prepare_output_dir(out, state.progress, resumed=saved is not None))
+        on_main(world, lambda: prepare_output_dir(out, state.progress, resumed=saved is not None))
     return session, state
 
 
@@ -797,27 +476,15 @@ def _loss_model(tagger: Tagger, world: Distributed) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers)
 
 
-def _prepare_output_dir(out: Path, progress: Progress, resumed: bool) -> None:
-    """The first change to the directory, after every check has passed."""
-    make_dir(out)
-    remove_temp_files(out)  # of model or metrics writes that a kill interrupted
-    if resumed:
-        remove_checkpoints(out, after=checkpoint_name(progress))
-    else:
-        _clear_output_dir(out)
-    # A resumed run restarts from the checkpoint's history: rows written after it are redone.
-    _write_metrics(out, progress.history)
-
-
 def _loop(session: _Session, state: TrainState) -> Tagger:
     """Epochs until ``epochs`` or early stopping; the best model, in eval mode."""
     tc, progress = session.tc, state.progress
     stopped_early = bool(session.dev_set is not None and tc.patience and progress.stale >= tc.patience)
     if progress.epoch >= tc.epochs or stopped_early:
-        _log(f"nothing to train: the run has {progress.epoch} epochs of {tc.epochs}"
+        log(f"nothing to train: the run has {progress.epoch} epochs of {tc.epochs}"
              + (f" and stopped early (patience {tc.patience})" if stopped_early else ""), session.quiet)  # fmt: skip
     session.started, session.seconds_before = time.perf_counter(), progress.seconds
-    with _StopSignals(enabled=session.out is not None) as stop, _flush_denormal():
+    with StopSignals(enabled=session.out is not None) as stop, _flush_denormal():
         session.stop = stop
         for epoch in range(progress.epoch + 1, tc.epochs + 1):
             if stopped_early:
@@ -825,7 +492,7 @@ def _loop(session: _Session, state: TrainState) -> Tagger:
             lr, seconds = run_epoch(session, state, epoch)
             stopped_early = end_epoch(session, state, epoch, lr, seconds)
     if session.out is not None and session.world.is_main:
-        _plot(session.out, session.quiet)
+        plot_run(session.out, session.quiet)
     if state.best_state is not None:
         state.tagger.load_state_dict(state.best_state)
     state.tagger.eval()
@@ -877,7 +544,7 @@ def run_epoch(session: _Session, state: TrainState, epoch: int) -> tuple[float, 
             bar.set_postfix(loss=f"{progress.epoch_loss / progress.epoch_tokens:.4f}", lr=f"{lr:.2g}",
                             tok_s=f"{progress.epoch_tokens / (seconds_at_start + elapsed):,.0f}")  # fmt: skip
         if progress.batch < steps_per_epoch:  # the epoch's end writes its own checkpoint
-            signal_number = _first_signal(result.agreed)
+            signal_number = first_signal(result.agreed)
             due = tc.checkpoint_every and progress.step % tc.checkpoint_every == 0
             if due or signal_number is not None:
                 progress.epoch_seconds = seconds_at_start + time.perf_counter() - epoch_start
@@ -888,15 +555,6 @@ def run_epoch(session: _Session, state: TrainState, epoch: int) -> tuple[float, 
                     raise TrainingInterrupted(signal_number, session.out, path, where)
     bar.close()
     return lr, seconds_at_start + time.perf_counter() - epoch_start
-
-
-def _first_signal(agreed: Sequence[float]) -> int | None:
-    """The signal that stops every rank (SIGINT before SIGTERM), from the summed signal flags."""
-    if agreed and agreed[0]:
-        return signal.SIGINT
-    if agreed and agreed[1]:
-        return signal.SIGTERM
-    return None
 
 
 def _diverged(session: _Session, result: StepResult, epoch: int, progress: Progress, steps: int) -> SeqtagError:
@@ -960,19 +618,19 @@ def end_epoch(session: _Session, state: TrainState, epoch: int, lr: float, secon
     path = None
     if out is not None:
         if improved:
-            _on_main(world, lambda: _save_model(state.tagger, out, tc, session.data_config))
+            on_main(world, lambda: save_model(state.tagger, out, tc, session.data_config))
         path = save_checkpoint(session, state, best=improved)
-        _on_main(world, lambda: _write_metrics(out, progress.history))
+        on_main(world, lambda: write_metrics(out, progress.history))
     select = session.select
     dev_text = f" dev {select} {row[f'dev_{select}']:.4f}" if session.dev_set is not None else ""
     star = " *" if improved and session.dev_set is not None else ""
-    _log(f"epoch {epoch}: loss {row['train_loss']:.4f}{dev_text} {row['tokens_per_s']:,.0f} tok/s {seconds:.1f}s{star}",
+    log(f"epoch {epoch}: loss {row['train_loss']:.4f}{dev_text} {row['tokens_per_s']:,.0f} tok/s {seconds:.1f}s{star}",
          session.quiet)  # fmt: skip
-    signal_number = _agreed_signal(world, session.stop)
+    signal_number = agreed_signal(world, session.stop)
     if signal_number is not None and epoch < tc.epochs:
         raise TrainingInterrupted(signal_number, out, path, f"after epoch {epoch} (step {progress.step})")
     if session.dev_set is not None and tc.patience and progress.stale >= tc.patience:
-        _log(f"no dev gain for {progress.stale} epochs: stopping; best epoch {progress.best_epoch}", session.quiet)
+        log(f"no dev gain for {progress.stale} epochs: stopping; best epoch {progress.best_epoch}", session.quiet)
         return True
     return False
 
@@ -983,7 +641,7 @@ def save_checkpoint(session: _Session, state: TrainState, best: bool) -> Path | 
     out, world = session.out, session.world
     if out is None:
         return None
-    if not _all_finite(state.tagger):
+    if not all_finite(state.tagger):
         raise SeqtagError(
             f"the weights are no longer finite at step {state.progress.step}; stopping without saving "
             f"(try a smaller --lr or --clip); the last good checkpoint is in {checkpoint_dir(out)}"
@@ -998,5 +656,5 @@ def save_checkpoint(session: _Session, state: TrainState, best: bool) -> Path | 
         except WriteError as e:
             raise WriteError(e.path, f"{e.reason}; stopping (the checkpoints already there are intact)") from None
 
-    _on_main(world, write)
+    on_main(world, write)
     return checkpoint_dir(out) / LAST
