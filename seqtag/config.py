@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +59,8 @@ def check_value(name: str, value: Any, metadata: Mapping[str, Any], kind: type |
     choices = metadata.get("choices")
     if choices is not None and value not in choices:
         raise ValueError(f"expected {name} in {tuple(choices)}, got {value!r}")
-    if kind in (int, float) and isinstance(value, float) and value != value:
-        raise ValueError(f"expected {name} a number, got nan")
+    if kind in (int, float) and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected {name} a finite number, got {value}")
     for key, ok, op in (
         ("min", lambda v, b: v >= b, ">="),
         ("max", lambda v, b: v <= b, "<="),
