@@ -21,6 +21,7 @@ from . import __version__
 from .config import TaggerConfig
 from .data import Encoded, encode_tags, encode_tokens
 from .errors import SeqtagError
+from .fileio import make_dir
 from .hf import Columns, _row_tags, _row_tokens, _sentence, resolve_columns
 from .vocab import Vocabularies
 
@@ -258,7 +259,7 @@ class ArrowTaggingDataset(torch.utils.data.Dataset):
             if not _writable(folder):
                 cache_dir = Path(datasets.config.HF_DATASETS_CACHE) / "seqtag-encoded"
         if cache_dir is not None:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            make_dir(cache_dir)
             cache_file = str(Path(cache_dir) / f"seqtag-encoded-{fingerprint}.arrow")
         source = dataset.select_columns([c for c in (columns.tokens, columns.tags) if c is not None])
         source = source.with_format(None)  # the map function reads Python lists, whatever the format

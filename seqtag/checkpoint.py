@@ -260,7 +260,10 @@ def remove_checkpoints(output_dir: str | os.PathLike, after: str | None = None) 
         else:
             doomed = stale_temp or p.name in (LAST, BEST) or _NUMBERED.match(p.name) is not None
         if doomed and p.is_file():
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                raise WriteError(p, e) from None
 
 
 def _refusal(error: Exception) -> str:

@@ -29,7 +29,7 @@ from .checkpoint import (
 from .config import DataConfig, TaggerConfig, TrainConfig, _JsonConfig, resumable_fields
 from .distributed import Distributed
 from .errors import SeqtagError
-from .fileio import atomic_write_text, make_dir, remove_temp_files
+from .fileio import WriteError, atomic_write_text, make_dir, remove_temp_files
 from .model import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, Tagger
 from .plot import plot_learning_curve
 from .vocab import Vocabularies
@@ -86,7 +86,10 @@ def clear_output_dir(out: Path) -> None:
     """A new run owns its output directory: remove what an earlier run left there."""
     remove_checkpoints(out)
     for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, METRICS_FILE, PLOT_FILE):
-        (out / name).unlink(missing_ok=True)
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError as e:
+            raise WriteError(out / name, e) from None
 
 
 def write_metrics(out: Path, rows: list[dict]) -> None:
