@@ -16,6 +16,7 @@ released by the kernel when the holder dies).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import re
 from collections.abc import Iterator
@@ -146,9 +147,12 @@ def hold_directory(directory: str | os.PathLike, what: str = "a run") -> Iterato
     created = not directory.exists()
     make_dir(directory)
     path = directory / LOCK_FILE
-    lock = FileLock(path, blocking=False, preserve_lock_file=True, on_acquired=_record_pid)
+    # filelock >= 4 removes the lock file on release unless asked to keep it; older ones keep it.
+    keep = {"preserve_lock_file": True} if "preserve_lock_file" in inspect.signature(FileLock).parameters else {}
+    lock = FileLock(path, **keep)
     try:
-        lock.acquire()
+        lock.acquire(timeout=0)  # at once: never wait for another run
+        _record_pid(path)
     except Timeout:
         holder = _holder(path)
         raise SeqtagError(
@@ -174,9 +178,15 @@ def holds_directory(directory: str | os.PathLike) -> bool:
     return Path(directory).resolve() in _held
 
 
-def _record_pid(fd: int) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+def _record_pid(path: Path) -> None:
+    """Write this process's pid into the lock file it holds (the OS lock is on the open file,
+    not on its content), for the message a second run gives."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def _holder(path: Path) -> str:
