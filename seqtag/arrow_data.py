@@ -126,7 +126,8 @@ class _ListColumns:
             # a chunk's offsets index its (unsliced) values, so each pair also reads a sliced chunk
             tokens = chunks["words"].offsets.to_numpy()
             for name in ("cases", "char_lengths"):
-                assert np.array_equal(chunks[name].offsets.to_numpy(), tokens), "expected one length for token columns"
+                if not np.array_equal(chunks[name].offsets.to_numpy(), tokens):
+                    raise SeqtagError(f"damaged encoded dataset: column {name!r} does not have a value per token")
             self.batches.append(
                 (
                     tokens,

@@ -523,3 +523,25 @@ def test_a_hand_edited_checkpoint_is_one_line(finished_run, capsys, edit, messag
     assert main(["train", "--resume", str(out), "--epochs", "3"]) == 1
     err = capsys.readouterr().err
     assert f"{path}: damaged or hand-edited checkpoint" in err and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_at_the_metrics_row_is_one_line_and_resume_rewrites_the_rows(data, tmp_path, monkeypatch):
+    real_replace = os.replace
+    writes = 0
+
+    def replace(src, dst):
+        nonlocal writes
+        if str(dst).endswith("metrics.jsonl"):
+            writes += 1
+            if writes == 3:  # at the start (no rows), after epoch 1, after epoch 2: full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(SeqtagError, match=f"^cannot write {tmp_path / 'metrics.jsonl'}: No space left on device$"):
+        seqtag.train(*data, TINY, FAST.replace(epochs=3), output_dir=tmp_path, quiet=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [r["epoch"] for r in rows(tmp_path)] == [1]  # the old file, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".metrics")]
+    seqtag.train(*data, output_dir=tmp_path, quiet=True, resume=True)  # epoch 2 is in the checkpoint
+    assert [r["epoch"] for r in rows(tmp_path)] == [1, 2, 3]
