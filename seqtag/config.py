@@ -24,6 +24,10 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+DEFAULT_BATCH_SIZE = 256
+"""Sentences per batch when evaluating or predicting: the one home of this default."""
+
+
 def resumable_fields(cls: type) -> tuple[str, ...]:
     """The fields of ``cls`` declared ``resumable=True``: what ``resume`` lets a caller change.
     The others would not fit the saved state (batch positions, optimizer and scaler state,
@@ -204,7 +208,9 @@ class TrainConfig(_JsonConfig):
     seed: int = _f(1, "seed for Python, NumPy and torch")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps", resumable=True)
     num_workers: int = _f(0, "DataLoader worker processes", resumable=True, min=0)
-    eval_batch_size: int = _f(256, "sentences per batch when evaluating or predicting", resumable=True, min=1)
+    eval_batch_size: int = _f(
+        DEFAULT_BATCH_SIZE, "sentences per batch when evaluating or predicting", resumable=True, min=1
+    )
 
 
 @dataclass

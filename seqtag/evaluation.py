@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .config import DEFAULT_BATCH_SIZE
 from .corpus import Sentence
 from .data import EncodedDataset, check_encoding, check_tags
 from .errors import SeqtagError
@@ -42,7 +43,9 @@ def map_unknown_tags(sentences: Sequence, vocabs: Vocabularies) -> tuple[list[Se
     return out, counts
 
 
-def evaluate(tagger: Tagger, sentences: Sequence, batch_size: int = 256, unknown_tags: str = "error") -> dict:
+def evaluate(
+    tagger: Tagger, sentences: Sequence, batch_size: int = DEFAULT_BATCH_SIZE, unknown_tags: str = "error"
+) -> dict:
     """Score ``tagger`` on gold-tagged ``sentences``.
 
     Args:
