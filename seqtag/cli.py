@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file in "
                    "DIR/checkpoints) with its saved settings, data included; --epochs N trains up to N epochs in all")
     p.add_argument("--overwrite", action="store_true", help="replace the model or run already in --output-dir")
-    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0,
+    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0, metavar="N",
                    help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--dist-backend", choices=BACKENDS, default=None,
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"batch sizes to time (default: {TrainConfig.batch_size})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (default: fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0,
+    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0, metavar="N",
                    help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--steps", type=_ranged(int, "steps", min=1), default=20,
                    help="steps per timed segment (default: 20)")

@@ -248,7 +248,7 @@ class DataConfig(_JsonConfig):
     )
     cache_dir: str = _f("", "where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)",
                         flag="--hf-cache-dir", metavar="DIR", resumable=True)  # fmt: skip
-    num_proc: int = _f(1, "processes that encode the dataset", min=1, resumable=True)
+    num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, resumable=True)
 
     @property
     def labels(self) -> list[str] | None:
