@@ -3,6 +3,8 @@
 Model, training and data options are generated from :class:`~seqtag.config.TaggerConfig`,
 :class:`~seqtag.config.TrainConfig` and :class:`~seqtag.config.DataConfig`, so their names,
 defaults, ranges and help live in one place.
+(About 480 lines: one small function per subcommand and the parser, whose model, training and data
+options are generated.)
 """
 
 from __future__ import annotations
