@@ -40,9 +40,10 @@ import numpy as np
 import torch
 
 from seqtag import TaggerConfig, hf
-from seqtag.bench import train_step
+from seqtag.arrow_data import ArrowTaggingDataset
 from seqtag.data import make_loader
 from seqtag.model import Tagger
+from seqtag.training import train_step
 
 TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
         "PUNCT", "SCONJ", "SYM", "VERB", "X"]  # fmt: skip
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
             vocabs = hf.build_vocabs(corpus, lowercase=config.lowercase)
         report["vocab"] = {"words": len(vocabs.words), "chars": len(vocabs.chars), "tags": len(vocabs.tags)}
         with Phase("encode", report):
-            encoded = hf.ArrowTaggingDataset(corpus, vocabs, config, num_proc=args.num_proc, cache_dir=work / "encoded")
+            encoded = ArrowTaggingDataset(corpus, vocabs, config, num_proc=args.num_proc, cache_dir=work / "encoded")
         del corpus  # training needs only the encoded data: unmap the source
         tokens = int(encoded.lengths.sum())
         report.update(tokens=tokens, encoded_mib=round(_size_mib(encoded.encoded), 1))

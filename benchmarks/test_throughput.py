@@ -10,10 +10,10 @@ import itertools
 import pytest
 import torch
 
-from seqtag import Tagger, TaggerConfig, Vocabularies
+from seqtag import Tagger, TaggerConfig, TrainConfig, Vocabularies
 from seqtag.crf import CRF
 from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
-from seqtag.device import autocast
+from seqtag.training import train_step, word_dropout_probabilities
 
 CPU = torch.device("cpu")
 ARCHS = {
@@ -46,15 +46,12 @@ def test_train_steps(benchmark, corpus, arch, batch_size, precision):
     tagger, batches = _setup(corpus, ARCHS[arch], batch_size, rounds_batches=max(2, 256 // batch_size))
     tagger.train()
     optimizer = torch.optim.Adam(tagger.parameters(), lr=1e-3, fused=True)
+    tc = TrainConfig()  # the default clipping and word dropout: the step that training runs
+    word_dropout = word_dropout_probabilities(tagger.vocabs, tc.word_dropout, CPU)
 
     def run():
         for b in batches:
-            with autocast(CPU, precision):
-                emissions = tagger(b.words, b.cases, b.chars, b.lengths)
-            loss = tagger.loss(emissions, b.tags, b.lengths)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(tagger, optimizer, b, precision=precision, clip=tc.clip, word_dropout=word_dropout)
 
     benchmark.extra_info["tokens_per_round"] = _tokens(batches)
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)

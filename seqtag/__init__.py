@@ -14,26 +14,49 @@ and ``TUTORIAL_TRAINING``):
 [['DET', 'NN', 'V', 'DET', 'NN']]
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .config import TaggerConfig, TrainConfig
-from .corpus import (
-    CorpusError,
-    Sentence,
-    read_conll,
-    read_conllu,
-    read_corpus,
-    write_conll,
-    write_conllu,
-)
-from .device import resolve_device
-from .errors import SeqtagError
-from .model import Tagger
-from .train import evaluate, train
-from .tutorial import sonnet_corpus, tutorial_corpus
-from .vocab import Vocab, Vocabularies
+import importlib
 
-load = Tagger.load
+# Names and the module that defines each. They are imported on first use (PEP 562), so that
+# ``import seqtag`` and its torch-free modules (``seqtag.onnx_tagger``, ``seqtag.corpus``,
+# ``seqtag.config``) work where ``import torch`` fails.
+_EXPORTS = {
+    "TaggerConfig": "config",
+    "TrainConfig": "config",
+    "CorpusError": "corpus",
+    "Sentence": "corpus",
+    "read_conll": "corpus",
+    "read_conllu": "corpus",
+    "read_corpus": "corpus",
+    "write_conll": "corpus",
+    "write_conllu": "corpus",
+    "resolve_device": "device",
+    "SeqtagError": "errors",
+    "Tagger": "model",
+    "evaluate": "evaluation",
+    "train": "training",
+    "sonnet_corpus": "tutorial",
+    "tutorial_corpus": "tutorial",
+    "Vocab": "vocab",
+    "Vocabularies": "vocab",
+}
+
+
+def __getattr__(name: str):
+    if name == "load":  # seqtag.load(directory, device) is Tagger.load
+        return __getattr__("Tagger").load
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seqtag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CorpusError",

@@ -1,6 +1,7 @@
 """The engine behind ``seqtag bench``: training and inference throughput against the hardware.
 
-For each batch size it times training steps (data loading included) and inference over the
+For each batch size it times training steps (:func:`seqtag.training.train_step`, the step that
+training runs, data loading included) and inference over the
 same bucketed batches, reports medians of repeated timed segments after a warm-up, the padding
 fraction, and the LSTM's achieved GFLOP/s next to a measured matrix-multiply rate on the same
 device, so a user sees how close to the machine's limit the tagger runs.
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import TaggerConfig
+from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence
 from .data import TaggingDataset, collate, make_loader, plan_batches
 from .device import PRECISIONS, autocast, resolve_device
 from .errors import SeqtagError
 from .model import Tagger
+from .training import train_step, word_dropout_probabilities
 from .vocab import Vocabularies
 
 
@@ -93,18 +95,6 @@ class BenchResult:
         return dict(self.__dict__)
 
 
-def train_step(tagger: Tagger, optimizer: torch.optim.Optimizer, batch, precision: str = "fp32") -> None:
-    """The step that benchmarks time: forward (under ``precision``'s autocast), loss, backward,
-    gradient clipping at 5 and an optimizer step, on a batch already on the tagger's device."""
-    with autocast(batch.words.device, precision):
-        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
-    loss = tagger.loss(emissions, batch.tags, batch.lengths)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(tagger.parameters(), 5.0)
-    optimizer.step()
-
-
 def _median_rates(segments: list[tuple[float, int, int]]) -> tuple[float, float]:
     """Median tokens/s and sentences/s over ``(seconds, tokens, sentences)`` segments."""
     return (
@@ -158,6 +148,9 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
     tagger.to(dev)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=0, pin_memory=dev.type == "cuda")
     optimizer = torch.optim.Adam([p for p in tagger.parameters() if p.requires_grad], lr=2e-3, fused=True)
+    # The step that training runs, with the default clipping and word dropout.
+    tc = TrainConfig()
+    word_dropout = word_dropout_probabilities(vocabs, tc.word_dropout, dev)
     batches = _endless(loader)
 
     def train_segment(n: int) -> tuple[float, int, int]:
@@ -166,7 +159,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
         tokens = sents = 0
         for _ in range(n):
             batch = next(batches).to(dev, non_blocking=True)
-            train_step(tagger, optimizer, batch, precision)
+            train_step(tagger, optimizer, batch, precision=precision, clip=tc.clip, word_dropout=word_dropout)
             tokens += int(batch.lengths.sum())
             sents += len(batch.lengths)
         _sync(dev)

@@ -49,19 +49,21 @@ import numpy as np
 import torch
 
 from . import __version__
+from .config import DataConfig, TaggerConfig, TrainConfig
 from .errors import SeqtagError
-from .fileio import atomic_write_bytes
+from .fileio import WriteError, atomic_write_bytes, make_dir
+from .vocab import Vocabularies
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "learning_curve.png"
 CHECKPOINT_DIR = "checkpoints"
 LAST, BEST = "last.pt", "best.pt"
 FORMAT = "seqtag-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: with data_config (seqtag 0.2.0)
 _NUMBERED = re.compile(r"^epoch-\d{4,}(-step-\d{9,})?\.pt$")
 _REQUIRED = (
-    "format", "version", "model_config", "train_config", "vocab", "data", "progress", "model",
-    "best_model", "optimizer", "scaler", "rng",
+    "format", "version", "model_config", "train_config", "data_config", "vocab", "data", "progress",
+    "model", "best_model", "optimizer", "scaler", "rng",
 )  # fmt: skip
 
 
@@ -199,7 +201,8 @@ def find_checkpoint(output_dir: str | os.PathLike, resume: bool | str | os.PathL
 def encode_checkpoint(state: dict[str, Any]) -> bytes:
     """Serialize a checkpoint dictionary (see :func:`read_checkpoint` for the keys)."""
     missing = [k for k in _REQUIRED if k not in state and k not in ("format", "version")]
-    assert not missing, f"checkpoint lacks {missing}"
+    if missing:
+        raise ValueError(f"expected a checkpoint with {', '.join(missing)}, got none")
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, "seqtag_version": __version__, **state}, buf)
     return buf.getvalue()
@@ -217,14 +220,16 @@ def write_checkpoint(
         The path of ``last.pt``.
 
     Raises:
-        OSError: if a write fails (e.g. the disk is full); the files already on disk stay intact.
+        WriteError: if a write fails (e.g. the disk is full); the files already on disk stay intact.
     """
-    directory = checkpoint_dir(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_dir(checkpoint_dir(output_dir))
     if keep > 0:
         atomic_write_bytes(directory / checkpoint_name(progress), data)
         for old in numbered_checkpoints(directory)[:-keep]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as e:
+                raise WriteError(old, e) from None
     if best:
         atomic_write_bytes(directory / BEST, data)
     atomic_write_bytes(directory / LAST, data)
@@ -255,14 +260,27 @@ def remove_checkpoints(output_dir: str | os.PathLike, after: str | None = None) 
         else:
             doomed = stale_temp or p.name in (LAST, BEST) or _NUMBERED.match(p.name) is not None
         if doomed and p.is_file():
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                raise WriteError(p, e) from None
+
+
+def _refusal(error: Exception) -> str:
+    """One line for a checkpoint that ``torch.load(weights_only=True)`` refused, without torch's
+    advice to load it with ``weights_only=False`` (which would run whatever code it holds)."""
+    if isinstance(error, pickle.UnpicklingError):
+        return "refused to load checkpoint: it holds Python objects besides tensors, which could run code"
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"refused to load checkpoint: truncated or not a checkpoint ({type(error).__name__}: {first[:200]})"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint onto the CPU without executing pickled code.
 
     Returns:
-        A dictionary with ``model_config``, ``train_config`` and ``vocab`` (plain dicts),
+        A dictionary with ``model_config``, ``train_config``, ``data_config`` (None for a run
+        given sentences) and ``vocab`` (plain dicts, checked),
         ``data`` (fingerprints of the training and dev data), ``progress`` (a
         :class:`Progress`), ``model`` and ``best_model`` (state dicts; ``best_model`` is None
         when it equals ``model`` or there is no best model yet), ``optimizer``, ``scaler``
@@ -270,8 +288,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ``distributed`` (``world_size``, and ``rng``: the states of ranks 1 and up).
 
     Raises:
-        SeqtagError: if the file is missing, truncated, not a seqtag checkpoint, or carries
-            anything but tensors and plain containers (a pickle that would run code).
+        SeqtagError: one line, if the file is missing, truncated, not a seqtag checkpoint,
+            damaged or hand-edited (settings that do not parse), or carries anything but
+            tensors and plain containers (a pickle that would run code).
     """
     path = Path(path)
     if not path.is_file():
@@ -280,7 +299,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError) as e:
         # UnpicklingError: a global that weights_only forbids; the others: a torn or foreign file.
-        raise SeqtagError(f"{path}: refused to load checkpoint ({type(e).__name__}: {e})") from None
+        raise SeqtagError(f"{path}: {_refusal(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SeqtagError(f"{path}: not a seqtag training checkpoint")
     if state.get("version") != VERSION:
@@ -290,6 +309,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise SeqtagError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
     try:
         state["progress"] = Progress.from_dict(state["progress"])
-    except TypeError as e:
-        raise SeqtagError(f"{path}: unreadable checkpoint progress ({e})") from None
+        TaggerConfig.from_dict(state["model_config"], complete=True)
+        TrainConfig.from_dict(state["train_config"], complete=True)
+        if state["data_config"] is not None:
+            DataConfig.from_dict(state["data_config"], complete=True)
+        Vocabularies.from_dict(state["vocab"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SeqtagError(f"{path}: damaged or hand-edited checkpoint ({reason}); resume from another one") from None
     return state

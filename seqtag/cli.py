@@ -1,14 +1,20 @@
 """The ``seqtag`` command: train (and ``train --resume``), evaluate, predict, export, bench, plot, demo.
 
-Model and training options are generated from :class:`~seqtag.config.TaggerConfig` and
-:class:`~seqtag.config.TrainConfig`, so their names, defaults and help live in one place.
+Model, training and data options are generated from :class:`~seqtag.config.TaggerConfig`,
+:class:`~seqtag.config.TrainConfig` and :class:`~seqtag.config.DataConfig`, so their names,
+defaults, ranges and help live in one place.
+(About 480 lines: one small function per subcommand and the parser, whose model, training and data
+options are generated.)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,104 +23,128 @@ import torch
 
 from . import __version__, predict
 from .bench import baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
-from .checkpoint import find_checkpoint, read_checkpoint
-from .config import TaggerConfig, TrainConfig
+from .checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint, read_checkpoint
+from .config import DataConfig, TaggerConfig, TrainConfig, check_value, field_kind
 from .corpus import Sentence, read_corpus
 from .device import PRECISIONS, resolve_device
 from .distributed import BACKENDS, is_main_process
 from .errors import SeqtagError
+from .evaluation import evaluate
 from .export import (
     DEFAULT_MAX_LENGTH,
     to_torch_export,
     to_torchscript,
 )
-from .fileio import atomic_write_text
-from .model import Tagger
+from .fileio import hold_directory
+from .interrupts import TrainingInterrupted
+from .model import CONFIG_FILE, Tagger
 from .plot import plot_learning_curve
-from .train import TrainingInterrupted, check_output_dir, evaluate, train
+from .runs import check_output_dir, resumed_config
+from .training import train
 from .tutorial import demo
 from .vectors import read_vectors
 from .vocab import Vocabularies
 
 
-def _add_config_options(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, cls: type, title: str, exclude: Sequence[str] = ()) -> None:
+    """One option per field of ``cls`` (flag, type, choices, help and default from the field's
+    metadata; its range is checked by the dataclass). ``aliases`` in the metadata are hidden
+    alternative spellings."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if f.type in (bool, "bool"):
-            group.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                help=f"{help_text} (default: {f.default})",
-            )
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            group.add_argument(
-                flag, dest=f.name, type=kind, default=None, choices=f.metadata.get("choices"),
-                metavar=None if f.metadata.get("choices") else f.metadata.get("metavar", f.name.split("_")[-1].upper()),
-                help=f"{help_text} (default: {f.default})",
-            )
+        if f.name in exclude:
+            continue
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        default = f" (default: {f.default})" if f.default not in ("", None) else ""
+        aliases = f.metadata.get("aliases", ())
+        also = f"; also {', '.join(aliases)}, the former spelling" if aliases else ""
+        help_text = f.metadata.get("help", "") + default + also
+        kind = field_kind(f)
+        if kind is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        choices = f.metadata.get("choices")
+        metavar = None if choices else f.metadata.get("metavar", f.name.split("_")[-1].upper())
+        options = dict(dest=f.name, type=kind, default=None, choices=choices, metavar=metavar)
+        group.add_argument(flag, help=help_text, **options)
+        for alias in aliases:
+            group.add_argument(alias, help=argparse.SUPPRESS, **options)
 
 
 def _config_from_args(cls: type, args: argparse.Namespace, base=None):
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    """``base`` (default: ``cls()``) with the options given on the command line."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    changes = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     try:
         return (base or cls()).replace(**changes)
     except ValueError as e:
         raise SeqtagError(str(e)) from None
 
 
-def _add_data_options(parser: argparse.ArgumentParser, tag_default: str = "upos / last") -> None:
-    parser.add_argument("--format", choices=("conll", "conllu"), help="file format (default: from the suffix)")
-    parser.add_argument(
-        "--tag-column", help=f"tag column: a CoNLL-U name (upos, xpos, ...) or a column index (default: {tag_default})"
-    )
-    parser.add_argument("--token-column", type=int, default=0, help="token column index of a CoNLL file (default: 0)")
+def _ranged(kind: type, name: str, **bounds):
+    """An argparse type for an option outside the dataclasses, checked like their fields."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+            check_value(name, value, bounds, kind)
+        except ValueError as e:
+            message = str(e) if str(e).startswith("expected") else f"expected {name} a number, got {text!r}"
+            raise argparse.ArgumentTypeError(message) from None
+        return value
+
+    return parse
 
 
-def _read(path: str, args: argparse.Namespace) -> list[Sentence]:
-    return read_corpus(path, format=args.format, tag_column=args.tag_column, token_column=args.token_column)
+# DataConfig fields that name the training data (the rest say how to read data).
+_TRAINING_DATA = ("train_file", "validation_file", "train_split", "dev_split", "num_proc")
 
 
-def _add_hf_options(parser: argparse.ArgumentParser, splits: dict[str, tuple[str | None, str]]) -> None:
-    group = parser.add_argument_group("Hugging Face datasets (instead of files)")
-    group.add_argument("--hf-dataset", metavar="NAME_OR_PATH",
-                       help="a Hub dataset name, a save_to_disk folder, a .json/.jsonl/.parquet/.csv file or a "
-                       "folder of them")  # fmt: skip
-    group.add_argument("--hf-config", metavar="NAME", help="the Hub dataset's configuration")
-    for flag, (default, help_text) in splits.items():
-        group.add_argument(flag, default=default, metavar="SPLIT", help=help_text)
-    group.add_argument("--tokens-column", help="tokens column (default: tokens)")
-    group.add_argument("--tags-column", help="tags column (default: the first of ner_tags, pos_tags, upos, tags, "
-                       "labels, xpos)")  # fmt: skip
-    group.add_argument("--label-names", metavar="A,B,...",
-                       help="tag names by id, comma-separated, for integer tags without ClassLabel names")
-    group.add_argument("--hf-cache-dir", metavar="DIR",
-                       help="where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)")
-    group.add_argument("--num-proc", type=int, default=None, help="processes that encode the data (default: 1)")
+def _read_files(dc: DataConfig, path: str) -> list[Sentence]:
+    try:
+        options = dc.file_reader_options()
+    except ValueError as e:
+        raise SeqtagError(str(e)) from None
+    return read_corpus(path, **options)
 
 
-def _hf_columns(args: argparse.Namespace) -> dict:
-    names = args.label_names.split(",") if args.label_names else None
-    return {"tokens_column": args.tokens_column, "tags_column": args.tags_column, "label_names": names}
+def _hf_columns(dc: DataConfig) -> dict:
+    return {"tokens_column": dc.token_column or None, "tags_column": dc.tag_column or None, "label_names": dc.labels}
 
 
-def _hf_data(args: argparse.Namespace, config: TaggerConfig, tc: TrainConfig, vocabs=None):
-    """``--hf-dataset``: the train and dev splits, encoded into memory-mapped Arrow datasets."""
+def _training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs: Vocabularies | None = None):
+    """The training and dev data that ``dc`` names: sentences read from files, or for a dataset
+    memory-mapped Arrow datasets encoded with ``vocabs`` (built here from the training split
+    when None)."""
+    if not dc.hf_dataset:
+        return _read_files(dc, dc.train_file), _read_files(dc, dc.validation_file) if dc.validation_file else None
     from . import hf  # imports datasets: only when asked for
+    from .arrow_data import ArrowTaggingDataset
 
-    splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.hf_cache_dir)
-    train_split = hf.pick_split(splits, args.train_split, args.hf_dataset)
-    dev_name = args.dev_split or ("validation" if "validation" in splits else None)
-    dev_split = hf.pick_split(splits, dev_name, args.hf_dataset) if dev_name else None
-    columns = _hf_columns(args)
+    cache_dir = dc.cache_dir or None
+    splits = hf.load_splits(dc.hf_dataset, dc.hf_config or None, cache_dir=cache_dir)
+    train_split = hf.pick_split(splits, dc.train_split, dc.hf_dataset)
+    dev_name = dc.dev_split or ("validation" if "validation" in splits else None)
+    dev_split = hf.pick_split(splits, dev_name, dc.hf_dataset) if dev_name else None
+    columns = _hf_columns(dc)
     if vocabs is None:
         extra = read_vectors(tc.vectors, tc.vectors_max_words)[0] if tc.vectors else ()
         vocabs = hf.build_vocabs(train_split, config.lowercase, tc.min_freq, extra_words=extra, **columns)
-    encode = dict(num_proc=args.num_proc, cache_dir=args.hf_cache_dir, **columns)
-    train_set = hf.ArrowTaggingDataset(train_split, vocabs, config, **encode)
-    dev_set = hf.ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
+    encode = dict(num_proc=dc.num_proc, cache_dir=cache_dir, **columns)
+    train_set = ArrowTaggingDataset(train_split, vocabs, config, **encode)
+    dev_set = ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
     return train_set, dev_set
+
+
+def _absolute(dc: DataConfig) -> DataConfig:
+    """``dc`` with absolute paths, as a checkpoint keeps it (a resumed run may start elsewhere)."""
+    local = Path(dc.hf_dataset).expanduser() if dc.hf_dataset else None
+    return dc.replace(
+        train_file=str(Path(dc.train_file).resolve()) if dc.train_file else "",
+        validation_file=str(Path(dc.validation_file).resolve()) if dc.validation_file else "",
+        hf_dataset=str(local.resolve()) if local is not None and local.exists() else dc.hf_dataset,
+        cache_dir=str(Path(dc.cache_dir).resolve()) if dc.cache_dir else "",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,34 +153,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a tagger on CoNLL or CoNLL-U files or a Hugging Face dataset")
-    p.add_argument("--train", metavar="FILE", help="training data (required unless --resume or --hf-dataset)")
-    p.add_argument("--dev", metavar="FILE", help="dev data, evaluated after each epoch to pick the best model")
     p.add_argument("--output-dir", metavar="DIR", help="where the model is saved (required unless --resume)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file in "
-                   "DIR/checkpoints) with its saved settings; --epochs N trains up to N epochs in all")
+                   "DIR/checkpoints) with its saved settings, data included; --epochs N trains up to N epochs in all")
     p.add_argument("--overwrite", action="store_true", help="replace the model or run already in --output-dir")
-    p.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0, metavar="N",
+                   help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--dist-backend", choices=BACKENDS, default=None,
                    help="under torchrun: the torch.distributed backend (default: nccl on CUDA, else gloo)")
-    _add_data_options(p)
-    _add_hf_options(p, {
-        "--train-split": ("train", "training split (default: train)"),
-        "--dev-split": (None, "dev split (default: validation, when there is one)"),
-    })  # fmt: skip
+    _add_config_options(p, DataConfig, "data (files, or a Hugging Face dataset with --hf-dataset)")
     _add_config_options(p, TaggerConfig, "model")
     _add_config_options(p, TrainConfig, "training")
 
     p = sub.add_parser("evaluate", help="score a trained tagger on gold-tagged data")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
     p.add_argument("--data", metavar="FILE", help="gold-tagged data (or --hf-dataset)")
-    p.add_argument("--unknown-tags", choices=("error", "map-to-O"), default="error",
-                   help="gold tags the model does not know: an error (default), or scored as O")
+    p.add_argument("--split", metavar="SPLIT", help="--hf-dataset: the split to score (default: test, or the only split)")
+    p.add_argument("--unknown-tags", choices=("error", "map-to-O"), default=None,
+                   help="gold tags the model does not know: scored as O (the default for span tag sets such as "
+                   "BIO: conlleval counts such a chunk as missed; a note on stderr says what was mapped), "
+                   "or an error (the default for other tag sets)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
-    p.add_argument("--batch-size", type=int, default=256, help="sentences per batch (default: 256)")
-    _add_data_options(p, tag_default="the one the model was trained on with seqtag train, else upos / last")
-    _add_hf_options(p, {"--split": (None, "split to score (default: test, or the only split)")})
+    p.add_argument("--batch-size", type=_ranged(int, "batch_size", min=1), default=TrainConfig.eval_batch_size,
+                   help=f"sentences per batch (default: {TrainConfig.eval_batch_size})")
+    _add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", exclude=_TRAINING_DATA)
 
     p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out), ONNX or "
                        "torch.export")
@@ -163,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "onnx: one ONNX graph for ONNX Runtime, any batch and sentence length, vocabularies in its "
                    "metadata (needs the onnx extra; see docs/serving.md); "
                    "torch-export: id tensors in, one program per sentence-length bucket (see docs/export.md)")
-    p.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, metavar="N",
+    p.add_argument("--max-length", type=_ranged(int, "max_length", min=1), default=DEFAULT_MAX_LENGTH, metavar="N",
                    help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
 
     predict.add_parser(sub)
@@ -176,128 +204,135 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure training and inference tokens/s against the device's matmul rate")
     p.add_argument("--corpus", default="synthetic", metavar="FILE", help="a corpus file, or 'synthetic' (default)")
-    p.add_argument("--batch-size", type=int, nargs="+", default=None, metavar="N",
+    p.add_argument("--batch-size", type=_ranged(int, "batch_size", min=1), nargs="+", default=None, metavar="N",
                    help=f"batch sizes to time (default: {TrainConfig.batch_size})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (default: fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (default: torch's choice)")
-    p.add_argument("--steps", type=int, default=20, help="steps per timed segment (default: 20)")
-    p.add_argument("--repeats", type=int, default=5, help="timed segments; the median is reported (default: 5)")
+    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0, metavar="N",
+                   help="intra-op CPU threads (default: torch's choice)")
+    p.add_argument("--steps", type=_ranged(int, "steps", min=1), default=20,
+                   help="steps per timed segment (default: 20)")
+    p.add_argument("--repeats", type=_ranged(int, "repeats", min=1), default=5,
+                   help="timed segments; the median is reported (default: 5)")
     p.add_argument("--baseline", action="store_true", help="also time the tutorial's one-sentence-per-step loop")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_data_options(p)
+    _add_config_options(p, DataConfig, "corpus file columns", exclude=[
+        f.name for f in dataclasses.fields(DataConfig) if f.name not in ("format", "token_column", "tag_column")
+    ])  # fmt: skip
     _add_config_options(p, TaggerConfig, "model")
     return parser
 
 
-DATA_FILE = "data.json"  # the data files and columns of a run started here, for --resume
+def _hold(out: Path):
+    """The run's hold on its directory (rank 0 under torchrun; the others wait in train())."""
+    return hold_directory(out) if is_main_process() else contextlib.nullcontext()
 
 
-def _data_settings(args: argparse.Namespace) -> dict:
-    if args.hf_dataset:
-        local = Path(args.hf_dataset).expanduser()
-        return {
-            "hf_dataset": str(local.resolve()) if local.exists() else args.hf_dataset,
-            **{k: getattr(args, k) for k in ("hf_config", "train_split", "dev_split", "tokens_column",
-                                             "tags_column", "label_names", "hf_cache_dir", "num_proc")},
-        }  # fmt: skip
-    return {
-        "train_file": str(Path(args.train).resolve()),
-        "validation_file": str(Path(args.dev).resolve()) if args.dev else None,
-        "format": args.format,
-        "tag_column": args.tag_column,
-        "token_column": args.token_column,
-    }
+def _set_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if args.resume:
         _resume_training(args)
         return
-    if not (args.train or args.hf_dataset) or not args.output_dir:
+    data = _config_from_args(DataConfig, args)
+    if not (data.train_file or data.hf_dataset) or not args.output_dir:
         raise SeqtagError("train needs --train FILE (or --hf-dataset) and --output-dir DIR (or --resume DIR)")
-    if args.train and args.hf_dataset:
+    if data.train_file and data.hf_dataset:
         raise SeqtagError("train takes --train FILE or --hf-dataset, not both")
     model_config = _config_from_args(TaggerConfig, args)
     train_config = _config_from_args(TrainConfig, args)
     out = Path(args.output_dir)
-    check_output_dir(out, args.overwrite)  # before reading the data; train() checks again
-    if args.hf_dataset:
-        train_data, dev_data = _hf_data(args, model_config, train_config)
-    else:
-        train_data = _read(args.train, args)
-        dev_data = _read(args.dev, args) if args.dev else None
-    out.mkdir(parents=True, exist_ok=True)
-    if is_main_process():  # under torchrun, rank 0 writes
-        atomic_write_text(out / DATA_FILE, json.dumps(_data_settings(args), indent=2) + "\n")
-    train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet,
-          dist_backend=args.dist_backend, overwrite=args.overwrite)  # fmt: skip
+    with _hold(out):  # for the whole run; train() checks everything else before its first write
+        check_output_dir(out, args.overwrite)  # before reading the data; train() checks again
+        train_data, dev_data = _training_data(data, model_config, train_config)
+        train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet,
+              dist_backend=args.dist_backend, overwrite=args.overwrite, data_config=_absolute(data))  # fmt: skip
     if is_main_process():
         print(f"model saved in {out}", file=sys.stderr)
 
 
 def _resume_training(args: argparse.Namespace) -> None:
-    """``seqtag train --resume DIR``: the saved settings, with the changes resuming allows."""
+    """``seqtag train --resume DIR``: the checkpoint's settings (data included), with the changes
+    resuming allows."""
     target = Path(args.resume)
     out = target.parent.parent if target.is_file() else target
-    source = find_checkpoint(out, target if target.is_file() else True)
-    saved = read_checkpoint(source)
     given = [f.name for f in dataclasses.fields(TaggerConfig) if getattr(args, f.name) is not None]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise SeqtagError(f"--resume continues the run with its saved model settings; drop {flags}")
     if args.output_dir and Path(args.output_dir).resolve() != out.resolve():
         raise SeqtagError(f"--resume continues the run in {out}; drop --output-dir")
-    train_config = _config_from_args(TrainConfig, args, base=TrainConfig.from_dict(saved["train_config"]))
-    if args.train or args.hf_dataset:
-        data = _data_settings(args)
-    else:
-        try:
-            data = json.loads((out / DATA_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    if not out.is_dir():
+        raise SeqtagError(f"{out}: no run to resume (not a directory)")
+    with _hold(out):
+        source = find_checkpoint(out, target if target.is_file() else True)
+        saved = read_checkpoint(source)
+        if saved["data_config"] is None:
             raise SeqtagError(
-                f"{out / DATA_FILE} is missing or unreadable, so the run's data files are unknown: pass "
-                f"--train (and --dev, --format, --tag-column) as when the run started"
-            ) from None
-    if "hf_dataset" in data:
+                f"{source} has no data settings (the run was started from Python): continue it with "
+                f"seqtag.train(..., output_dir={str(out)!r}, resume=True)"
+            )
+        train_config = _config_from_args(TrainConfig, args, base=TrainConfig.from_dict(saved["train_config"]))
+        data = _absolute(_config_from_args(DataConfig, args, base=DataConfig.from_dict(saved["data_config"])))
+        # Refused changes are refused before the data is read (train() checks them again).
+        resumed_config(saved, train_config, TrainConfig, "train_config")
+        resumed_config(saved, data, DataConfig, "data_config")
         config = TaggerConfig.from_dict(saved["model_config"])
-        vocabs = Vocabularies.from_dict(saved["vocab"])
-        train_data, dev_data = _hf_data(argparse.Namespace(**data), config, train_config, vocabs)
-    else:
-        columns = argparse.Namespace(format=data["format"], tag_column=data["tag_column"], token_column=data["token_column"])
-        train_data = _read(data["train_file"], columns)
-        dev_data = _read(data["validation_file"], columns) if data["validation_file"] else None
-    train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source,
-          dist_backend=args.dist_backend)  # fmt: skip
+        vocabs = Vocabularies.from_dict(saved["vocab"]) if data.hf_dataset else None
+        train_data, dev_data = _training_data(data, config, train_config, vocabs)
+        train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source,
+              dist_backend=args.dist_backend, data_config=data)  # fmt: skip
     if is_main_process():
         print(f"model saved in {out}", file=sys.stderr)
 
 
-def _trained_tag_column(model: Path) -> str | None:
-    """The ``--tag-column`` the model directory's run was started with (its data.json), if any."""
+def _trained_data_config(model: Path) -> DataConfig | None:
+    """The data settings the model directory's run was trained with: config.json's ``data``, or
+    (from a model saved without it) its newest checkpoint's; None if neither has them."""
     try:
-        return json.loads((model / DATA_FILE).read_text(encoding="utf-8")).get("tag_column")
-    except (OSError, ValueError, AttributeError):
+        meta = json.loads((model / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    stored = meta.get("data") if isinstance(meta, dict) else None
+    if stored is None and (model / CHECKPOINT_DIR / LAST).is_file():
+        stored = read_checkpoint(model / CHECKPOINT_DIR / LAST)["data_config"]
+    if stored is None:
         return None
+    try:
+        return DataConfig.from_dict(stored)
+    except ValueError as e:
+        raise SeqtagError(f"{model / CONFIG_FILE}: unreadable data settings ({e})") from None
+
+
+def _evaluation_data(args: argparse.Namespace, model: Path):
+    """The gold data to score, read with the options given, else the columns the model was trained on."""
+    trained = _trained_data_config(model)
+    given = _config_from_args(DataConfig, args)
+    if trained is not None and bool(trained.hf_dataset) == bool(args.hf_dataset):  # the same kind of input
+        inherited = {n: getattr(trained, n) for n in ("format", "token_column", "tag_column", "label_names")}
+        given = _config_from_args(DataConfig, args, base=DataConfig(**inherited))
+    if not args.hf_dataset:
+        return _read_files(given, args.data)
+    from . import hf  # imports datasets: only when asked for
+
+    splits = hf.load_splits(given.hf_dataset, given.hf_config or None, cache_dir=given.cache_dir or None)
+    split = args.split or ("test" if "test" in splits else None)
+    return hf.sentences(hf.pick_split(splits, split, given.hf_dataset), **_hf_columns(given))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if bool(args.data) == bool(args.hf_dataset):
         raise SeqtagError("evaluate takes --data FILE or --hf-dataset NAME_OR_PATH (one of them)")
     tagger = Tagger.load(args.model, device=args.device)
-    if args.hf_dataset:
-        from . import hf  # imports datasets: only when asked for
-
-        splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.hf_cache_dir)
-        split = args.split or ("test" if "test" in splits else None)
-        data = hf.sentences(hf.pick_split(splits, split, args.hf_dataset), **_hf_columns(args))
-    else:
-        if args.tag_column is None:
-            args.tag_column = _trained_tag_column(Path(args.model))
-        data = _read(args.data, args)
-    result = evaluate(tagger, data, batch_size=args.batch_size, unknown_tags=args.unknown_tags)
+    data = _evaluation_data(args, Path(args.model))
+    # Span tag sets: a gold tag the model lacks is scored as O by default, as conlleval would
+    # (the chunk is missed), e.g. CoNLL-2000's I-LST, which its training data lacks.
+    unknown_tags = args.unknown_tags or ("map-to-O" if tagger.tag_scheme != "none" else "error")
+    result = evaluate(tagger, data, batch_size=args.batch_size, unknown_tags=unknown_tags)
     if result.get("unknown_tags"):
         mapped = ", ".join(f"{tag} ({n})" for tag, n in sorted(result["unknown_tags"].items()))
         print(f"seqtag: gold tags unknown to the model, scored as O: {mapped}", file=sys.stderr)
@@ -338,10 +373,9 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     config = _config_from_args(TaggerConfig, args)
-    sentences = synthetic_corpus() if args.corpus == "synthetic" else _read(args.corpus, args)
+    sentences = synthetic_corpus() if args.corpus == "synthetic" else _read_files(_config_from_args(DataConfig, args), args.corpus)
     device = resolve_device(args.device)
     batch_sizes = args.batch_size or [TrainConfig.batch_size]
     results = bench(sentences, config, batch_sizes, args.precision, str(device), args.steps, args.repeats)
@@ -390,6 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         command[args.command](args)
+        sys.stdout.flush()  # here, so that a closed pipe is an error caught below, not at exit
+    except BrokenPipeError:
+        # The reader went away (e.g. `seqtag evaluate ... | head -1`): stop quietly, as a Unix
+        # tool killed by SIGPIPE would (exit status 141), without a traceback at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except SeqtagError as e:
         print(f"seqtag: error: {e}", file=sys.stderr)
         return 1

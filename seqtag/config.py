@@ -1,8 +1,10 @@
-"""Configuration dataclasses: what the model is (:class:`TaggerConfig`) and how it is trained
-(:class:`TrainConfig`).
+"""Configuration dataclasses: what the model is (:class:`TaggerConfig`), how it is trained
+(:class:`TrainConfig`) and where the data comes from (:class:`DataConfig`).
 
-Each field carries its help text in ``metadata``; the command line is generated from these
-fields, so the defaults live here and nowhere else. Both round-trip through JSON.
+Each field carries its help text in ``metadata``, and its range (``min``, ``max``; ``above``
+and ``below`` for open bounds; ``choices``), checked in one place (:func:`check_value`) for
+every dataclass; the command line is generated from these fields, so the defaults live here
+and nowhere else. All round-trip through JSON.
 
 >>> c = TaggerConfig(hidden_dim=64)
 >>> TaggerConfig.from_dict(c.to_dict()) == c
@@ -12,6 +14,8 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,30 +24,99 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+DEFAULT_BATCH_SIZE = 256
+"""Sentences per batch when evaluating or predicting: the one home of this default."""
+
+
+def resumable_fields(cls: type) -> tuple[str, ...]:
+    """The fields of ``cls`` declared ``resumable=True``: what ``resume`` lets a caller change.
+    The others would not fit the saved state (batch positions, optimizer and scaler state,
+    vocabularies) or would make it a different run from the start; ``lr`` and ``clip`` are
+    resumable to recover from a diverging run (resume an earlier checkpoint lower).
+
+    >>> resumable_fields(TrainConfig)[:3]
+    ('epochs', 'lr', 'clip')
+    """
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
+
+
+def check_value(name: str, value: Any, metadata: Mapping[str, Any], kind: type | None = None) -> None:
+    """Check ``value`` against a field's ``metadata`` (``choices``, ``min``, ``max``, ``above``,
+    ``below``) and its type ``kind`` (int, float, str, bool).
+
+    >>> check_value("batch_size", 0, {"min": 1}, int)
+    Traceback (most recent call last):
+    ...
+    ValueError: expected batch_size >= 1, got 0
+
+    Raises:
+        ValueError: ``expected NAME ..., got VALUE``.
+    """
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError(f"expected {name} true or false, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"expected {name} an integer, got {value!r}")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"expected {name} a number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"expected {name} a string, got {value!r}")
+    choices = metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ValueError(f"expected {name} in {tuple(choices)}, got {value!r}")
+    if kind in (int, float) and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected {name} a finite number, got {value}")
+    for key, ok, op in (
+        ("min", lambda v, b: v >= b, ">="),
+        ("max", lambda v, b: v <= b, "<="),
+        ("above", lambda v, b: v > b, ">"),
+        ("below", lambda v, b: v < b, "<"),
+    ):
+        bound = metadata.get(key)
+        if bound is not None and not ok(value, bound):
+            raise ValueError(f"expected {name} {op} {bound}, got {value!r}")
+
+
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def field_kind(f: dataclasses.Field) -> type:
+    """The Python type of a config field (int, float, str or bool)."""
+    return f.type if isinstance(f.type, type) else _KINDS[str(f.type)]
+
+
 class _JsonConfig:
+    def __post_init__(self) -> None:
+        """Every field is checked against its metadata (:func:`check_value`)."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if field_kind(f) is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # JSON writes 1.0 as 1 in some tools
+                object.__setattr__(self, f.name, value)
+            check_value(f.name, value, f.metadata, field_kind(f))
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict of JSON values (what ``config.json`` holds)."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        """Rebuild from :meth:`to_dict`'s output; missing keys take their defaults.
+    def from_dict(cls, d: Mapping[str, Any], complete: bool = False):
+        """Rebuild from :meth:`to_dict`'s output; missing keys take their defaults unless
+        ``complete`` (then a missing key is an error, as for a saved file).
 
         Raises:
-            ValueError: for a key that is not a field, or a value out of range.
+            ValueError: for something other than a dict, a key that is not a field, a missing
+                key (``complete``), a value of the wrong type or out of range.
         """
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(d) - names)
+        if not isinstance(d, Mapping):
+            raise ValueError(f"expected {cls.__name__} fields as a JSON object, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        unknown = sorted(set(d) - set(names))
         if unknown:
             raise ValueError(f"expected {cls.__name__} fields, got unknown keys {unknown}")
+        missing = [n for n in names if n not in d]
+        if complete and missing:
+            raise ValueError(f"expected every {cls.__name__} field, got no {', '.join(missing)}")
         return cls(**d)
-
-    def _check_choices(self) -> None:
-        """Every field declared with ``choices`` holds one of them (the CLI offers the same list)."""
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            choices = f.metadata.get("choices")
-            if choices is not None and getattr(self, f.name) not in choices:
-                raise ValueError(f"expected {f.name} in {choices}, got {getattr(self, f.name)!r}")
 
     def replace(self, **changes: Any):
         """A copy with ``changes`` applied, checked like a new instance (``ValueError``)."""
@@ -54,11 +127,11 @@ class _JsonConfig:
 class TaggerConfig(_JsonConfig):
     """The architecture. Defaults are the recipe that reaches 95%+ UPOS on UD English-EWT."""
 
-    embedding_dim: int = _f(100, "word embedding size")
-    hidden_dim: int = _f(256, "LSTM hidden size per direction")
-    num_layers: int = _f(1, "stacked LSTM layers")
+    embedding_dim: int = _f(100, "word embedding size", min=1)
+    hidden_dim: int = _f(256, "LSTM hidden size per direction", min=1)
+    num_layers: int = _f(1, "stacked LSTM layers", min=1)
     bidirectional: bool = _f(True, "run a backward LSTM too and concatenate")
-    dropout: float = _f(0.33, "dropout on the LSTM's input and output (and between layers)")
+    dropout: float = _f(0.33, "dropout on the LSTM's input and output (and between layers)", min=0.0, below=1.0)
     crf: bool = _f(True, "decode with a linear-chain CRF instead of per-token softmax")
     tag_scheme: str = _f(
         "auto",
@@ -66,12 +139,12 @@ class TaggerConfig(_JsonConfig):
         choices=("auto", "bio", "iob1", "bioes", "none"),
     )
     constrain: bool = _f(True, "forbid the CRF transitions that the tag scheme rules out (e.g. O -> I-PER)")
-    char_embedding_dim: int = _f(30, "character embedding size for the character CNN")
-    char_filters: int = _f(100, "character CNN filters (0 = no character features)")
-    char_kernel_size: int = _f(3, "character CNN window width (odd)")
-    max_word_length: int = _f(30, "characters per word seen by the CNN; longer words are cut")
+    char_embedding_dim: int = _f(30, "character embedding size for the character CNN", min=1)
+    char_filters: int = _f(100, "character CNN filters (0 = no character features)", min=0)
+    char_kernel_size: int = _f(3, "character CNN window width (odd)", min=1)
+    max_word_length: int = _f(30, "characters per word seen by the CNN; longer words are cut", min=1)
     lowercase: bool = _f(True, "look words up lowercased (the case goes to the case feature)")
-    case_embedding_dim: int = _f(4, "size of the case feature (lower/Title/OTHER); 0 = none")
+    case_embedding_dim: int = _f(4, "size of the case feature (lower/Title/OTHER); 0 = none", min=0)
     rnn_mode: str = _f(
         "auto",
         "how the LSTM skips padding: packed (pack_padded_sequence), padded (per-length reversal), "
@@ -80,32 +153,23 @@ class TaggerConfig(_JsonConfig):
     )
 
     def __post_init__(self) -> None:
-        for name in ("embedding_dim", "hidden_dim", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"expected {name} >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"expected 0 <= dropout < 1, got {self.dropout}")
-        if self.char_filters < 0 or self.char_embedding_dim < 1 or self.max_word_length < 1:
-            raise ValueError("expected char_filters >= 0, char_embedding_dim >= 1, max_word_length >= 1")
-        if self.char_kernel_size < 1 or self.char_kernel_size % 2 == 0:
-            raise ValueError(f"expected an odd char_kernel_size >= 1, got {self.char_kernel_size}")
-        if self.case_embedding_dim < 0:
-            raise ValueError(f"expected case_embedding_dim >= 0, got {self.case_embedding_dim}")
-        self._check_choices()
+        super().__post_init__()
+        if self.char_kernel_size % 2 == 0:
+            raise ValueError(f"expected an odd char_kernel_size, got {self.char_kernel_size}")
 
 
 @dataclass
 class TrainConfig(_JsonConfig):
     """How to train. Defaults: Adam 2e-3, batch 32, early stopping on dev accuracy."""
 
-    epochs: int = _f(30, "maximum number of passes over the training data")
-    batch_size: int = _f(32, "sentences per batch")
+    epochs: int = _f(30, "maximum number of passes over the training data", resumable=True, min=1)
+    batch_size: int = _f(32, "sentences per batch", min=1)
     optimizer: str = _f("adam", "optimizer", choices=("sgd", "adam", "adamw"))
-    lr: float = _f(2e-3, "learning rate")
-    momentum: float = _f(0.0, "SGD momentum")
-    weight_decay: float = _f(0.0, "weight decay")
-    clip: float = _f(5.0, "clip the gradient norm to this (0 = no clipping)")
-    patience: int = _f(5, "stop after this many epochs without a better dev score (0 = never)")
+    lr: float = _f(2e-3, "learning rate", resumable=True, above=0.0)
+    momentum: float = _f(0.0, "SGD momentum", min=0.0)
+    weight_decay: float = _f(0.0, "weight decay", min=0.0)
+    clip: float = _f(5.0, "clip the gradient norm to this (0 = no clipping)", resumable=True, min=0.0)
+    patience: int = _f(5, "stop after this many epochs without a better dev score (0 = never)", resumable=True, min=0)
     select: str = _f(
         "auto",
         "dev metric that picks the best epoch (auto = f1 for span tag sets such as BIO, else accuracy)",
@@ -118,42 +182,86 @@ class TrainConfig(_JsonConfig):
         choices=("constant", "linear", "plateau"),
     )
     warmup_steps: int = _f(
-        0, "raise the learning rate linearly from lr/N to lr over the first N steps", metavar="N"
+        0, "raise the learning rate linearly from lr/N to lr over the first N steps", metavar="N", min=0,
     )
-    lr_halving: int = _f(2, "plateau schedule: halve the learning rate after this many epochs without dev gain (0 = never)")
+    lr_halving: int = _f(2, "plateau schedule: halve the learning rate after this many epochs without dev gain (0 = never)", min=0)
     precision: str = _f(
         "fp32",
         "fp32; bf16 (autocast, CPU or GPU); fp16 (autocast with gradient scaling, CUDA only)",
         choices=("fp32", "bf16", "fp16"),
     )
     checkpoint_every: int = _f(
-        0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N"
+        0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N",
+        resumable=True, min=0,
     )
     keep: int = _f(
         0, "also keep the N newest checkpoints as numbered files beside checkpoints/last.pt and best.pt",
-        metavar="N",
+        metavar="N", resumable=True, min=0,
     )
     word_dropout: float = _f(
-        0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)"
+        0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)", min=0.0,
     )
-    min_freq: int = _f(1, "keep training words seen at least this often")
+    min_freq: int = _f(1, "keep training words seen at least this often", min=1)
     vectors: str = _f("", "pretrained word vectors (word2vec/GloVe text, optionally .gz) to start the word embedding from")
-    vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary")
+    vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary", min=1)
     freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
     seed: int = _f(1, "seed for Python, NumPy and torch")
-    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps")
-    num_workers: int = _f(0, "DataLoader worker processes")
-    eval_batch_size: int = _f(256, "sentences per batch when evaluating or predicting")
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps", resumable=True)
+    num_workers: int = _f(0, "DataLoader worker processes", resumable=True, min=0)
+    eval_batch_size: int = _f(
+        DEFAULT_BATCH_SIZE, "sentences per batch when evaluating or predicting", resumable=True, min=1
+    )
 
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("expected epochs, batch_size and eval_batch_size >= 1")
-        if self.lr <= 0:
-            raise ValueError(f"expected lr > 0, got {self.lr}")
-        if self.word_dropout < 0 or self.clip < 0 or self.patience < 0 or self.lr_halving < 0:
-            raise ValueError("expected word_dropout, clip, patience and lr_halving >= 0")
-        if self.min_freq < 1 or self.num_workers < 0:
-            raise ValueError("expected min_freq >= 1 and num_workers >= 0")
-        self._check_choices()
-        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.keep < 0:
-            raise ValueError("expected warmup_steps, checkpoint_every and keep >= 0")
+
+@dataclass
+class DataConfig(_JsonConfig):
+    """Where the training data comes from and how it is read: CoNLL or CoNLL-U files, or a
+    Hugging Face dataset. Saved in every checkpoint and in ``config.json`` (``"data"``), so that
+    ``--resume`` reads the same data and ``seqtag evaluate`` the same tag column. Empty strings
+    take the defaults named in the help. The fingerprint of the data itself is checked on resume,
+    so the paths may change (files that moved); the columns may not."""
+
+    train_file: str = _f("", "training data: a CoNLL or CoNLL-U file", flag="--train", metavar="FILE", resumable=True)
+    validation_file: str = _f(
+        "", "dev data, evaluated after each epoch to pick the best model", flag="--dev", metavar="FILE", resumable=True
+    )
+    format: str = _f("auto", "file format (auto: CoNLL-U for a .conllu file, else CoNLL)",
+                     choices=("auto", "conll", "conllu"))  # fmt: skip
+    token_column: str = _f(
+        "", "token column: an index of a CoNLL file (default: 0), or a dataset column (default: tokens)",
+        metavar="COLUMN", aliases=("--tokens-column",),
+    )
+    tag_column: str = _f(
+        "", "tag column: a CoNLL-U column name or index (default: upos), an index of a CoNLL file (default: "
+        "the last), or a dataset column (default: the first of ner_tags, pos_tags, upos, tags, labels, xpos)",
+        metavar="COLUMN", aliases=("--tags-column",),
+    )
+    hf_dataset: str = _f(
+        "", "a Hugging Face dataset instead of files: a Hub name, a save_to_disk folder, a .json/.jsonl/"
+        ".parquet/.csv file or a folder of them", metavar="NAME_OR_PATH", resumable=True,
+    )
+    hf_config: str = _f("", "the Hub dataset's configuration", metavar="NAME")
+    train_split: str = _f("train", "training split of the dataset", metavar="SPLIT")
+    dev_split: str = _f("", "dev split of the dataset (default: validation, when there is one)", metavar="SPLIT")
+    label_names: str = _f(
+        "", "tag names by id, comma-separated, for integer tags without ClassLabel names", metavar="A,B,..."
+    )
+    cache_dir: str = _f("", "where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)",
+                        flag="--hf-cache-dir", metavar="DIR", resumable=True)  # fmt: skip
+    num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, resumable=True)
+
+    @property
+    def labels(self) -> list[str] | None:
+        """``label_names`` as a list (None when empty)."""
+        return self.label_names.split(",") if self.label_names else None
+
+    def file_reader_options(self) -> dict[str, Any]:
+        """``format``, ``tag_column`` and ``token_column`` as :func:`seqtag.corpus.read_corpus`
+        takes them."""
+        if self.token_column and not self.token_column.lstrip("-").isdigit():
+            raise ValueError(f"expected an integer token column for a CoNLL file, got {self.token_column!r}")
+        return {
+            "format": None if self.format == "auto" else self.format,
+            "tag_column": self.tag_column or None,
+            "token_column": int(self.token_column or 0),
+        }

@@ -45,11 +45,22 @@ class Sentence:
         return len(self.tokens)
 
 
+def _check_file(path: Path) -> None:
+    """A precise error for a path that is not a regular file."""
+    if path.is_file():
+        return
+    if not path.exists():
+        raise CorpusError(f"{path}: no such file")
+    if path.is_dir():
+        raise CorpusError(f"{path}: is a directory; give a corpus file in it")
+    kind = "a pipe" if path.is_fifo() else "a device" if path.is_char_device() or path.is_block_device() else "not a regular file"
+    raise CorpusError(f"{path}: is {kind}, not a corpus file (corpus files are read more than once: save the data to a file)")
+
+
 def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` with the line ending stripped; non-UTF-8 bytes are an error."""
     path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: no such file")
+    _check_file(path)
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
@@ -96,13 +107,16 @@ def read_conll(
     tokens: list[str] = []
     tags: list[str] = []
     width = None
+    filled: set[int] = set()  # columns with a value other than "_"
     for number, line in _lines(path):
         if not line.strip():
             if tokens:
                 sentences.append(Sentence(tokens, tags))
                 tokens, tags = [], []
             continue
-        cols = line.split("\t") if "\t" in line else line.split()
+        # Trailing whitespace (and a stray \r) is no part of a field: "O " is the tag "O".
+        line = line.rstrip()
+        cols = [c.rstrip() for c in line.split("\t")] if "\t" in line else line.split()
         if cols[0] == "-DOCSTART-":
             continue
         if width is None:
@@ -119,9 +133,17 @@ def read_conll(
             raise CorpusError(f"{path}:{number}: empty token or tag")
         tokens.append(token)
         tags.append(tag)
+        filled.update(i for i, c in enumerate(cols) if c != "_")
     if tokens:
         sentences.append(Sentence(tokens, tags))
-    return _check_nonempty(sentences, path)
+    _check_nonempty(sentences, path)
+    if width is not None:
+        tag_index = tag_column % width
+        if tag_index not in filled:
+            others = [str(i) for i in sorted(filled) if i not in (tag_index, token_column % width)]
+            hint = f": choose another with --tag-column (columns with values: {', '.join(others)})" if others else ""
+            raise CorpusError(f"{path}: tag column {tag_column} holds only '_'{hint}")
+    return sentences
 
 
 def _conllu_index(column: str | int) -> int:
@@ -155,6 +177,7 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
     tokens: list[str] = []
     tags: list[str] = []
     comments: list[str] = []
+    filled: set[int] = set()  # columns with a value other than "_"
     for number, line in _lines(path):
         if not line.strip():
             if tokens:
@@ -166,7 +189,7 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
         if line.startswith("#"):
             comments.append(line)
             continue
-        cols = line.split("\t")
+        cols = [c.rstrip() for c in line.split("\t")]  # trailing whitespace is no part of a field
         if len(cols) != 10:
             raise CorpusError(f"{path}:{number}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}")
         if "-" in cols[0] or "." in cols[0]:
@@ -175,9 +198,15 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
             raise CorpusError(f"{path}:{number}: expected a word ID, got {cols[0]!r}")
         tokens.append(cols[1])
         tags.append(cols[index])
+        filled.update(i for i, c in enumerate(cols) if c != "_")
     if tokens:
         sentences.append(Sentence(tokens, tags, comments))
-    return _check_nonempty(sentences, path)
+    _check_nonempty(sentences, path)
+    if index not in filled:
+        others = [CONLLU_COLUMNS[i] for i in (3, 4, 7, 5, 2, 9) if i in filled and i != index]
+        hint = f": choose another with --tag-column, e.g. {others[0]}" if others else ""
+        raise CorpusError(f"{path}: the {CONLLU_COLUMNS[index]} column holds only '_'{hint}")
+    return sentences
 
 
 def write_conll(sentences: Sequence[Sentence], path: str | os.PathLike) -> None:

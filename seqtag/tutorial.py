@@ -17,7 +17,7 @@ import torch
 
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence
-from .train import train
+from .training import train
 
 END = "<end>"
 

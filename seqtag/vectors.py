@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,16 @@ def read_vectors(path: str | os.PathLike, max_words: int | None = None) -> tuple
     """
     path = Path(path)
     if not path.is_file():
-        raise SeqtagError(f"{path}: no such vectors file")
+        raise SeqtagError(f"{path}: no such vectors file" if not path.exists() else f"{path}: not a vectors file")
+    try:
+        return _read(path, max_words)
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        kind = "a truncated or damaged .gz file" if path.suffix == ".gz" else "unreadable"
+        reason = str(e) or type(e).__name__
+        raise SeqtagError(f"{path}: cannot read the vectors: {kind} ({reason})") from None
+
+
+def _read(path: Path, max_words: int | None) -> tuple[list[str], np.ndarray]:
     opener = gzip.open if path.suffix == ".gz" else open
     words: list[str] = []
     rows: list[np.ndarray] = []

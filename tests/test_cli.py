@@ -1,8 +1,11 @@
 """The command line, end to end, in-process (``main(argv)``) and as a real subprocess."""
 
 import json
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -163,4 +166,143 @@ def test_evaluate_defaults_to_the_tag_column_the_model_was_trained_on(tmp_path, 
         reports.append(json.loads(capsys.readouterr().out))
     assert reports[0] == reports[1] and reports[0]["tokens"] > 0
     assert main(["evaluate", str(model), "--data", str(data), "--tag-column", "upos"]) == 1
-    assert "not trained with: _" in capsys.readouterr().err
+    assert "the upos column holds only '_': choose another with --tag-column, e.g. xpos" in capsys.readouterr().err
+
+
+# -- options, output directories, pipes ------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["train", "--threads", "-1"], 2, "argument --threads: expected threads >= 0, got -1"),
+        (["bench", "--steps", "0"], 2, "argument --steps: expected steps >= 1, got 0"),
+        (["evaluate", "m", "--data", "d", "--batch-size", "0"], 2, "argument --batch-size: expected batch_size >= 1, got 0"),
+        (["train", "--train", "t", "--output-dir", "o", "--batch-size", "0"], 1, "expected batch_size >= 1, got 0"),
+        (["train", "--train", "t", "--output-dir", "o", "--dropout", "1"], 1, "expected dropout < 1.0, got 1.0"),
+        (["train", "--train", "t", "--output-dir", "o", "--lr", "-1"], 1, "expected lr > 0.0, got -1.0"),
+        (["train", "--train", "t", "--output-dir", "o", "--num-proc", "0"], 1, "expected num_proc >= 1, got 0"),
+    ],
+)  # fmt: skip
+def test_options_out_of_range_are_one_line_before_anything_runs(tmp_path, capsys, monkeypatch, argv, code, message):
+    monkeypatch.chdir(tmp_path)
+    if code == 2:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    else:
+        assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_former_dataset_column_spellings_are_hidden_aliases():
+    from seqtag.cli import build_parser
+
+    parser = build_parser()
+    old = parser.parse_args(["train", "--tags-column", "ner", "--tokens-column", "words"])
+    new = parser.parse_args(["train", "--tag-column", "ner", "--token-column", "words"])
+    assert (old.tag_column, old.token_column) == (new.tag_column, new.token_column) == ("ner", "words")
+    assert "--tags-column COLUMN" not in parser._subparsers._group_actions[0].choices["train"].format_usage()
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_output_dir_that_cannot_be_a_directory_is_one_line(tmp_path, tutorial_file, capsys, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    out = blocker if where == "a file" else blocker / "run"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(out), "--epochs", "1", "--quiet", *TINY]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"seqtag: error: cannot write {out}: ") and len(err.splitlines()) == 1
+    assert blocker.read_text() == "x"
+
+
+def _seqtag(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "seqtag", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_a_second_run_into_a_directory_in_use_fails_at_once_and_the_first_stays_itself(tmp_path):
+    from seqtag import Tagger, write_conll
+    from seqtag.checkpoint import read_checkpoint
+
+    from .helpers import random_sentences
+
+    corpora = {}
+    for name, tags in (("abc", ("A", "B", "C")), ("xyz", ("X", "Y", "Z"))):
+        corpora[name] = tmp_path / f"{name}.conll"
+        write_conll(random_sentences(300, tags=tags, seed=len(corpora)), corpora[name])
+    out = tmp_path / "run"
+    run = lambda name: _seqtag("train", "--train", str(corpora[name]), "--dev", str(corpora[name]),  # noqa: E731
+                               "--output-dir", str(out), "--epochs", "6", "--quiet", *TINY)  # fmt: skip
+    first = run("abc")
+    lock = out / ".seqtag.lock"
+    while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.02)
+    # The second run, and beside it the time that starting seqtag at all takes now (same load).
+    started = time.perf_counter()
+    second, startup = run("xyz"), _seqtag("train", "--help")
+    startup.communicate()
+    startup_seconds = time.perf_counter() - started
+    _, second_err = second.communicate()
+    second_seconds = time.perf_counter() - started
+    assert first.poll() is None  # the first run was still training all along
+    assert second.returncode == 1
+    assert second_err.startswith(f"seqtag: error: {out} is in use by another seqtag run (pid {first.pid}, lock {lock})")
+    assert len(second_err.strip().splitlines()) == 1
+    assert second_seconds < startup_seconds + 1.0  # at once: before reading any data
+    _, first_err = first.communicate()
+    assert first.returncode == 0, first_err
+    winner = "abc"
+    # The survivor's directory is the survivor's run: its tags, data settings and checkpoint.
+    assert set(Tagger.load(out).vocabs.tags.itos) >= set("ABC" if winner == "abc" else "XYZ")
+    assert read_checkpoint(out / "checkpoints/last.pt")["data_config"]["train_file"] == str(corpora[winner].resolve())
+    evaluate = _seqtag("evaluate", str(out), "--data", str(corpora[winner]), "--json")
+    report, _ = evaluate.communicate()
+    assert evaluate.returncode == 0 and json.loads(report)["tokens"] > 0
+    resume = _seqtag("train", "--resume", str(out), "--epochs", "7", "--quiet")
+    _, resume_err = resume.communicate()
+    assert resume.returncode == 0, resume_err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_evaluate_into_a_closed_pipe_ends_quietly(tmp_path, tutorial_file):
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(model), "--epochs", "1", "--quiet", *TINY]) == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = f"{sys.executable} -m seqtag evaluate {model} --data {tutorial_file} | head -n 0"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_resume_of_a_run_started_in_python_says_how_to_continue_it(tmp_path, capsys):
+    import seqtag
+
+    out = tmp_path / "py"
+    seqtag.train(tutorial_corpus(), train_config=seqtag.TrainConfig(epochs=1, device="cpu"), output_dir=out, quiet=True)
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 1
+    assert "has no data settings (the run was started from Python): continue it with seqtag.train(" in capsys.readouterr().err
+
+
+def test_two_runs_started_together_into_one_directory_exactly_one_runs(tmp_path):
+    from seqtag import write_conll
+
+    from .helpers import random_sentences
+
+    corpus = tmp_path / "c.conll"
+    write_conll(random_sentences(200, seed=4), corpus)
+    out = tmp_path / "run"
+    # Enough epochs that the first to take the lock still trains when the other tries.
+    runs = [_seqtag("train", "--train", str(corpus), "--output-dir", str(out), "--epochs", "10", "--quiet", *TINY)
+            for _ in range(2)]  # fmt: skip
+    results = [(p.pid, *p.communicate(), p.returncode) for p in runs]
+    assert sorted(r[3] for r in results) == [0, 1], results
+    ((winner, *_),) = [r for r in results if r[3] == 0]
+    ((_, _, err, _),) = [r for r in results if r[3] == 1]
+    assert err.startswith(f"seqtag: error: {out} is in use by another seqtag run (pid {winner}, ")
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, 11))

@@ -3,6 +3,7 @@ layouts, and errors that name the file and the line."""
 
 import functools
 import itertools
+import os
 
 import pytest
 
@@ -407,3 +408,47 @@ def test_corpus_error_is_a_value_error():
 def test_sentence_rejects_mismatched_lengths(tokens, tags):
     with pytest.raises(ValueError, match=f"{len(tokens)} tokens and {len(tags)} tags"):
         Sentence(tokens, tags)
+
+
+# ---------------------------------------------------------------- fields, columns, paths
+
+
+@pytest.mark.parametrize("space", [" ", "\t", "  \t ", "\r", " \r"])
+@pytest.mark.parametrize("fmt", ["conll", "conllu"])
+def test_trailing_whitespace_is_no_part_of_a_field(tmp_path, space, fmt):
+    """``word<TAB>O `` is the tag ``O``: no second tag ``O `` beside it (which would turn span
+    detection off silently)."""
+    clean = [Sentence(["Ann", "sat"], ["B-PER", "O"]), Sentence(["ok"], ["O"])]
+    path = tmp_path / f"c.{fmt}"
+    (write_conll if fmt == "conll" else write_conllu)(clean, path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(line[:-1] + space + "\n" if line.strip() else line for line in lines), encoding="utf-8")
+    if fmt == "conllu" and "\t" in space:
+        with pytest.raises(CorpusError, match="expected 10 tab-separated CoNLL-U fields"):  # an 11th field
+            read_conllu(path)
+        return
+    assert read_corpus(path, format=fmt) == clean
+
+
+def test_a_tag_column_of_only_underscores_names_the_column_and_a_better_one(tmp_path):
+    path = tmp_path / "xpos-less.conllu"
+    path.write_text("1\tThe\tthe\tDET\t_\t_\t2\tdet\t_\t_\n2\tdog\tdog\tNOUN\t_\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"xpos-less.conllu: the xpos column holds only '_': choose another with --tag-column, e.g. upos"):
+        read_conllu(path, "xpos")
+    assert read_conllu(path, "upos")[0].tags == ["DET", "NOUN"]
+    conll = tmp_path / "c.conll"
+    conll.write_text("The\tDT\t_\ndog\tNN\t_\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"c.conll: tag column -1 holds only '_': choose another with --tag-column \(columns with values: 1\)"):
+        read_conll(conll)
+    assert read_conll(conll, tag_column=1)[0].tags == ["DT", "NN"]
+
+
+def test_a_directory_a_device_or_a_pipe_is_not_reported_as_missing(tmp_path):
+    with pytest.raises(CorpusError, match=f"{tmp_path}: is a directory"):
+        read_corpus(tmp_path)
+    with pytest.raises(CorpusError, match="/dev/null: is a device, not a corpus file"):
+        read_corpus("/dev/null")
+    fifo = tmp_path / "fifo.conll"
+    os.mkfifo(fifo)
+    with pytest.raises(CorpusError, match="fifo.conll: is a pipe, not a corpus file"):
+        read_corpus(fifo)  # refused without opening it (opening would block)

@@ -25,7 +25,7 @@ from seqtag.checkpoint import read_checkpoint
 from seqtag.cli import main
 from seqtag.data import BucketBatchSampler
 from seqtag.distributed import setup
-from seqtag.train import WALL_CLOCK_FIELDS
+from seqtag.training import WALL_CLOCK_FIELDS
 
 from .conftest import EWT
 
@@ -51,7 +51,7 @@ import torch.distributed as dist
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig
 from seqtag.model import Tagger
-from seqtag.train import TrainingInterrupted
+from seqtag.training import TrainingInterrupted
 
 torch.set_num_threads(1)
 work = Path(sys.argv[1])

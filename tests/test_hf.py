@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import seqtag.data
 from seqtag import (
     Sentence,
     SeqtagError,
@@ -18,6 +17,7 @@ from seqtag import (
     TaggerConfig,
     TrainConfig,
     Vocabularies,
+    arrow_data,
     evaluate,
     hf,
     train,
@@ -29,9 +29,6 @@ from .helpers import random_sentences
 
 TINY = dict(embedding_dim=16, hidden_dim=16, char_embedding_dim=8, char_filters=8)
 FAST = dict(epochs=2, batch_size=16, lr=1e-2, device="cpu", patience=0, eval_batch_size=64)
-# train()/evaluate() take encoded datasets once the data.py/train.py change proposed with
-# seqtag/hf.py is in; until then the Arrow training test is skipped.
-ENCODED_TRAINING = hasattr(seqtag.data, "EncodedDataset")
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +98,6 @@ def test_ewt_classlabel_dataset_trains_and_evaluates_like_the_conllu_files(ewt_s
     assert ewt_expected["accuracy"] > 0.5  # it learned something in 2 tiny epochs
 
 
-@pytest.mark.skipif(not ENCODED_TRAINING, reason="train() does not take encoded datasets yet (proposed change)")
 def test_ewt_arrow_dataset_trains_and_evaluates_like_the_conllu_files(ewt_slices, ewt_expected, tmp_path):
     train_s, dev_s, names = ewt_slices
     train_ds, dev_ds = _classlabel_dataset(train_s, names), _classlabel_dataset(dev_s, names)
@@ -357,7 +353,7 @@ def test_arrow_encoding_of_a_read_only_saved_dataset_goes_to_the_datasets_cache(
     sentences = random_sentences(10)
     datasets.Dataset.from_dict(_rows(sentences)).save_to_disk(tmp_path / "saved")
     saved = hf.load_split(tmp_path / "saved")
-    monkeypatch.setattr(hf, "_writable", lambda folder: folder != tmp_path / "saved")
+    monkeypatch.setattr(arrow_data, "_writable", lambda folder: folder != tmp_path / "saved")
     arrow = hf.ArrowTaggingDataset(saved, Vocabularies.build(sentences), TaggerConfig())
     assert arrow.encoded.cache_files[0]["filename"].startswith(str(tmp_path / "hf-cache" / "seqtag-encoded"))
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
@@ -365,16 +361,6 @@ def test_arrow_encoding_of_a_read_only_saved_dataset_goes_to_the_datasets_cache(
     )
 
 
-def _cli_has_hf_options():
-    from seqtag.cli import build_parser
-
-    _, unknown = build_parser().parse_known_args(["train", "--hf-dataset", "x"])
-    return not unknown
-
-
-@pytest.mark.skipif(
-    not (ENCODED_TRAINING and _cli_has_hf_options()), reason="the CLI has no --hf-dataset yet (proposed change)"
-)
 def test_cli_trains_resumes_and_evaluates_on_a_saved_dataset_dict(tmp_path, capsys):
     from seqtag import Tagger
     from seqtag.cli import main
@@ -396,3 +382,17 @@ def test_cli_trains_resumes_and_evaluates_on_a_saved_dataset_dict(tmp_path, caps
     assert result == evaluate(Tagger.load(out), splits["test"])
     assert main(["evaluate", str(out), *common, "--split", "dev"]) == 1
     assert "has no split 'dev'; it has train, validation, test" in capsys.readouterr().err
+
+
+def test_csv_strings_are_split_once_at_load_time_and_nowhere_else(tmp_path):
+    sentences = random_sentences(12, seed=5)
+    path = tmp_path / "train.csv"
+    datasets.Dataset.from_dict(
+        {"tokens": [" ".join(s.tokens) for s in sentences], "tags": [" ".join(s.tags) for s in sentences]}
+    ).to_csv(path)
+    loaded = hf.load_split(path, cache_dir=tmp_path / "cache")
+    assert loaded.features["tokens"] == datasets.List(datasets.Value("string"))  # lists from here on
+    assert hf.build_vocabs(loaded) == Vocabularies.build(sentences)
+    text = datasets.Dataset.from_dict({"tokens": ["The dog"], "tags": ["DET NN"]})  # not from a CSV file
+    with pytest.raises(SeqtagError, match="split into words only when read from a CSV file"):
+        hf.sentences(text)

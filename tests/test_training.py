@@ -17,15 +17,15 @@ import torch
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, write_conll, write_conllu
-from seqtag.checkpoint import Progress, numbered_checkpoints, read_checkpoint
+from seqtag.checkpoint import numbered_checkpoints, read_checkpoint
 from seqtag.cli import main
 from seqtag.model import Tagger
-from seqtag.train import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
+from seqtag.training import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
 from seqtag.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 
 from .helpers import random_sentences
 
-train_module = importlib.import_module("seqtag.train")  # seqtag.train is also the function
+train_module = importlib.import_module("seqtag.training")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TaggerConfig(embedding_dim=8, hidden_dim=8, char_embedding_dim=4, char_filters=4, dropout=0.2)
@@ -91,18 +91,6 @@ def test_resuming_from_a_mid_epoch_checkpoint_is_bit_identical(data, straight_ru
     assert_same_weights(read_checkpoint(run / "checkpoints/last.pt")["model"],
                         read_checkpoint(straight / "checkpoints/last.pt")["model"])  # fmt: skip
     assert without_wall_clock(rows(run)) == without_wall_clock(rows(straight))
-
-
-def test_checkpoint_holds_everything_needed_and_loads_without_pickle(straight_run):
-    out, _ = straight_run
-    raw = torch.load(out / "checkpoints/last.pt", map_location="cpu", weights_only=True)
-    assert {"model", "best_model", "optimizer", "rng", "progress", "vocab", "train_config", "model_config"} <= set(raw)
-    assert set(raw["rng"]) == {"python", "numpy", "torch", "cuda"}
-    progress = Progress.from_dict(raw["progress"])
-    assert (progress.epoch, progress.batch, progress.step) == (4, 0, 24)
-    assert len(progress.history) == 4
-    assert (out / "checkpoints/best.pt").is_file()
-    assert Tagger.load(out).predict([["a", "b"]])[0].__len__() == 2
 
 
 def test_keep_limits_the_numbered_checkpoints(data, tmp_path):
@@ -227,7 +215,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(data, tmp_path, mo
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(SeqtagError, match="cannot write a checkpoint.*No space left on device"):
+    with pytest.raises(SeqtagError, match=r"cannot write \S+last.pt: No space left on device; stopping \(the checkpoints already there"):
         seqtag.train(*data, TINY, FAST, output_dir=tmp_path, quiet=True)
     monkeypatch.setattr(os, "replace", real_replace)
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp files
@@ -263,33 +251,6 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_pa
     if how == "huge-lr":  # resuming with a sane rate recovers
         seqtag.train(*data, train_config=tc.replace(lr=1e-3), output_dir=tmp_path, quiet=True, resume=True)
         assert [r["epoch"] for r in rows(tmp_path)] == [1, 2, 3]
-
-
-def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(data, tmp_path):
-    seqtag.train(*data, TINY, FAST.replace(epochs=1), output_dir=tmp_path, quiet=True)
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    torch.save({"format": "seqtag-checkpoint", "version": 1, "model": Payload()}, tmp_path / "checkpoints/last.pt")
-    with pytest.raises(SeqtagError, match="refused to load checkpoint"):
-        seqtag.train(*data, output_dir=tmp_path, resume=True)
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize("damage", ["truncated", "empty", "not a checkpoint"])
-def test_a_damaged_checkpoint_is_a_clear_error(data, tmp_path, damage):
-    seqtag.train(*data, TINY, FAST.replace(epochs=1), output_dir=tmp_path, quiet=True)
-    path = tmp_path / "checkpoints/last.pt"
-    raw = path.read_bytes()
-    if damage == "not a checkpoint":
-        torch.save({"weights": torch.zeros(2)}, path)
-    else:
-        path.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"")
-    with pytest.raises(SeqtagError, match=f"{path}: (refused to load|not a seqtag training checkpoint)"):
-        read_checkpoint(path)
 
 
 # -- precision ------------------------------------------------------------------------------
@@ -338,11 +299,11 @@ def test_linear_schedule_in_metrics(data, tmp_path):
     assert lrs == pytest.approx([FAST.lr * (18 - s) / 16 for s in (5, 11, 17)])
 
 
-def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path, monkeypatch):
+def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path):
     scores = iter([0.5, 0.7, 0.6, 0.6, 0.6, 0.9])
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: {"accuracy": next(scores), "tokens": 1, "sentences": 1})
+    scripted = lambda tagger, dataset, batch_size: {"accuracy": next(scores), "tokens": 1, "sentences": 1}
     tc = FAST.replace(epochs=6, patience=3, lr_halving=1, schedule="plateau")
-    seqtag.train(*data, TINY, tc, output_dir=tmp_path, quiet=True)
+    seqtag.train(*data, TINY, tc, output_dir=tmp_path, quiet=True, evaluator=scripted)
     history = rows(tmp_path)
     assert [r["dev_accuracy"] for r in history] == [0.5, 0.7, 0.6, 0.6, 0.6]  # stopped: 3 epochs without gain
     assert [r["lr"] / tc.lr for r in history] == [1, 1, 1, 0.5, 0.25]
@@ -354,16 +315,16 @@ def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path, monke
 
 
 @pytest.mark.parametrize("select", ["accuracy", "f1"])
-def test_best_epoch_is_chosen_by_the_selected_metric(tmp_path, monkeypatch, select):
+def test_best_epoch_is_chosen_by_the_selected_metric(tmp_path, select):
     train = random_sentences(16, tags=("O", "B-X", "I-X"), seed=7)
     scores = iter([(0.9, 0.1), (0.5, 0.8), (0.6, 0.3)])
 
-    def fake_evaluate(*args, **kwargs):
+    def scripted(tagger, dataset, batch_size):
         accuracy, f1 = next(scores)
         return {"accuracy": accuracy, "f1": f1, "precision": f1, "recall": f1, "tokens": 1, "sentences": 1}
 
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
-    seqtag.train(train, train, TINY, FAST.replace(epochs=3, select=select), output_dir=tmp_path, quiet=True)
+    seqtag.train(train, train, TINY, FAST.replace(epochs=3, select=select), output_dir=tmp_path, quiet=True,
+                 evaluator=scripted)
     best = read_checkpoint(tmp_path / "checkpoints/best.pt")["progress"]
     assert best.best_epoch == (1 if select == "accuracy" else 2)
 
@@ -383,23 +344,6 @@ def test_metrics_jsonl_has_one_row_per_epoch_with_its_fields(data, straight_run)
     for r in history:
         assert {"train_loss", "tokens_per_s", "lr", "epoch_seconds", "wall_time", "dev_accuracy"} <= set(r)
     assert [r["wall_time"] for r in history] == sorted(r["wall_time"] for r in history)
-
-
-def test_learning_curve_png(straight_run, tmp_path, capsys):
-    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
-    png = straight_run[0] / "learning_curve.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["plot", str(straight_run[0]), "--out", str(tmp_path / "again.png")]) == 0
-    assert (tmp_path / "again.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_training_without_matplotlib_says_so_and_finishes(data, tmp_path, monkeypatch, capsys):
-    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.ticker"):
-        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
-    seqtag.train(*data, TINY, FAST.replace(epochs=1), output_dir=tmp_path)
-    assert "no learning-curve plot: the plot needs matplotlib: pip install 'seqtag[plot]'" in capsys.readouterr().err
-    assert (tmp_path / "weights.pt").exists() and not (tmp_path / "learning_curve.png").exists()
-    assert main(["plot", str(tmp_path)]) == 1
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -435,18 +379,23 @@ def test_unknown_tags_at_evaluation_error_or_map_to_o(tmp_path, capsys):
     write_conll(train[:3] + [seqtag.Sentence(["Ann", "in", "Oslo"], ["B-PER", "O", "B-LOC"])], gold)
     out = tmp_path / "ner"
     seqtag.train(train, config=TINY, train_config=FAST.replace(epochs=1), output_dir=out, quiet=True)
-    assert main(["evaluate", str(out), "--data", str(gold)]) == 1
-    assert "1 tag(s) the model was not trained with: B-LOC" in capsys.readouterr().err
-    assert main(["evaluate", str(out), "--data", str(gold), "--unknown-tags", "map-to-O", "--json"]) == 0
-    captured = capsys.readouterr()
-    result = json.loads(captured.out)
-    assert result["unknown_tags"] == {"B-LOC": 1} and "B-LOC (1)" in captured.err
-    assert result["tokens"] == sum(len(s) for s in train[:3]) + 3
+    assert main(["evaluate", str(out), "--data", str(gold), "--unknown-tags", "error"]) == 1
+    err = capsys.readouterr().err
+    assert "1 tag(s) the model was not trained with: B-LOC" in err and "--unknown-tags map-to-O" in err
+    # Span tags: mapped to O by default (conlleval: the gold chunk is missed), saying so on stderr.
+    for flags in ([], ["--unknown-tags", "map-to-O"]):
+        assert main(["evaluate", str(out), "--data", str(gold), "--json", *flags]) == 0
+        captured = capsys.readouterr()
+        result = json.loads(captured.out)
+        assert result["unknown_tags"] == {"B-LOC": 1} and "scored as O: B-LOC (1)" in captured.err
+        assert result["tokens"] == sum(len(s) for s in train[:3]) + 3
 
     pos = tmp_path / "pos"
     seqtag.train(tutorial_corpus(), config=TINY, train_config=FAST.replace(epochs=1), output_dir=pos, quiet=True)
     assert main(["evaluate", str(pos), "--data", str(gold), "--unknown-tags", "map-to-O"]) == 1
     assert "no 'O' tag" in capsys.readouterr().err
+    assert main(["evaluate", str(pos), "--data", str(gold)]) == 1  # not span tags: an error by default
+    assert "the model was not trained with" in capsys.readouterr().err
 
 
 def test_a_10000_token_sentence_trains_and_predicts():
@@ -485,3 +434,114 @@ def test_python_train_refuses_an_output_dir_with_a_model(tmp_path):
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
     seqtag.train(data, config=TINY, train_config=FAST.replace(epochs=1), output_dir=out, quiet=True, overwrite=True)
     assert len(rows(out)) == 1
+
+
+# -- a run owns its directory: every check before the first write ---------------------------------
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    corpus = tmp_path / "train.conllu"
+    write_conllu(random_sentences(16, seed=11), corpus)
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(corpus), "--dev", str(corpus), "--output-dir", str(out), "--epochs", "2",
+                 *TINY_FLAGS]) == 0  # fmt: skip
+    return corpus, out
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "cuda:7"], "cuda"),
+        (["--vectors", "missing-vectors.txt"], "missing-vectors.txt: no such vectors file"),
+        (["--precision", "fp16"], "--precision fp16 needs CUDA"),
+        (["--select", "f1"], "--select f1 needs span tags"),
+        (["--dev", "missing-dev.conllu"], "missing-dev.conllu: no such file"),
+    ],
+)  # fmt: skip
+def test_a_failed_overwrite_leaves_the_old_run_as_it_was(finished_run, capsys, flags, message):
+    corpus, out = finished_run
+    before = _files(out)
+    capsys.readouterr()
+    argv = ["train", "--train", str(corpus), "--output-dir", str(out), "--overwrite", "--epochs", "1", *TINY_FLAGS]
+    if flags[0] == "--device":
+        argv = [a for a in argv if a != "cpu" and a != "--device"]
+    assert main([*argv, *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert _files(out) == before  # the old run resumes as itself
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert [r["epoch"] for r in rows(out)] == [1, 2, 3]
+
+
+def test_temp_files_of_a_killed_model_write_are_removed_at_the_next_start(finished_run):
+    _, out = finished_run
+    for name in (".weights.pt.tmp4242", ".config.json.tmp4242", "checkpoints/.last.pt.tmp4242"):
+        (out / name).write_bytes(b"half")
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert not [p for p in out.rglob(".*.tmp*")]
+
+
+def test_resume_reads_the_data_settings_from_the_checkpoint_and_allows_moved_files(finished_run, capsys):
+    corpus, out = finished_run
+    saved = read_checkpoint(out / "checkpoints/last.pt")["data_config"]
+    assert saved["train_file"] == saved["validation_file"] == str(corpus.resolve())
+    assert not (out / "data.json").exists()
+    moved = corpus.with_name("moved.conllu")
+    corpus.rename(moved)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 1
+    assert f"{corpus.resolve()}: no such file" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--train", str(moved), "--dev", str(moved),
+                 "--quiet"]) == 0  # fmt: skip
+    assert read_checkpoint(out / "checkpoints/last.pt")["data_config"]["train_file"] == str(moved.resolve())
+    assert main(["train", "--resume", str(out), "--epochs", "4", "--tag-column", "xpos"]) == 1
+    err = capsys.readouterr().err
+    assert "of its DataConfig it can change only train_file, validation_file" in err and "not tag_column" in err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s["train_config"].update(lr="fast"), "expected lr a number, got 'fast'"),
+        (lambda s: s["model_config"].pop("hidden_dim"), "got no hidden_dim"),
+        (lambda s: s["data_config"].update(num_proc=0), "expected num_proc >= 1, got 0"),
+        (lambda s: s.update(progress={"epoch": 1, "bogus": 2}), "bogus"),
+    ],
+)  # fmt: skip
+def test_a_hand_edited_checkpoint_is_one_line(finished_run, capsys, edit, message):
+    _, out = finished_run
+    path = out / "checkpoints/last.pt"
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    torch.save(state, path)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: damaged or hand-edited checkpoint" in err and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_full_disk_at_the_metrics_row_is_one_line_and_resume_rewrites_the_rows(data, tmp_path, monkeypatch):
+    real_replace = os.replace
+    writes = 0
+
+    def replace(src, dst):
+        nonlocal writes
+        if str(dst).endswith("metrics.jsonl"):
+            writes += 1
+            if writes == 3:  # at the start (no rows), after epoch 1, after epoch 2: full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(SeqtagError, match=f"^cannot write {tmp_path / 'metrics.jsonl'}: No space left on device$"):
+        seqtag.train(*data, TINY, FAST.replace(epochs=3), output_dir=tmp_path, quiet=True)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [r["epoch"] for r in rows(tmp_path)] == [1]  # the old file, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".metrics")]
+    seqtag.train(*data, output_dir=tmp_path, quiet=True, resume=True)  # epoch 2 is in the checkpoint
+    assert [r["epoch"] for r in rows(tmp_path)] == [1, 2, 3]

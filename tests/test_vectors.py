@@ -77,3 +77,14 @@ def test_vectors_through_the_cli(tmp_path):
     training = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
     assert training["vectors"] == str(path) and training["freeze_vectors"] is True
     assert torch.equal(tagger.word_embedding.weight[0], torch.zeros(3))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip"])
+def test_a_damaged_gz_is_one_line(tmp_path, damage):
+    data = gzip.compress("".join(f"w{i} 1 2 3\n" for i in range(2000)).encode())
+    path = tmp_path / "v.txt.gz"
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"plain text, not gzip\n")
+    with pytest.raises(SeqtagError) as info:
+        read_vectors(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot read the vectors: a truncated or damaged .gz file") and "\n" not in message

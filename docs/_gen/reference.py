@@ -64,7 +64,8 @@ def config_options(parser: argparse.ArgumentParser, cls: type) -> dict[str, list
     """
     names = {f.name for f in dataclasses.fields(cls)}
     for group in parser._action_groups:
-        actions = [a for a in group._group_actions if a.option_strings]
+        # Hidden spellings (help=SUPPRESS, e.g. --tags-column for --tag-column) are left out.
+        actions = [a for a in group._group_actions if a.option_strings and a.help != argparse.SUPPRESS]
         if actions and {a.dest for a in actions} == names:
             return {a.dest: list(a.option_strings) for a in actions}
     return {}

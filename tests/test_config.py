@@ -1,0 +1,87 @@
+"""Configuration dataclasses: JSON round trips, ranges from field metadata, and the package
+importing without torch."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_seqtag_imports_where_torch_cannot():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import seqtag, seqtag.config, seqtag.corpus\n"
+        "print(seqtag.__version__, seqtag.TaggerConfig().hidden_dim, 'train' in seqtag.__all__)\n"
+        "try:\n"
+        "    seqtag.Tagger\n"
+        "except ImportError:\n"
+        "    print('no torch')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": ""})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0.2.0", "256", "True", "no", "torch"]
+
+
+def test_lazy_names_are_the_modules_objects():
+    import seqtag
+    from seqtag.model import Tagger
+    from seqtag.training import train
+
+    assert seqtag.train is train and seqtag.load == Tagger.load
+    assert set(seqtag.__all__) <= set(dir(seqtag))
+
+
+def test_what_resume_may_change_is_declared_on_the_fields():
+    from seqtag.config import TrainConfig, resumable_fields
+
+    assert set(resumable_fields(TrainConfig)) == {
+        "epochs", "patience", "lr", "clip", "device", "num_workers", "eval_batch_size", "checkpoint_every", "keep",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cls, changes, message",
+    [
+        ("TaggerConfig", {"hidden_dim": 0}, "expected hidden_dim >= 1, got 0"),
+        ("TaggerConfig", {"dropout": 1.0}, "expected dropout < 1.0, got 1.0"),
+        ("TaggerConfig", {"char_kernel_size": 4}, "expected an odd char_kernel_size, got 4"),
+        ("TaggerConfig", {"rnn_mode": "fast"}, "expected rnn_mode in ('auto', 'packed', 'padded'), got 'fast'"),
+        ("TaggerConfig", {"hidden_dim": "8"}, "expected hidden_dim an integer, got '8'"),
+        ("TaggerConfig", {"crf": 1}, "expected crf true or false, got 1"),
+        ("TrainConfig", {"lr": 0}, "expected lr > 0.0, got 0.0"),
+        ("TrainConfig", {"lr": float("inf")}, "expected lr a finite number, got inf"),
+        ("TrainConfig", {"batch_size": 0}, "expected batch_size >= 1, got 0"),
+        ("TrainConfig", {"eval_batch_size": -1}, "expected eval_batch_size >= 1, got -1"),
+        ("TrainConfig", {"word_dropout": -0.1}, "expected word_dropout >= 0.0, got -0.1"),
+        ("DataConfig", {"num_proc": 0}, "expected num_proc >= 1, got 0"),
+        ("DataConfig", {"format": "csv"}, "expected format in ('auto', 'conll', 'conllu'), got 'csv'"),
+    ],
+)  # fmt: skip
+def test_every_dataclass_checks_its_field_metadata_in_one_place(cls, changes, message):
+    from seqtag import config
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(config, cls)(**changes)
+    with pytest.raises(ValueError, match=re.escape(message)):  # from_dict and replace check alike
+        getattr(config, cls).from_dict(changes)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(config, cls)().replace(**changes)
+
+
+@pytest.mark.parametrize("cls", ["TaggerConfig", "TrainConfig", "DataConfig"])
+def test_json_round_trip_and_complete_files(cls):
+    from seqtag import config
+
+    kind = getattr(config, cls)
+    assert kind.from_dict(kind().to_dict()) == kind()
+    partial = dict(list(kind().to_dict().items())[1:])
+    assert kind.from_dict(partial) == kind()
+    with pytest.raises(ValueError, match=f"expected every {cls} field, got no "):
+        kind.from_dict(partial, complete=True)
+    with pytest.raises(ValueError, match="unknown keys"):
+        kind.from_dict({**kind().to_dict(), "bogus": 1})
