@@ -650,10 +650,9 @@ class _TagBatch:
     """The ``Dataset.map`` function of :func:`tag_dataset`: picklable; a model given by path is
     loaded once per process."""
 
-    def __init__(self, model, tokens: str, split_tokens: bool, output: str, config: PredictConfig) -> None:
+    def __init__(self, model, tokens: str, output: str, config: PredictConfig) -> None:
         self.model = model
         self.tokens = tokens
-        self.split_tokens = split_tokens
         self.output = output
         self.config = config
         self.parent = os.getpid()
@@ -675,7 +674,7 @@ class _TagBatch:
             _set_threads(self.config.threads_per_worker())
             self.threads_set = True
         rows = batch[self.tokens]
-        sentences = [row.split() if self.split_tokens else list(row) for row in rows]
+        sentences = [list(row) for row in rows]
         predictor = self._predictor()
         nonempty = [s for s in sentences if s]
         tags = iter(predictor.predict(nonempty) if nonempty else [])
@@ -743,7 +742,7 @@ def _tag_dataset(tagger_or_path, dataset, tokens_column: str | None, output_colu
         raise SeqtagError(f"the dataset already has a column {output_column!r}: choose another output column")
     features = dataset.features.copy()
     features[output_column] = datasets.List(datasets.Value("string"))
-    function = _TagBatch(tagger_or_path, columns.tokens, columns.split_tokens, output_column, config)
+    function = _TagBatch(tagger_or_path, columns.tokens, output_column, config)
     return dataset.map(
         function, batched=True, batch_size=config.batch_size, num_proc=config.workers if config.workers > 1 else None,
         features=features, load_from_cache_file=False, desc="tagging",

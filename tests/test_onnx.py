@@ -435,9 +435,7 @@ def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_fil
     _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.errors", "seqtag.onnx_tagger"])
 
 
-# The same through the real package, for when `import seqtag` no longer imports torch eagerly:
-# rename to test_... then (it fails while seqtag/__init__.py imports torch).
-def package_import_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):
+def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):
     sentences = _test_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, "")
