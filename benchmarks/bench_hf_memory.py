@@ -42,6 +42,7 @@ import torch
 from seqtag import TaggerConfig, hf
 from seqtag.arrow_data import ArrowTaggingDataset
 from seqtag.data import make_loader
+from seqtag.host import host_info
 from seqtag.model import Tagger
 from seqtag.training import train_step
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     datasets.disable_progress_bars()
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="seqtag-bench-hf-"))
     work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"sentences": args.sentences, "batch_size": args.batch_size, "workers": args.workers,
+    report: dict = {"host": host_info(), "sentences": args.sentences, "batch_size": args.batch_size, "workers": args.workers,
                     "num_proc": args.num_proc, "torch_threads": torch.get_num_threads()}  # fmt: skip
     print(f"{args.sentences:,} sentences in {work}; torch threads {torch.get_num_threads()}", file=sys.stderr)
     try:

@@ -26,6 +26,7 @@ import seqtag
 from seqtag.bench import bench, matmul_gflops, synthetic_corpus
 from seqtag.data import collate, encode_tokens
 from seqtag.host import host_info
+from seqtag.model import PackedLSTM, PaddedLSTM
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT = CORPORA / "ud_english_ewt"
@@ -52,7 +53,7 @@ def check_devices(train, dev) -> dict:
     out = {}
     cuda_tags = tagger.predict(sentences)
     for mode in ("packed", "padded"):
-        tagger.packed = mode == "packed"
+        tagger.rnn = (PackedLSTM if mode == "packed" else PaddedLSTM)(tagger.lstm)
         out[f"cuda_{mode}_equals_cuda_auto"] = tagger.predict(sentences) == cuda_tags
     cpu = seqtag.Tagger(tagger.config, tagger.vocabs)
     cpu.load_state_dict({k: v.cpu() for k, v in tagger.state_dict().items()})
@@ -64,7 +65,7 @@ def check_devices(train, dev) -> dict:
     with torch.no_grad():
         e_cpu = cpu(batch.words, batch.cases, batch.chars, batch.lengths)
         b = batch.to("cuda")
-        tagger.packed = True
+        tagger.rnn = PackedLSTM(tagger.lstm)
         e_cuda = tagger(b.words, b.cases, b.chars, b.lengths).cpu()
     mask = torch.arange(batch.words.size(1))[None, :] < batch.lengths[:, None]
     out["max_abs_score_difference"] = float((e_cpu - e_cuda)[mask].abs().max())
@@ -74,7 +75,7 @@ def check_devices(train, dev) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        tagger.packed = True
+        tagger.rnn = PackedLSTM(tagger.lstm)
         export.to_torchscript(tagger, Path(tmp) / "cuda.pt")
         export.to_torchscript(cpu, Path(tmp) / "cpu.pt")
         on_cpu = torch.jit.load(str(Path(tmp) / "cuda.pt"), map_location="cpu")
@@ -91,7 +92,7 @@ def torchscript_inference(train, batch_size: int, precision: str) -> float:
 
     vocabs = seqtag.Vocabularies.build(train)
     tagger = seqtag.Tagger(seqtag.TaggerConfig(), vocabs).to("cuda").eval()
-    tagger.packed = True
+    tagger.rnn = PackedLSTM(tagger.lstm)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = export.script(tagger)

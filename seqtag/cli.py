@@ -36,6 +36,7 @@ from .export import (
     to_torchscript,
 )
 from .fileio import hold_directory
+from .host import host_info
 from .interrupts import TrainingInterrupted
 from .model import CONFIG_FILE, Tagger
 from .plot import plot_learning_curve
@@ -386,6 +387,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         "matmul_gflops": matmul_gflops(device, args.precision),
         **results[0].as_dict(),
         "results": [r.as_dict() for r in results],
+        "host": host_info(device),
     }
     if args.baseline:
         base = baseline_tokens_per_s(sentences, config)
