@@ -145,10 +145,19 @@ def test_readme_examples_run(ewt_dir, tmp_path, monkeypatch, capsys):
 
     (cli_block,) = [b for b in _runnable(ROOT / "README.md") if "seqtag train" in b]
     shutil.rmtree(tmp_path / "runs")  # the CLI example writes the same directory as the Python one
+    (tmp_path / "sentences.txt").write_text("The dog ate the apple .\n", encoding="utf-8")
     out = _shell(cli_block, tmp_path).stdout
-    report = json.loads(out.splitlines()[0])
+    report, *rest = out.splitlines()
+    report = json.loads(report)
     assert report["sentences"] == 50 and 0.0 < report["accuracy"] <= 1.0
-    assert [line.split("\t")[0] for line in out.strip().splitlines()[1:]] == "The dog ate the apple .".split()
+    eager, onnx = [block.splitlines() for block in "\n".join(rest).strip().split("\n\n")]
+    assert [line.split("\t")[0] for line in eager] == "The dog ate the apple .".split()
+    # the ONNX file tags as the model directory does, with a probability in a third column
+    assert [line.split("\t")[:2] for line in onnx] == [line.split("\t") for line in eager]
+    assert all(0.0 <= float(line.split("\t")[2]) <= 1.0 for line in onnx)
+    # the streamed CoNLL-U file keeps every line of the input
+    tagged = (tmp_path / "tagged.conllu").read_text(encoding="utf-8").splitlines()
+    assert len(tagged) == len((tmp_path / "test.conllu").read_text(encoding="utf-8").splitlines())
 
 
 def test_tutorial_command_line_runs(tmp_path):
