@@ -118,7 +118,8 @@ def interleaved(calls, args, repeats: int, warmup: int = 5) -> list[float]:
 
 
 def check_equal(crfs, args) -> None:
-    """The implementations must agree before their times mean anything."""
+    """The implementations must agree before their times mean anything (to 1e-3: float32
+    sums over a batch's tokens, e.g. the transitions' gradient, differ by ~1e-4)."""
     emissions, tags, mask = args
     results = []
     for crf in crfs:
@@ -130,7 +131,7 @@ def check_equal(crfs, args) -> None:
             results.append((nll, e.grad, crf.transitions.grad, crf.decode(emissions, mask)))
     for other in results[1:]:
         for a, b in zip(results[0][:3], other[:3], strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
         assert torch.equal(results[0][3], other[3]), "decoded paths differ"
 
 
@@ -175,7 +176,7 @@ def main() -> None:
             crfs = make_crfs(modules, shape[2])
             batch = make_batch(*shape)
             check_equal(crfs, batch)
-            calls = [lambda *a, crf=crf: call(crf, *a) for crf in crfs]
+            calls = [lambda *a, crf=crf, call=call: call(crf, *a) for crf in crfs]
             old, new = interleaved(calls, batch, args.repeats)
             label = "x".join(map(str, shape))
             print(f"{kind:8} {label:>12} {old:10.3f}ms {new:8.3f}ms {old / new:8.2f}x")

@@ -30,6 +30,7 @@ from typing import Final
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 NEG_SCORE = -10000.0
 """Score given to a forbidden start, transition or end (finite: -inf gives NaN gradients)."""
@@ -43,6 +44,137 @@ def _tracing() -> bool:
     if torch.jit.is_scripting():
         return False
     return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling()
+
+
+class _LogPartition(torch.autograd.Function):
+    """``log Z`` by the forward algorithm in scaled probability space, with the gradient by
+    forward-backward (the marginals): the eager training path.
+
+    The sentences get one extra tag, END, and one extra position: every move into END scores
+    ``end``, END only follows END, and at padded positions END is the only tag. Every
+    sentence then ends in END at position ``seq_len``, so both recursions run over the whole
+    batch without masking. Messages are kept normalized (``a[t]`` sums to 1, ``c[t]`` is the
+    normalizer) and ``log Z = sum(log c) + the shifts``; each step is one ``(B, K+1) @ (K+1,
+    K+1)`` matmul, a product and a normalization, with no autograd graph.
+
+    Exponentials can underflow where log space cannot: :func:`_scaled_forward` returns
+    ``ok`` False when a message that a real token needs has lost precision (see there), and
+    the caller then uses the log-space recursion; so results agree with it to rounding.
+
+    Inputs: emissions ``(B, T, K)`` prepared (padding zeroed), mask ``(B, T)``, start ``(K,)``,
+    trans ``(K, K)``, end ``(K,)`` with forbidden moves at ``NEG_SCORE``. Outputs: log Z
+    ``(B,)`` and ok, a bool scalar tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, emissions, mask, start, trans, end):
+        with torch.autocast(emissions.device.type, enabled=False):  # keep the matmuls in fp32
+            log_z, ok, alphas, factors, matrix = _scaled_forward(emissions, mask, start, trans, end)
+        ctx.save_for_backward(alphas, factors, matrix)
+        ctx.mark_non_differentiable(ok)
+        return log_z, ok
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_log_z, grad_ok):
+        alphas, factors, matrix = ctx.saved_tensors
+        with torch.autocast(grad_log_z.device.type, enabled=False):
+            grad_emissions, grad_start, grad_trans, grad_end = _scaled_backward(
+                grad_log_z, alphas, factors, matrix
+            )
+        return grad_emissions, None, grad_start, grad_trans, grad_end
+
+
+def _scaled_forward(
+    emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The forward pass of :class:`_LogPartition`.
+
+    Returns:
+        ``(log_z, ok, alphas, factors, matrix)``: ``(B,)``; bool ``()``; ``(T+1, B, K+1)``
+        the normalized forward messages ``a[t]`` (time first); ``(T+1, B, K+1)`` the emission
+        factors ``exp(e - max e)`` divided by the normalizer ``c[t]`` (as the backward pass
+        uses them); ``(K+1, K+1)`` the move factors ``exp(trans - shift)`` with END.
+    """
+    batch_size, seq_len, k = emissions.shape
+    lengths = mask.sum(1)
+    # shape: (B, T, 1); exp(e - max) <= 1, so the factors cannot overflow
+    top = emissions.amax(2, keepdim=True)
+    factors = emissions.new_zeros(seq_len + 1, batch_size, k + 1)
+    factors[:seq_len, :, :k] = (emissions - top).exp_().transpose(0, 1)
+    factors[:seq_len, :, k] = (~mask).t().to(emissions.dtype)  # END where padded
+    factors[seq_len, :, k] = 1.0
+    factors[:seq_len, :, :k].masked_fill_(~mask.t().unsqueeze(2), 0.0)
+    # END -> END is exp(0) = 1 exactly, so the padding adds nothing; moves into a real tag or
+    # into END are shifted by the largest score so that the factors are <= 1.
+    shift = torch.maximum(trans.max(), end.max())
+    matrix = emissions.new_zeros(k + 1, k + 1)
+    matrix[:k, :k] = (trans - shift).exp()
+    matrix[:k, k] = (end - shift).exp()
+    matrix[k, k] = 1.0
+    first = start.max()
+    # shape: (T+1, B, K+1) the messages; sums (T+1, B, K+1) before the emission factor;
+    # normalizers (T+1, B, 1)
+    alphas = torch.empty_like(factors)
+    sums = torch.empty_like(factors)
+    norms = emissions.new_empty(seq_len + 1, batch_size, 1)
+    torch.mul(factors[0, :, :k], (start - first).exp(), out=alphas[0, :, :k])
+    alphas[0, :, k] = 0.0
+    a, s, c, f = alphas, sums, norms, factors
+    torch.sum(a[0], 1, keepdim=True, out=c[0])
+    a[0].div_(c[0])
+    for t in range(1, seq_len + 1):
+        torch.mm(a[t - 1], matrix, out=s[t])
+        torch.mul(s[t], f[t], out=a[t])
+        torch.sum(a[t], 1, keepdim=True, out=c[t])
+        a[t].div_(c[t])
+    # shape: (B,)
+    log_z = norms.log().sum(0).squeeze(1) + top.squeeze(2).sum(1) + first + lengths * shift
+    # Precision: a factor or product below finfo.tiny is flushed or denormal, an absolute
+    # error of at most tiny in a message, so of at most (K+1) * tiny / c[t-1] in each sum
+    # of the next step. Where every sum that a real tag (or END after the last token) needs
+    # is at least (K+1) * tiny**(2/3) / c[t-1], that error stays below tiny**(1/3) relative
+    # (2e-13 in float32) and the backward messages below (K+1)**2 / tiny**(2/3), far from
+    # overflow. Anything else (extreme emissions, no allowed sequence, inf, NaN) is not ok.
+    tiny = torch.finfo(emissions.dtype).tiny
+    bound = (k + 1) * tiny ** (2.0 / 3.0)
+    needed = factors[1:] > 0
+    precise = (sums[1:] * norms[:-1] >= bound) | ~needed
+    ok = precise.all() & (norms[0] >= bound).all()
+    factors[1:].div_(norms[1:])
+    return log_z, ok, alphas, factors, matrix
+
+
+def _scaled_backward(
+    grad: Tensor, alphas: Tensor, factors: Tensor, matrix: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The gradient of ``grad @ log_z`` from :func:`_scaled_forward`'s outputs: the backward
+    messages ``b[t-1] = (factors[t] * b[t]) @ matrix.T`` from ``b[T] = 1``, then the
+    marginals ``a[t] * b[t]`` (for emissions and start) and the expected moves (for trans
+    and end) in one ``(K+1, B*T) @ (B*T, K+1)`` matmul.
+
+    Returns:
+        Gradients for emissions ``(B, T, K)``, start ``(K,)``, trans ``(K, K)``, end ``(K,)``.
+    """
+    steps, batch_size, k = alphas.size(0) - 1, alphas.size(1), alphas.size(2) - 1
+    # shape: (T+1, B, K+1); betas[t] * alphas[t] sums to 1 over the tags
+    betas = torch.empty_like(alphas)
+    # shape: (T, B, K+1); weighted[t - 1] = factors[t] * betas[t]
+    weighted = torch.empty_like(alphas[1:])
+    betas[steps] = 1.0
+    moves = matrix.t()
+    b, w, f = betas, weighted, factors
+    for t in range(steps, 0, -1):
+        torch.mul(f[t], b[t], out=w[t - 1])
+        torch.mm(w[t - 1], moves, out=b[t - 1])
+    scale = grad.view(1, batch_size, 1)
+    # shape: (T, B, K) -> (B, T, K); 0 where padded, since alphas are 0 there
+    grad_emissions = (alphas[:steps, :, :k] * betas[:steps, :, :k] * scale).transpose(0, 1)
+    # shape: (K+1, K+1) expected number of each move, weighted by grad
+    expected = alphas[:steps].reshape(-1, k + 1).t() @ (weighted * scale).reshape(-1, k + 1)
+    expected = expected * matrix
+    grad_start = grad_emissions[:, 0].sum(0)
+    return grad_emissions, grad_start, expected[:k, :k], expected[:k, k]
 
 
 def _split_tag(tag: str, scheme: str) -> tuple[str, str]:
@@ -201,7 +333,9 @@ class CRF(torch.nn.Module):
         """
         self._validate(emissions, mask, tags)
         emissions = self._prepare(emissions, mask)
-        return self._log_partition(emissions, mask) - self._score(emissions, tags, mask)
+        start, trans, end = self._masked_params(emissions.dtype)
+        log_z = self._log_partition(emissions, mask, start, trans, end)
+        return log_z - self._score(emissions, tags, mask, start, trans, end)
 
     @torch.jit.export
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
@@ -215,7 +349,8 @@ class CRF(torch.nn.Module):
             ``(batch_size,)`` ``log Z``.
         """
         self._validate(emissions, mask, None)
-        return self._log_partition(self._prepare(emissions, mask), mask)
+        emissions = self._prepare(emissions, mask)
+        return self._log_partition(emissions, mask, *self._masked_params(emissions.dtype))
 
     @torch.jit.export
     def score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
@@ -230,7 +365,8 @@ class CRF(torch.nn.Module):
             ``(batch_size,)`` scores.
         """
         self._validate(emissions, mask, tags)
-        return self._score(self._prepare(emissions, mask), tags, mask)
+        emissions = self._prepare(emissions, mask)
+        return self._score(emissions, tags, mask, *self._masked_params(emissions.dtype))
 
     @torch.jit.export
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
@@ -395,8 +531,9 @@ class CRF(torch.nn.Module):
         index = torch.where(mask, mask.sum(1, keepdim=True) - 1 - positions, positions)
         return values.gather(1, index.unsqueeze(2).expand(-1, -1, values.size(2)))
 
-    def _score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
-        start, trans, end = self._masked_params(emissions.dtype)
+    def _score(
+        self, emissions: Tensor, tags: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
+    ) -> Tensor:
         tags = tags.masked_fill(~mask, 0)  # any in-range tag will do where padded
         weights = mask.to(emissions.dtype)
         # shape: (batch_size, seq_len)
@@ -432,8 +569,22 @@ class CRF(torch.nn.Module):
             alpha = torch.where(keep[t], into + steps[t], alpha)
         return incoming, alpha
 
-    def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        start, trans, end = self._masked_params(emissions.dtype)
+    def _log_partition(
+        self, emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
+    ) -> Tensor:
+        """``log Z`` ``(batch_size,)``: eagerly by :class:`_LogPartition` (scaled forward
+        algorithm, backward by forward-backward) unless its precision check fails; scripted,
+        traced or exported, and on that failure, by the log-space forward algorithm below."""
+        if not torch.jit.is_scripting():
+            if emissions.device.type in ("cpu", "cuda") and not _tracing():
+                log_z, ok = _LogPartition.apply(emissions, mask, start, trans, end)
+                if bool(ok):
+                    return log_z
+        return self._log_partition_log_space(emissions, mask, start, trans, end)
+
+    def _log_partition_log_space(
+        self, emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
+    ) -> Tensor:
         alpha = self._forward_algorithm(emissions, mask, start, trans)[1]
         # shape: (batch_size,); alpha stopped at each sentence's last token
         return torch.logsumexp(alpha + end, dim=1)
