@@ -610,22 +610,23 @@ class CRF(torch.nn.Module):
         start, trans, end = self._masked_params(emissions.dtype)
         steps = emissions.unbind(1)  # seq_len tensors of shape (batch_size, num_tags)
         keep = mask.unsqueeze(2).unbind(1)  # seq_len tensors of shape (batch_size, 1)
-        # shape: (batch_size, num_tags), best prefix score ending in each tag
-        best = start + steps[0]
-        # pointers[t - 1]: (batch_size, num_tags [to]) best previous tag at step t
-        pointers: list[Tensor] = []
+        # bests[t]: (batch_size, num_tags), best prefix score ending in each tag at step t
+        bests = [start + steps[0]]
         for t in range(1, len(steps)):
-            # max takes the lowest index among equal maxima (the documented tie-breaking)
-            score, pointer = (best.unsqueeze(2) + trans).max(dim=1)
-            pointers.append(pointer)
-            best = torch.where(keep[t], score + steps[t], best)
+            # amax, not max: the pointers are recomputed for the chosen tags only, below
+            score = (bests[-1].unsqueeze(2) + trans).amax(dim=1)
+            bests.append(torch.where(keep[t], score + steps[t], bests[-1]))
         # shape: (batch_size, 1)
-        scores, tag = (best + end).max(dim=1, keepdim=True)
+        scores, tag = (bests[-1] + end).max(dim=1, keepdim=True)
         path = [tag]
+        moves_into = trans.t().contiguous()  # moves_into[j, i] = trans[i, j]
         for t in range(len(steps) - 2, -1, -1):
+            # The best previous tag of the chosen one, from the same sums as amax saw;
+            # argmax takes the lowest index among equal maxima (the documented tie-breaking).
+            pointer = (bests[t] + moves_into.index_select(0, tag.squeeze(1))).argmax(1, keepdim=True)
             # Follow the pointer only inside the sentence: the tag chosen at its last token is
             # carried unchanged through the padding.
-            tag = torch.where(keep[t + 1], pointers[t].gather(1, tag), tag)
+            tag = torch.where(keep[t + 1], pointer, tag)
             path.append(tag)
         path.reverse()
         # shape: (batch_size, seq_len)
