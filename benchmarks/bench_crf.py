@@ -171,7 +171,8 @@ def main() -> None:
         return
     modules = [load_revision(args.against), seqtag.crf]
     print(f"{'':8} {'shape':>12} {args.against:>12} {'this':>10} {'speed-up':>9}")
-    for kind, shapes, call in [("train", TRAIN_SHAPES, train_call), ("decode", DECODE_SHAPES, decode_call)]:
+    cases = [("train", TRAIN_SHAPES, train_call), ("decode", DECODE_SHAPES, decode_call)]
+    for kind, shapes, call in cases:
         for shape in shapes:
             crfs = make_crfs(modules, shape[2])
             batch = make_batch(*shape)

@@ -25,15 +25,16 @@ the rest False, ``len_b >= 1``); padded positions are ignored whatever they hold
 The module is TorchScript-compatible, and ``decode``/``viterbi`` also trace under
 ``torch.export`` (the checks that read tensor values are skipped while tracing or exporting).
 
-Speed (measured, CPU): the negative log-likelihood runs eagerly through :class:`_LogPartition`,
-a scaled forward algorithm with one ``(B, K+1) @ (K+1, K+1)`` matmul a step and no autograd
-graph, whose backward is forward-backward (the marginals and expected moves); scripted,
-traced or exported code, and any batch whose exponentials would lose precision, use the
-log-space recursion (``logsumexp`` over a ``(B, K, K)`` broadcast each step, autograd through
-it). Both give the same values and gradients to rounding; in float32 the scaled path's
-gradients are the closer to float64 (transitions 4e-6 against 1.5e-4 at 32x60x17). NLL forward
-and backward, medians of 150-300 interleaved calls, 1 thread, on a 2-core Xeon (AVX-512)
-shared with other busy processes (load 3-5), torch 2.13:
+Speed (measured, CPU): the negative log-likelihood runs eagerly on the CPU through
+:class:`_LogPartition`, a scaled forward algorithm with one ``(B, K+1) @ (K+1, K+1)`` matmul
+a step and no autograd graph, whose backward is forward-backward (the marginals and expected
+moves). Scripted, traced or exported code, other devices (not measured yet) and any batch
+whose exponentials would lose precision use the log-space recursion (``logsumexp`` over a
+``(B, K, K)`` broadcast each step, autograd through it). Both give the same values and
+gradients to rounding; in float32 the scaled path's gradients are the closer to float64
+(transitions 4e-6 against 1.5e-4 at 32x60x17). NLL forward and backward, medians of 150-300
+interleaved calls, 1 thread, on a 2-core Xeon (AVX-512) shared with other busy processes
+(load 3-5), torch 2.13:
 
 - the scaled forward-backward instead of autograd through ``T`` logsumexp steps:
   32x40x17 4.0 -> 2.0 ms, 32x40x13 (BIO) 6.2 -> 2.0 ms, 32x10x17 1.3 -> 1.1 ms;
@@ -90,7 +91,9 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def forward(ctx, emissions, mask, start, trans, end):
         with torch.autocast(emissions.device.type, enabled=False):  # keep the matmuls in fp32
-            log_z, ok, alphas, factors, matrix = _scaled_forward(emissions, mask, start, trans, end)
+            log_z, ok, alphas, factors, matrix = _scaled_forward(
+                emissions, mask, start, trans, end
+            )
         ctx.save_for_backward(alphas, factors, matrix)
         ctx.mark_non_differentiable(ok)
         return log_z, ok
@@ -156,7 +159,7 @@ def _scaled_forward(
     # error of at most tiny in a message, so of at most (K+1) * tiny / c[t-1] in each sum
     # of the next step. Where every sum that a real tag (or END after the last token) needs
     # is at least (K+1) * tiny**(2/3) / c[t-1], that error stays below tiny**(1/3) relative
-    # (2e-13 in float32) and the backward messages below (K+1)**2 / tiny**(2/3), far from
+    # (2e-13 in float32) and the backward messages below (K+1) / tiny**(2/3), far from
     # overflow. Anything else (extreme emissions, no allowed sequence, inf, NaN) is not ok.
     tiny = torch.finfo(emissions.dtype).tiny
     bound = (k + 1) * tiny ** (2.0 / 3.0)
@@ -554,7 +557,13 @@ class CRF(torch.nn.Module):
         return values.gather(1, index.unsqueeze(2).expand(-1, -1, values.size(2)))
 
     def _score(
-        self, emissions: Tensor, tags: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
+        self,
+        emissions: Tensor,
+        tags: Tensor,
+        mask: Tensor,
+        start: Tensor,
+        trans: Tensor,
+        end: Tensor,
     ) -> Tensor:
         tags = tags.masked_fill(~mask, 0)  # any in-range tag will do where padded
         weights = mask.to(emissions.dtype)
@@ -594,11 +603,12 @@ class CRF(torch.nn.Module):
     def _log_partition(
         self, emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
     ) -> Tensor:
-        """``log Z`` ``(batch_size,)``: eagerly by :class:`_LogPartition` (scaled forward
-        algorithm, backward by forward-backward) unless its precision check fails; scripted,
-        traced or exported, and on that failure, by the log-space forward algorithm below."""
+        """``log Z`` ``(batch_size,)``: eagerly on the CPU by :class:`_LogPartition` (scaled
+        forward algorithm, backward by forward-backward) unless its precision check fails;
+        scripted, traced, exported, on other devices (not yet measured there, and a float32
+        matmul may run in TF32 on a GPU) and on that failure, by the log-space recursion."""
         if not torch.jit.is_scripting():
-            if emissions.device.type in ("cpu", "cuda") and not _tracing():
+            if emissions.device.type == "cpu" and not _tracing():
                 log_z, ok = _LogPartition.apply(emissions, mask, start, trans, end)
                 if bool(ok):
                     return log_z
@@ -644,7 +654,8 @@ class CRF(torch.nn.Module):
         for t in range(len(steps) - 2, -1, -1):
             # The best previous tag of the chosen one, from the same sums as amax saw;
             # argmax takes the lowest index among equal maxima (the documented tie-breaking).
-            pointer = (bests[t] + moves_into.index_select(0, tag.squeeze(1))).argmax(1, keepdim=True)
+            into = moves_into.index_select(0, tag.squeeze(1))  # (batch_size, num_tags [from])
+            pointer = (bests[t] + into).argmax(1, keepdim=True)
             # Follow the pointer only inside the sentence: the tag chosen at its last token is
             # carried unchanged through the padding.
             tag = torch.where(keep[t + 1], pointer, tag)

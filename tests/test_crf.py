@@ -726,7 +726,9 @@ def test_fast_log_partition_matches_log_space(shape, constraints, dtype):
     ok, fast, reference = fast_and_log_space(crf, emissions, mask)
     # random constraints may leave a sentence no allowed sequence: the fast path declines
     assert ok or constraints == "random"
-    tolerance = {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 2e-4}
+    tolerance = {"rtol": 1e-5, "atol": 2e-4}  # float32 sums over up to 32 * 40 tokens
+    if dtype == torch.float64:
+        tolerance = {"rtol": 1e-10, "atol": 1e-10}
     if ok:
         for got, expected in zip(fast, reference, strict=True):
             torch.testing.assert_close(got, expected, **tolerance)
@@ -753,7 +755,9 @@ def test_fast_path_declines_what_it_cannot_compute():
     extreme = 500 * emissions
     nothing_allowed = make_crf(3)
     nothing_allowed.set_constraints(
-        torch.tensor([True, False, False]), torch.zeros(3, 3, dtype=torch.bool), torch.ones(3, dtype=torch.bool)
+        torch.tensor([True, False, False]),
+        torch.zeros(3, 3, dtype=torch.bool),
+        torch.ones(3, dtype=torch.bool),
     )
     cases = [(crf, extreme, tags, mask, lengths), (nothing_allowed, *make_batch(4, 3, 3))]
     for model, e, t, m, n in cases:
@@ -765,7 +769,8 @@ def test_fast_path_declines_what_it_cannot_compute():
             - reference_score(model, e[b, :length], t[b, :length].tolist())
             for b, length in enumerate(n)
         ]
-        torch.testing.assert_close(nll, torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=1e-8)
+        expected = torch.tensor(expected, dtype=torch.float64)
+        torch.testing.assert_close(nll, expected, rtol=1e-10, atol=1e-8)
 
 
 def test_fast_path_ignores_autocast():
