@@ -79,9 +79,10 @@ class _LogPartition(torch.autograd.Function):
     normalizer) and ``log Z = sum(log c) + the shifts``; each step is one ``(B, K+1) @ (K+1,
     K+1)`` matmul, a product and a normalization, with no autograd graph.
 
-    Exponentials can underflow where log space cannot: :func:`_scaled_forward` returns
-    ``ok`` False when a message that a real token needs has lost precision (see there), and
-    the caller then uses the log-space recursion; so results agree with it to rounding.
+    Exponentials can underflow where log space cannot: :func:`_scaled_forward` also runs the
+    backward recursion (which the gradient needs anyway) and returns ``ok`` False when what
+    underflow lost could move log Z or the gradient by more than ``eps**2`` (see there); the
+    caller then uses the log-space recursion, so results agree with it to rounding.
 
     Inputs: emissions ``(B, T, K)`` prepared (padding zeroed), mask ``(B, T)``, start ``(K,)``,
     trans ``(K, K)``, end ``(K,)`` with forbidden moves at ``NEG_SCORE``. Outputs: log Z
@@ -91,20 +92,20 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def forward(ctx, emissions, mask, start, trans, end):
         with torch.autocast(emissions.device.type, enabled=False):  # keep the matmuls in fp32
-            log_z, ok, alphas, factors, matrix = _scaled_forward(
+            log_z, ok, alphas, betas, weighted, matrix = _scaled_forward(
                 emissions, mask, start, trans, end
             )
-        ctx.save_for_backward(alphas, factors, matrix)
+        ctx.save_for_backward(alphas, betas, weighted, matrix)
         ctx.mark_non_differentiable(ok)
         return log_z, ok
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_log_z, grad_ok):
-        alphas, factors, matrix = ctx.saved_tensors
+        alphas, betas, weighted, matrix = ctx.saved_tensors
         with torch.autocast(grad_log_z.device.type, enabled=False):
             grad_emissions, grad_start, grad_trans, grad_end = _scaled_backward(
-                grad_log_z, alphas, factors, matrix
+                grad_log_z, alphas, betas, weighted, matrix
             )
         return grad_emissions, None, grad_start, grad_trans, grad_end
 
@@ -115,10 +116,10 @@ def _scaled_forward(
     """The forward pass of :class:`_LogPartition`.
 
     Returns:
-        ``(log_z, ok, alphas, factors, matrix)``: ``(B,)``; bool ``()``; ``(T+1, B, K+1)``
-        the normalized forward messages ``a[t]`` (time first); ``(T+1, B, K+1)`` the emission
-        factors ``exp(e - max e)`` divided by the normalizer ``c[t]`` (as the backward pass
-        uses them); ``(K+1, K+1)`` the move factors ``exp(trans - shift)`` with END.
+        ``(log_z, ok, alphas, betas, weighted, matrix)``: ``(B,)``; bool ``()``; ``(T+1, B,
+        K+1)`` the normalized forward messages ``a[t]`` (time first); the backward messages
+        and ``weighted`` of :func:`_backward_messages`; ``(K+1, K+1)`` the move factors
+        ``exp(trans - shift)`` with END.
     """
     batch_size, seq_len, k = emissions.shape
     lengths = mask.sum(1)
@@ -155,43 +156,52 @@ def _scaled_forward(
         a[t].div_(c[t])
     # shape: (B,)
     log_z = norms.log().sum(0).squeeze(1) + top.squeeze(2).sum(1) + first + lengths * shift
-    # Precision: a factor or product below finfo.tiny is flushed or denormal, an absolute
-    # error of at most tiny in a message, so of at most (K+1) * tiny / c[t-1] in each sum
-    # of the next step. Where every sum that a real tag (or END after the last token) needs
-    # is at least (K+1) * tiny**(2/3) / c[t-1], that error stays below tiny**(1/3) relative
-    # (2e-13 in float32) and the backward messages below (K+1) / tiny**(2/3), far from
-    # overflow. Anything else (extreme emissions, no allowed sequence, inf, NaN) is not ok.
-    tiny = torch.finfo(emissions.dtype).tiny
-    bound = (k + 1) * tiny ** (2.0 / 3.0)
-    needed = factors[1:] > 0
-    precise = (sums[1:] * norms[:-1] >= bound) | ~needed
-    ok = precise.all() & (norms[0] >= bound).all()
     factors[1:].div_(norms[1:])
-    return log_z, ok, alphas, factors, matrix
+    betas, weighted = _backward_messages(factors, matrix)
+    # Precision: a factor or product below finfo.tiny is flushed or denormal, an absolute error
+    # of at most (K+2) * tiny / c[t] in each message a[t] (K+1 terms of its sum, and the
+    # product with the emission factor). Z is linear in a[t] with coefficients b[t] (the
+    # normalized Z is a[t] @ b[t] = 1), so those errors move log Z and the marginals by at
+    # most (K+2) * (K+1) * tiny * sum_t max_j b[t, j] / c[t]; ok where that is below eps**2
+    # (1.4e-14 in float32). Not ok: extreme emissions that a tag with a tiny forward mass
+    # would need, a sentence without allowed sequence, inf or NaN (the comparison is False).
+    info = torch.finfo(emissions.dtype)
+    limit = info.eps**2 / ((k + 2) * (k + 1) * (seq_len + 1) * info.tiny)
+    ok = (betas / norms <= limit).all()
+    return log_z, ok, alphas, betas, weighted, matrix
 
 
-def _scaled_backward(
-    grad: Tensor, alphas: Tensor, factors: Tensor, matrix: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The gradient of ``grad @ log_z`` from :func:`_scaled_forward`'s outputs: the backward
-    messages ``b[t-1] = (factors[t] * b[t]) @ matrix.T`` from ``b[T] = 1``, then the
-    marginals ``a[t] * b[t]`` (for emissions and start) and the expected moves (for trans
-    and end) in one ``(K+1, B*T) @ (B*T, K+1)`` matmul.
+def _backward_messages(factors: Tensor, matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """The backward messages of :class:`_LogPartition`, ``b[t-1] = (factors[t] * b[t]) @
+    matrix.T`` from ``b[T] = 1`` (``factors`` already divided by the normalizers).
 
     Returns:
-        Gradients for emissions ``(B, T, K)``, start ``(K,)``, trans ``(K, K)``, end ``(K,)``.
+        ``(betas, weighted)``: ``(T+1, B, K+1)``, ``a[t] * b[t]`` summing to 1 over the tags;
+        ``(T, B, K+1)``, ``weighted[t - 1] = factors[t] * b[t]``.
     """
-    steps, batch_size, k = alphas.size(0) - 1, alphas.size(1), alphas.size(2) - 1
-    # shape: (T+1, B, K+1); betas[t] * alphas[t] sums to 1 over the tags
-    betas = torch.empty_like(alphas)
-    # shape: (T, B, K+1); weighted[t - 1] = factors[t] * betas[t]
-    weighted = torch.empty_like(alphas[1:])
+    steps = factors.size(0) - 1
+    betas = torch.empty_like(factors)
+    weighted = torch.empty_like(factors[1:])
     betas[steps] = 1.0
     moves = matrix.t()
     b, w, f = betas.unbind(0), weighted.unbind(0), factors.unbind(0)
     for t in range(steps, 0, -1):
         torch.mul(f[t], b[t], out=w[t - 1])
         torch.mm(w[t - 1], moves, out=b[t - 1])
+    return betas, weighted
+
+
+def _scaled_backward(
+    grad: Tensor, alphas: Tensor, betas: Tensor, weighted: Tensor, matrix: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The gradient of ``grad @ log_z`` from :func:`_scaled_forward`'s outputs: the marginals
+    ``a[t] * b[t]`` (for emissions and start) and the expected moves (for trans and end) in
+    one ``(K+1, B*T) @ (B*T, K+1)`` matmul.
+
+    Returns:
+        Gradients for emissions ``(B, T, K)``, start ``(K,)``, trans ``(K, K)``, end ``(K,)``.
+    """
+    steps, batch_size, k = alphas.size(0) - 1, alphas.size(1), alphas.size(2) - 1
     scale = grad.view(1, batch_size, 1)
     # shape: (T, B, K) -> (B, T, K); 0 where padded, since alphas are 0 there
     grad_emissions = (alphas[:steps, :, :k] * betas[:steps, :, :k] * scale).transpose(0, 1)

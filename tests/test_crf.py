@@ -734,6 +734,22 @@ def test_fast_log_partition_matches_log_space(shape, constraints, dtype):
             torch.testing.assert_close(got, expected, **tolerance)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fast_path_with_strong_emissions_under_constraints(dtype):
+    """Emissions of std 10 leave some tags (I-X after O) with forward masses below float32's
+    range, which the check accepts when no later token could make them count: the fast path
+    still runs, and agrees with log space."""
+    tags = ["O"] + [f"{p}-{kind}" for kind in "ABCDEF" for p in "BI"]
+    crf = CRF(len(tags)).to(dtype)
+    crf.set_constraints(*allowed_transitions(tags, "bio"))
+    emissions, _, mask, _ = make_batch(32, 40, len(tags), dtype=dtype)
+    ok, fast, reference = fast_and_log_space(crf, 10 * emissions, mask)
+    assert ok
+    tolerance = {"rtol": 1e-5, "atol": 5e-4} if dtype == torch.float32 else {}
+    for got, expected in zip(fast, reference, strict=True):
+        torch.testing.assert_close(got, expected, **tolerance)
+
+
 @pytest.mark.parametrize("constraints", [None, "bio", "bioes"])
 def test_gradcheck_fast_log_partition(constraints):
     crf, emissions, _, mask, _ = make_case(constraints, (3, 4, 3))
