@@ -112,7 +112,7 @@ class _LogPartition(torch.autograd.Function):
 
 def _scaled_forward(
     emissions: Tensor, mask: Tensor, start: Tensor, trans: Tensor, end: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The forward pass of :class:`_LogPartition`.
 
     Returns:
