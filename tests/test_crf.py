@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqtag.crf import CRF, NEG_SCORE, allowed_transitions
+from seqtag.crf import CRF, NEG_SCORE, _LogPartition, allowed_transitions
 
 BIO_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 BIOES_TAGS = BIO_TAGS + ["E-PER", "S-PER", "E-LOC", "S-LOC"]
@@ -178,8 +178,9 @@ def test_decode_matches_brute_force(shape, constrained):
         assert scores[b].item() == pytest.approx(candidates[best], rel=1e-10, abs=1e-10)
 
 
-def test_gradcheck_nll():
-    crf = make_crf(3, constrained=True)
+@pytest.mark.parametrize("constrained", [False, True])
+def test_gradcheck_nll(constrained):
+    crf = make_crf(3, constrained=constrained)
     emissions, tags, mask, _ = make_batch(2, 3, 3)
     emissions.requires_grad_(True)
     transitions = crf.transitions.detach().clone().requires_grad_(True)
@@ -687,3 +688,138 @@ def test_decode_exports(constraints):
     for _ in range(3):
         emissions, _, mask, _ = make_batch(*emissions.shape, dtype=emissions.dtype)
         assert torch.equal(exported(emissions, mask), crf.decode(emissions, mask))
+
+
+# -- the eager training path: scaled forward algorithm, gradient by forward-backward --------
+
+
+def fast_and_log_space(crf, emissions, mask):
+    """log Z and its gradients (emissions, start, transitions, end) by _LogPartition and by
+    the log-space recursion (the scripted path), with _LogPartition's precision flag."""
+    results = []
+    for fast in [True, False]:
+        e = emissions.detach().clone().requires_grad_(True)
+        crf.zero_grad(set_to_none=True)
+        prepared = crf._prepare(e, mask)
+        params = crf._masked_params(prepared.dtype)
+        if fast:
+            log_z, ok = _LogPartition.apply(prepared, mask, *params)
+        else:
+            log_z = crf._log_partition_log_space(prepared, mask, *params)
+        weights = torch.linspace(0.5, 1.5, len(log_z), dtype=log_z.dtype)  # not all equal
+        (log_z * weights).sum().backward()
+        params = [e, crf.start_transitions, crf.transitions, crf.end_transitions]
+        # a parameter that log Z does not use (transitions, seq_len 1) has gradient 0
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        results.append((log_z.detach(), *grads))
+    return bool(ok), results[0], results[1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("constraints", [None, "bio", "iob1", "bioes", "random"])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (6, 1, 4), (7, 9, 5), (32, 40, 17)])
+def test_fast_log_partition_matches_log_space(shape, constraints, dtype):
+    """Eager training (the fast path) = scripted training (log space): log Z and gradients."""
+    crf, emissions, _, mask, _ = make_case(constraints, shape)
+    crf.to(dtype)
+    emissions = (3 * emissions).to(dtype)
+    ok, fast, reference = fast_and_log_space(crf, emissions, mask)
+    # random constraints may leave a sentence no allowed sequence: the fast path declines
+    assert ok or constraints == "random"
+    tolerance = {"rtol": 1e-5, "atol": 2e-4}  # float32 sums over up to 32 * 40 tokens
+    if dtype == torch.float64:
+        tolerance = {"rtol": 1e-10, "atol": 1e-10}
+    if ok:
+        for got, expected in zip(fast, reference, strict=True):
+            torch.testing.assert_close(got, expected, **tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fast_path_with_strong_emissions_under_constraints(dtype):
+    """Emissions of std 10 leave some tags (I-X after O) with forward masses below float32's
+    range, which the check accepts when no later token could make them count: the fast path
+    still runs, and agrees with log space."""
+    tags = ["O"] + [f"{p}-{kind}" for kind in "ABCDEF" for p in "BI"]
+    crf = CRF(len(tags)).to(dtype)
+    crf.set_constraints(*allowed_transitions(tags, "bio"))
+    emissions, _, mask, _ = make_batch(32, 40, len(tags), dtype=dtype)
+    ok, fast, reference = fast_and_log_space(crf, 10 * emissions, mask)
+    assert ok
+    tolerance = {"rtol": 1e-5, "atol": 5e-4} if dtype == torch.float32 else {}
+    for got, expected in zip(fast, reference, strict=True):
+        torch.testing.assert_close(got, expected, **tolerance)
+
+
+@pytest.mark.parametrize("constraints", [None, "bio", "bioes"])
+def test_gradcheck_fast_log_partition(constraints):
+    crf, emissions, _, mask, _ = make_case(constraints, (3, 4, 3))
+    start, trans, end = (p.detach().requires_grad_(True) for p in crf._masked_params(torch.float64))
+    emissions.requires_grad_(True)
+
+    def log_z(emissions, start, trans, end):
+        value, ok = _LogPartition.apply(crf._prepare(emissions, mask), mask, start, trans, end)
+        assert bool(ok)
+        return value
+
+    assert torch.autograd.gradcheck(log_z, (emissions, start, trans, end))
+
+
+def test_fast_path_declines_what_it_cannot_compute():
+    """Extreme emissions underflow exp() and a sentence with no allowed sequence has Z ~ 0 in
+    probability space: the flag says so and CRF.forward gives the log-space result."""
+    crf, emissions, tags, mask, lengths = make_case("bio", (4, 4, 0))
+    extreme = 500 * emissions
+    nothing_allowed = make_crf(3)
+    nothing_allowed.set_constraints(
+        torch.tensor([True, False, False]),
+        torch.zeros(3, 3, dtype=torch.bool),
+        torch.ones(3, dtype=torch.bool),
+    )
+    cases = [(crf, extreme, tags, mask, lengths), (nothing_allowed, *make_batch(4, 3, 3))]
+    for model, e, t, m, n in cases:
+        assert not fast_and_log_space(model, e, m)[0]
+        nll = model(e, t, m)
+        assert torch.isfinite(nll).all()
+        expected = [
+            logsumexp(list(all_scores(model, e[b], length).values()))
+            - reference_score(model, e[b, :length], t[b, :length].tolist())
+            for b, length in enumerate(n)
+        ]
+        expected = torch.tensor(expected, dtype=torch.float64)
+        torch.testing.assert_close(nll, expected, rtol=1e-10, atol=1e-8)
+
+
+def test_fast_path_ignores_autocast():
+    """Under bf16 autocast the CRF still computes in float32 (the matmuls are not cast)."""
+    crf = CRF(len(BIO_TAGS))
+    crf.set_constraints(*allowed_transitions(BIO_TAGS, "bio"))
+    emissions, tags, mask, _ = make_batch(8, 12, len(BIO_TAGS), dtype=torch.float32)
+    emissions = (3 * emissions).requires_grad_(True)
+    expected = crf(emissions, tags, mask)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), emissions)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll = crf(emissions, tags, mask)
+        (grad,) = torch.autograd.grad(nll.sum(), emissions)
+    assert nll.dtype == torch.float32
+    torch.testing.assert_close(nll, expected, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_scripted_training_matches_eager():
+    """The scripted CRF trains by the log-space recursion, eager by the fast path: same loss,
+    same gradients."""
+    tags = TAGS["bio"]
+    crf = CRF(len(tags))
+    crf.set_constraints(*allowed_transitions(tags, "bio"))
+    scripted = torch.jit.script(crf)
+    emissions, gold, mask, _ = make_batch(6, 9, len(tags), dtype=torch.float32)
+    results = []
+    for model in [crf, scripted]:
+        e = (3 * emissions).requires_grad_(True)
+        model.zero_grad(set_to_none=True)
+        nll = model(e, gold, mask)
+        nll.sum().backward()
+        results.append((nll, e.grad, model.transitions.grad, model.end_transitions.grad))
+    for got, expected in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
