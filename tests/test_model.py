@@ -6,7 +6,7 @@ import torch
 
 from seqtag import SeqtagError, Tagger, TrainConfig, resolve_device
 from seqtag.data import collate, encode_tokens
-from seqtag.model import PackedLSTM, PaddedLSTM, reverse_padded
+from seqtag.layers import PackedLSTM, PaddedLSTM, reverse_padded
 
 from .helpers import random_sentences, small_tagger
 
@@ -247,7 +247,7 @@ def test_scripted_tagger_equals_eager(arch, mode):
 
 
 def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
-    from seqtag.model import dropout
+    from seqtag.layers import dropout
 
     x = torch.ones(200_000)
     y = dropout(x, 0.33, True)
@@ -279,7 +279,7 @@ def test_config_refuses_a_value_outside_the_field_choices(cls, field):
 
 @pytest.mark.parametrize("crf", [True, False])
 def test_disabled_parts_are_not_built_and_a_softmax_model_saves_no_crf(crf, tmp_path):
-    from seqtag.model import CRFHead, SoftmaxHead
+    from seqtag.heads import CRFHead, SoftmaxHead
 
     tagger = small_tagger(random_sentences(6), crf=crf, char_filters=0, case_embedding_dim=0)
     assert tagger.case_embedding is None and tagger.char_cnn is None
@@ -298,7 +298,7 @@ def test_disabled_parts_are_not_built_and_a_softmax_model_saves_no_crf(crf, tmp_
 
 
 def test_rnn_mode_resolves_in_one_place():
-    from seqtag.model import resolve_rnn_mode
+    from seqtag.layers import resolve_rnn_mode
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert [resolve_rnn_mode(m, cpu) for m in ("auto", "packed", "padded")] == ["padded", "packed", "padded"]
