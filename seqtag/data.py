@@ -6,9 +6,10 @@ arrays; :func:`collate` pads a list of them to the longest sentence of the batch
 :class:`BucketBatchSampler` groups sentences of similar length so that padding stays small.
 
 For inference from strings, :func:`encode_strings` encodes each distinct token of a call once
-(the same ids as :func:`encode_tokens`) and :func:`collate_strings` pads a batch of it;
-:func:`plan_batches` is the batch plan. These three are plain Python that TorchScript also
-compiles, so the eager tagger and every exported format run the same code.
+(the same ids as :func:`encode_tokens`, by :func:`seqtag.encoding.encode_token`) and
+:func:`collate_strings` pads a batch of it; :func:`plan_batches` (from :mod:`seqtag.encoding`)
+is the batch plan. These are plain Python that TorchScript also compiles, so the eager tagger
+and every exported format run the same code.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TaggerConfig
+from .encoding import code_points, encode_token, plan_batches  # noqa: F401 (re-exported)
 from .errors import SeqtagError
 from .vocab import Vocabularies, case_id, normalize
 
@@ -98,51 +100,6 @@ def encode_tokens(tokens: Sequence[str], vocabs: Vocabularies, config: TaggerCon
 
 
 # -- strings: each distinct token encoded once (plain Python that TorchScript also compiles) --
-
-
-def code_points(s: str) -> list[str]:
-    """Split ``s`` into its characters (Unicode code points).
-
-    TorchScript strings are UTF-8 bytes: indexing gives bytes, so a code point is a lead byte
-    plus the continuation bytes (``10xxxxxx``) after it. In Python, ``list(s)``.
-    """
-    if not torch.jit.is_scripting():
-        return list(s)
-    out: list[str] = []
-    start = 0
-    n = len(s)
-    for i in range(1, n + 1):
-        if i == n or (ord(s[i]) & 0xC0) != 0x80:
-            out.append(s[start:i])
-            start = i
-    return out
-
-
-def encode_token(
-    token: str,
-    word_ids: dict[str, int],
-    char_ids: dict[str, int],
-    lower_map: dict[str, str],
-    lowercase: bool,
-    char_width: int,
-) -> tuple[int, int, list[int]]:
-    """Word id, case id and character ids of one token, as :func:`encode_tokens` gives them."""
-    cps = code_points(token)
-    parts: list[str] = []
-    for c in cps:
-        parts.append(lower_map.get(c, c))
-    normalized = "".join(parts)
-    word = word_ids.get(normalized if lowercase else token, 1)
-    if normalized == token:
-        case = 1
-    elif cps[1:] == code_points(normalized)[1:]:
-        case = 2
-    else:
-        case = 3
-    chars: list[int] = []
-    for c in cps[:char_width]:
-        chars.append(char_ids.get(c, 1))
-    return word, case, chars
 
 
 def encode_strings(
@@ -229,41 +186,6 @@ def string_rules(vocabs: Vocabularies, config: TaggerConfig) -> tuple[dict[str, 
     lower_map = {**vocabs.lower_map, **{chr(c): chr(c + 32) for c in range(65, 91)}}
     width = config.max_word_length if config.char_filters > 0 else 0
     return vocabs.words.stoi, vocabs.chars.stoi, lower_map, config.lowercase, width
-
-
-def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
-    """The inference batch plan: the indices of the non-empty sentences, sorted (stable) by
-    length, cut into batches of at most ``batch_size`` sentences and ``max_tokens`` tokens
-    counting padding (default ``batch_size * 128``); a sentence longer than ``max_tokens`` is a
-    batch of its own. Every format (eager, TorchScript, torch.export) and ``seqtag bench`` plan
-    with it; TorchScript compiles it.
-
-    Raises:
-        ValueError: ``batch_size < 1`` or ``max_tokens < 1``.
-
-    >>> plan_batches([3, 0, 1, 3, 2], batch_size=2)
-    [[2, 4], [0, 3]]
-    >>> plan_batches([5, 1, 1, 9], batch_size=8, max_tokens=6)
-    [[1, 2], [0], [3]]
-    """
-    if batch_size < 1:
-        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-    cap = batch_size * 128 if max_tokens is None else max_tokens  # BucketBatchSampler's default too
-    if cap < 1:
-        raise ValueError(f"expected max_tokens >= 1, got {cap}")
-    lens = torch.tensor(lengths, dtype=torch.long)
-    nonempty = (lens > 0).nonzero().squeeze(1)
-    order: list[int] = nonempty[torch.sort(lens[nonempty], stable=True)[1]].tolist()
-    batches: list[list[int]] = []
-    start = 0
-    n = len(order)
-    for end in range(1, n + 1):
-        full = end - start == batch_size
-        over = end < n and (end + 1 - start) * lengths[order[end]] > cap
-        if end == n or full or over:
-            batches.append(order[start:end])
-            start = end
-    return batches
 
 
 def encode_tags(tags: Sequence[str], vocabs: Vocabularies) -> np.ndarray:
