@@ -222,6 +222,12 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     Returns:
         ``(tags, marginals, log_partition)``: ``(T, B)`` int64, ``(T, B, K)`` float32 (both
         meaningless at padding) and ``(B,)`` float64.
+
+    Note:
+        One function of about 110 lines on purpose: the two ``Loop`` bodies (forward, then
+        backward with the backtracking) read the same constants and the node names of the
+        outer graph (``em``, ``mask``, the forward loop's backpointers), and each is half of
+        one algorithm; split, every part would take a dozen graph names as arguments.
     """
     k = crf["start"].shape[0]
     start = g.const(np.where(crf["start_mask"], crf["start"], NEG_SCORE).astype(np.float32), "crf_start")
