@@ -6,10 +6,10 @@ arrays; :func:`collate` pads a list of them to the longest sentence of the batch
 :class:`BucketBatchSampler` groups sentences of similar length so that padding stays small.
 
 For inference from strings, :func:`encode_strings` encodes each distinct token of a call once
-(the same ids as :func:`encode_tokens`, by :func:`seqtag.encoding.encode_token`) and
-:func:`collate_strings` pads a batch of it; :func:`plan_batches` (from :mod:`seqtag.encoding`)
-is the batch plan. These are plain Python that TorchScript also compiles, so the eager tagger
-and every exported format run the same code.
+(the same ids as :func:`encode_tokens`) and :func:`collate_strings` pads a batch of it;
+:func:`plan_batches` is the batch plan. The encoder and the planner are the torch-free
+:mod:`seqtag.encoding`, which TorchScript also compiles and the ONNX runner imports, so the
+eager tagger and every exported format run the same code.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TaggerConfig
-from .encoding import code_points, encode_token, plan_batches  # noqa: F401 (re-exported)
+from .encoding import encode_table, lowercase_table, plan_batches  # noqa: F401 (plan_batches re-exported)
 from .errors import SeqtagError
 from .vocab import Vocabularies, case_id, normalize
 
@@ -110,7 +110,7 @@ def encode_strings(
     lowercase: bool,
     char_width: int,
 ) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
-    """Encode each distinct token once.
+    """Encode each distinct token once (:func:`seqtag.encoding.encode_table`), as tensors.
 
     Returns:
         ``(entry, starts, words, cases, chars, widths)``: ``(N,)`` the table row of each of the
@@ -118,28 +118,9 @@ def encode_strings(
         ``(E,)`` word ids, ``(E,)`` case ids, ``(E, char_width)`` character ids padded with 0
         and ``(E,)`` their counts.
     """
-    rows: dict[str, int] = {}
-    entry: list[int] = []
-    starts: list[int] = []
-    words: list[int] = []
-    cases: list[int] = []
-    chars: list[int] = []
-    widths: list[int] = []
-    for sentence in tokens:
-        starts.append(len(entry))
-        for token in sentence:
-            row = rows.get(token, -1)
-            if row < 0:
-                row = len(words)
-                rows[token] = row
-                word, case, ids = encode_token(token, word_ids, char_ids, lower_map, lowercase, char_width)
-                words.append(word)
-                cases.append(case)
-                widths.append(len(ids))
-                chars.extend(ids)
-                for _ in range(char_width - len(ids)):
-                    chars.append(0)
-            entry.append(row)
+    entry, starts, words, cases, chars, widths = encode_table(
+        tokens, word_ids, char_ids, lower_map, lowercase, char_width
+    )
     return (
         torch.tensor(entry, dtype=torch.long),
         starts,
@@ -180,10 +161,10 @@ def collate_strings(
 
 def string_rules(vocabs: Vocabularies, config: TaggerConfig) -> tuple[dict[str, int], dict[str, int], dict[str, str], bool, int]:
     """The arguments of :func:`encode_strings` after ``tokens`` for a model's vocabularies and
-    configuration: ``(word_ids, char_ids, lower_map, lowercase, char_width)``. ``lower_map`` gains
-    A-Z (:func:`~seqtag.vocab.normalize` lowercases ASCII tokens with ``str.lower``);
+    configuration: ``(word_ids, char_ids, lower_map, lowercase, char_width)``. ``lower_map`` is
+    :func:`~seqtag.encoding.lowercase_table` of the vocabulary's;
     ``char_width`` is ``max_word_length``, or 0 without character features."""
-    lower_map = {**vocabs.lower_map, **{chr(c): chr(c + 32) for c in range(65, 91)}}
+    lower_map = lowercase_table(vocabs.lower_map)
     width = config.max_word_length if config.char_filters > 0 else 0
     return vocabs.words.stoi, vocabs.chars.stoi, lower_map, config.lowercase, width
 

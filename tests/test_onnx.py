@@ -386,8 +386,9 @@ def test_cli_export_onnx(crf_tagger, tmp_path, capsys):
 
 # -- a process where torch cannot be imported -----------------------------------------------
 
-# Loads seqtag/onnx_tagger.py (and the torch-free seqtag/errors.py it imports) as members of a
-# bare "seqtag" package, so that seqtag/__init__.py (which imports torch) does not run.
+# Loads seqtag/onnx_tagger.py (and the torch-free seqtag/encoding.py and seqtag/errors.py it
+# imports) as members of a bare "seqtag" package, so that seqtag/__init__.py (which imports
+# torch) does not run.
 _BARE_PACKAGE = (
     "import types\n"
     "package = types.ModuleType('seqtag')\n"
@@ -431,7 +432,7 @@ def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_fil
     sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, _BARE_PACKAGE)
-    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.errors", "seqtag.onnx_tagger"])
+    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.encoding", "seqtag.errors", "seqtag.onnx_tagger"])
 
 
 # The same through the real package, for when `import seqtag` no longer imports torch eagerly:
