@@ -43,7 +43,7 @@ from .config import TaggerConfig
 from .data import collate_strings, encode_strings, plan_batches, string_rules
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
-from .model import Tagger, check_id_batch
+from .model import Tagger, as_tagger, check_id_batch
 from .vocab import Vocabularies
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
@@ -275,12 +275,6 @@ def _torchscript_warnings() -> Iterator[None]:
         yield
 
 
-def _as_tagger(model_or_dir: Tagger | str | os.PathLike) -> Tagger:
-    if isinstance(model_or_dir, Tagger):
-        return model_or_dir
-    return Tagger.load(model_or_dir, device="cpu")
-
-
 def torchscript_metadata(tagger: Tagger) -> dict:
     """The JSON object stored as ``seqtag.json`` in a TorchScript file's extra files."""
     return {
@@ -297,7 +291,7 @@ def script(
     model_or_dir: Tagger | str | os.PathLike, batch_size: int = 256, max_tokens: int = 0
 ) -> torch.jit.ScriptModule:
     """The scripted :class:`ScriptedTagger` of a tagger or a model directory, without saving it."""
-    tagger = _as_tagger(model_or_dir)
+    tagger = as_tagger(model_or_dir)
     with _torchscript_warnings():
         return torch.jit.script(ScriptedTagger(tagger, batch_size, max_tokens))
 
@@ -331,7 +325,7 @@ def to_torchscript(
     >>> seqtag.export.load_torchscript(path).tags == tagger.vocabs.tags.itos
     True
     """
-    tagger = _as_tagger(model_or_dir)
+    tagger = as_tagger(model_or_dir)
     scripted = script(tagger, batch_size, max_tokens)
     extra = {METADATA_FILE: json.dumps(torchscript_metadata(tagger), ensure_ascii=False)}
     buf = io.BytesIO()
@@ -442,7 +436,7 @@ def to_torch_export(
         Exporting takes time roughly proportional to the sum of the bucket lengths: with the
         default architecture, on a busy 2-core CPU, about 2 minutes for buckets 8 to 81.
     """
-    tagger = _as_tagger(model_or_dir)
+    tagger = as_tagger(model_or_dir)
     if max_length < 1:
         raise SeqtagError(f"expected max_length >= 1, got {max_length}")
     lengths = sorted(set(buckets if buckets is not None else length_buckets(max_length)))

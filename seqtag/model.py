@@ -17,6 +17,7 @@ methods and the string methods are the tagger's whole interface, read together.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -491,3 +492,11 @@ class Tagger(nn.Module):
                 vocabulary), or a weights file that holds Python objects.
         """
         return load_tagger(cls, directory, device)
+
+
+def as_tagger(model_or_dir: Tagger | str | os.PathLike) -> Tagger:
+    """``model_or_dir`` itself if it is a :class:`Tagger`, else the model directory it names,
+    loaded on the CPU (what every export takes)."""
+    if isinstance(model_or_dir, Tagger):
+        return model_or_dir
+    return Tagger.load(model_or_dir, device="cpu")

@@ -46,7 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 from . import __version__
 from .crf import NEG_SCORE
 from .fileio import atomic_write_bytes
-from .model import Tagger
+from .model import Tagger, as_tagger
 
 ONNX_FORMAT = "seqtag.onnx"
 FORMAT_VERSION = 1
@@ -445,7 +445,7 @@ def to_onnx(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike) -
         ``path`` as a :class:`~pathlib.Path`. Load it with :class:`seqtag.onnx_tagger.OnnxTagger`
         (strings in, strings out; numpy and onnxruntime only) or any ONNX runtime.
     """
-    tagger = model_or_dir if isinstance(model_or_dir, Tagger) else Tagger.load(model_or_dir, device="cpu")
+    tagger = as_tagger(model_or_dir)
     model = build_graph(_tagger_arrays(tagger))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
