@@ -8,9 +8,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import SeqtagError
 from .predictors import PredictConfig, Predictor, _bound, process_predictor, set_torch_threads
+
+if TYPE_CHECKING:
+    import datasets
 
 DEFAULT_OUTPUT_COLUMN = "pred_tags"
 
@@ -49,13 +53,13 @@ class _TagBatch:
 
 
 def tag_dataset(
-    tagger_or_path,
-    dataset,
+    tagger_or_path: Any,
+    dataset: datasets.Dataset | datasets.DatasetDict,
     tokens_column: str | None = None,
     output_column: str = DEFAULT_OUTPUT_COLUMN,
     batch_size: int = 256,
     num_proc: int | None = None,
-):
+) -> datasets.Dataset | datasets.DatasetDict:
     """Add a column of predicted tags to a Hugging Face ``Dataset`` or ``DatasetDict``.
 
     The rows are tagged by ``Dataset.map(batched=True)``: the result is Arrow-backed (written to
