@@ -146,7 +146,7 @@ def model_kind(model: str | os.PathLike) -> str:
     if path.is_file():
         return "onnx" if path.suffix == ".onnx" else "torchscript"
     if path.is_dir():
-        from .export import METADATA_FILE
+        from .torch_export import METADATA_FILE
 
         return "torch-export" if (path / METADATA_FILE).is_file() else "directory"
     raise SeqtagError(f"{model}: no such model file or directory")
@@ -190,7 +190,7 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
             "nbest": getattr(module, "nbest", None),
         })  # fmt: skip
     elif kind == "torch-export":
-        from .export import load_torch_export
+        from .torch_export import load_torch_export
 
         backend = load_torch_export(model)
     else:
