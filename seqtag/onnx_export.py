@@ -24,6 +24,10 @@ The vocabularies, the encoding rules and the tag names are stored as JSON in the
 ``metadata_props`` under :data:`METADATA_KEY`; :class:`seqtag.onnx_tagger.OnnxTagger` reads
 them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
 
+One module (about 450 lines) on purpose: it is one graph, built in the order the data flows
+(embeddings, LSTM, head), and every part reads the arrays of :func:`_tagger_arrays`, the one
+place that knows the Tagger's layout; split, a reader would follow the graph across files.
+
 >>> import seqtag, seqtag.onnx_export, tempfile, os
 >>> from seqtag.onnx_tagger import OnnxTagger
 >>> tagger = seqtag.Tagger(seqtag.TaggerConfig(hidden_dim=8), seqtag.Vocabularies.build(seqtag.tutorial_corpus()))
