@@ -7,6 +7,14 @@ import seqtag
 from seqtag import Sentence, Tagger, TaggerConfig, TrainConfig, Vocabularies
 
 TINY = dict(embedding_dim=8, hidden_dim=7, char_embedding_dim=5, char_filters=6, dropout=0.0)
+# architectures that cover every part: uni/bidirectional, 1/2 layers, softmax/CRF, with and
+# without the character CNN and the case embedding
+ARCHS = [
+    dict(bidirectional=False, num_layers=1, crf=False, char_filters=0, case_embedding_dim=0),
+    dict(bidirectional=True, num_layers=1, crf=False, char_filters=0),
+    dict(bidirectional=False, num_layers=2, crf=False, char_filters=0),
+    dict(bidirectional=True, num_layers=2, crf=True, char_filters=6),
+]
 ODD_TOKENS = [
     "Über", "ÉCOLE", "naïve", "NAÏVE", "日本", "東京タワー", "🙂", "👍🏽", "e\u0301",  # combining accent
     "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "Ωmega", "¢5", "x" * 45, "Ü" * 40, "日" * 33, "", "qqzzxq", "ÜBER",

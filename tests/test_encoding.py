@@ -37,15 +37,45 @@ def test_lowercase_table_adds_ascii_and_keeps_the_vocabulary_entries():
     assert table["Ü"] == "ü" and table["A"] == "a" and table["Z"] == "z" and "a" not in table
 
 
+def _check_plan(plan, lengths, batch_size, max_tokens):
+    flat = [i for b in plan for i in b]
+    assert flat == sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: lengths[i])  # stable
+    for b in plan:
+        assert 1 <= len(b) <= batch_size
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens
+
+
+@SCRIPTING
+@pytest.mark.parametrize("batch_size, max_tokens", [(1, None), (3, None), (32, None), (8, 20), (256, 1)])
+def test_plan_batches_sorts_caps_and_skips_empty_sentences(batch_size, max_tokens):
+    lengths = np.random.default_rng(batch_size).integers(0, 40, size=200).tolist()
+    lengths[5] = 10_000
+    plan = plan_batches(lengths, batch_size, max_tokens)
+    _check_plan(plan, lengths, batch_size, max_tokens or batch_size * 128)
+    assert [5] in plan
+    assert torch.jit.script(plan_batches)(lengths, batch_size, max_tokens) == plan
+    # ordinary batches stay full under the default cap
+    if max_tokens is None:
+        assert sum(len(b) == batch_size for b in plan) >= len(plan) - 2
+    assert plan_batches([], batch_size, max_tokens) == [] and plan_batches([0, 0], batch_size) == []
+
+
+@SCRIPTING
+@pytest.mark.parametrize("args, message", [((0,), "batch_size >= 1, got 0"), ((-1,), "batch_size >= 1"),
+                                           ((4, 0), "max_tokens >= 1, got 0")])
+def test_plan_batches_refuses_bad_sizes(args, message):
+    with pytest.raises(ValueError, match=message):
+        plan_batches([1, 2], *args)
+    with pytest.raises(torch.jit.Error, match=message):
+        torch.jit.script(plan_batches)([1, 2], *args)
+
+
 @SCRIPTING
 @pytest.mark.parametrize("batch_size, max_tokens", [(1, None), (4, None), (8, 20), (64, 1)])
-def test_plan_is_a_stable_sort_by_length_cut_by_count_and_tokens(batch_size, max_tokens):
+def test_plan_keeps_the_input_order_of_equal_lengths(batch_size, max_tokens):
     lengths = np.random.default_rng(batch_size).integers(0, 6, size=300).tolist()  # many ties
     plan = plan_batches(lengths, batch_size, max_tokens)
-    cap = max_tokens or batch_size * 128
-    assert [i for b in plan for i in b] == sorted((i for i, n in enumerate(lengths) if n), key=lambda i: lengths[i])
-    for b in plan:
-        assert 1 <= len(b) <= batch_size and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= cap)
+    _check_plan(plan, lengths, batch_size, max_tokens or batch_size * 128)
     assert torch.jit.script(plan_batches)(lengths, batch_size, max_tokens) == plan
 
 
