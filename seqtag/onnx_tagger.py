@@ -216,7 +216,11 @@ class OnnxTagger:
 
     def _collate(self, table, lens: list[int], chunk: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                              np.ndarray]:
-        """Pad the sentences ``chunk`` (indices) as ``seqtag.data.collate`` pads their encodings."""
+        """Pad the sentences ``chunk`` (indices) as ``seqtag.data.collate`` pads their encodings.
+
+        The NumPy twin of :func:`seqtag.data.collate_strings` (same table, same batch): the
+        padding is array indexing, which has no common form for torch and NumPy; plain-Python
+        padding would cost the eager path its vectorized scatter."""
         entry, starts, words, cases, chars, widths = table
         lengths = np.array([lens[i] for i in chunk], np.int64)
         b, t = len(chunk), int(lengths.max(initial=0))

@@ -142,18 +142,7 @@ def to_torch_export(
             with torch.no_grad():
                 program = torch.export.export(module, example, dynamic_shapes=dynamic)
             torch.export.save(program, tmp / _bucket_file(length))
-        manifest = {
-            "format": TORCH_EXPORT_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "seqtag_version": __version__,
-            "torch_version": torch.__version__,
-            "buckets": {str(n): _bucket_file(n) for n in lengths},
-            "max_length": lengths[-1],
-            "word_length": word_length,
-            "min_word_length": min(word_length, MIN_WORD_LENGTH),
-            "tags": list(tagger.vocabs.tags.itos),
-            "model": config.to_dict(),
-        }
+        manifest = _manifest(tagger, lengths, word_length)
         atomic_write_text(tmp / METADATA_FILE, json.dumps(manifest, indent=2) + "\n")
         atomic_write_text(tmp / EXPORT_VOCAB_FILE, json.dumps(tagger.vocabs.to_dict(), ensure_ascii=False))
         if path.exists():
@@ -163,6 +152,22 @@ def to_torch_export(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _manifest(tagger: Tagger, lengths: list[int], word_length: int) -> dict:
+    """The JSON object of a ``torch.export`` directory's ``seqtag.json`` (:data:`METADATA_FILE`)."""
+    return {
+        "format": TORCH_EXPORT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seqtag_version": __version__,
+        "torch_version": torch.__version__,
+        "buckets": {str(n): _bucket_file(n) for n in lengths},
+        "max_length": lengths[-1],
+        "word_length": word_length,
+        "min_word_length": min(word_length, MIN_WORD_LENGTH),
+        "tags": list(tagger.vocabs.tags.itos),
+        "model": tagger.config.to_dict(),
+    }
 
 
 class TorchExportTagger:
