@@ -88,11 +88,12 @@ class Tagger(nn.Module):
     Attributes:
         word_embedding: ``nn.Embedding`` of the words.
         case_embedding: ``nn.Embedding`` of the case feature, or None (``case_embedding_dim = 0``).
-        char_cnn: :class:`CharCNN`, or None (``char_filters = 0``).
+        char_cnn: :class:`~seqtag.layers.CharCNN`, or None (``char_filters = 0``).
         lstm: the ``nn.LSTM`` holding the recurrent weights.
-        rnn: how the LSTM runs, :class:`PackedLSTM` or :class:`PaddedLSTM` (:meth:`set_rnn_mode`).
+        rnn: how the LSTM runs, :class:`~seqtag.layers.PackedLSTM` or
+            :class:`~seqtag.layers.PaddedLSTM` (:meth:`set_rnn_mode`).
         output: ``nn.Linear`` to tag scores.
-        head: :class:`CRFHead` (``config.crf``) or :class:`SoftmaxHead`.
+        head: :class:`~seqtag.heads.CRFHead` (``config.crf``) or :class:`~seqtag.heads.SoftmaxHead`.
 
     Example:
         >>> import seqtag
@@ -456,7 +457,7 @@ class Tagger(nn.Module):
 
     @torch.jit.unused
     def set_rnn_mode(self, device: torch.device, exporting: bool = False) -> None:
-        """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`resolve_rnn_mode`."""
+        """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`~seqtag.layers.resolve_rnn_mode`."""
         path = resolve_rnn_mode(self.config.rnn_mode, device, exporting)
         self.rnn = PackedLSTM(self.lstm) if path == "packed" else PaddedLSTM(self.lstm)
 
