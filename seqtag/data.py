@@ -7,8 +7,9 @@ arrays; :func:`collate` pads a list of them to the longest sentence of the batch
 
 For inference from strings, :func:`encode_strings` encodes each distinct token of a call once
 (the same ids as :func:`encode_tokens`) and :func:`collate_strings` pads a batch of it;
-:func:`plan_batches` is the batch plan. These three are plain Python that TorchScript also
-compiles, so the eager tagger and every exported format run the same code.
+:func:`plan_batches` is the batch plan. The encoder and the planner are the torch-free
+:mod:`seqtag.encoding`, which TorchScript also compiles and the ONNX runner imports, so the
+eager tagger and every exported format run the same code.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import TaggerConfig
+from .encoding import encode_table, lowercase_table, plan_batches  # noqa: F401 (plan_batches re-exported)
 from .errors import SeqtagError
 from .vocab import Vocabularies, case_id, normalize
 
@@ -100,51 +102,6 @@ def encode_tokens(tokens: Sequence[str], vocabs: Vocabularies, config: TaggerCon
 # -- strings: each distinct token encoded once (plain Python that TorchScript also compiles) --
 
 
-def code_points(s: str) -> list[str]:
-    """Split ``s`` into its characters (Unicode code points).
-
-    TorchScript strings are UTF-8 bytes: indexing gives bytes, so a code point is a lead byte
-    plus the continuation bytes (``10xxxxxx``) after it. In Python, ``list(s)``.
-    """
-    if not torch.jit.is_scripting():
-        return list(s)
-    out: list[str] = []
-    start = 0
-    n = len(s)
-    for i in range(1, n + 1):
-        if i == n or (ord(s[i]) & 0xC0) != 0x80:
-            out.append(s[start:i])
-            start = i
-    return out
-
-
-def encode_token(
-    token: str,
-    word_ids: dict[str, int],
-    char_ids: dict[str, int],
-    lower_map: dict[str, str],
-    lowercase: bool,
-    char_width: int,
-) -> tuple[int, int, list[int]]:
-    """Word id, case id and character ids of one token, as :func:`encode_tokens` gives them."""
-    cps = code_points(token)
-    parts: list[str] = []
-    for c in cps:
-        parts.append(lower_map.get(c, c))
-    normalized = "".join(parts)
-    word = word_ids.get(normalized if lowercase else token, 1)
-    if normalized == token:
-        case = 1
-    elif cps[1:] == code_points(normalized)[1:]:
-        case = 2
-    else:
-        case = 3
-    chars: list[int] = []
-    for c in cps[:char_width]:
-        chars.append(char_ids.get(c, 1))
-    return word, case, chars
-
-
 def encode_strings(
     tokens: list[list[str]],
     word_ids: dict[str, int],
@@ -153,7 +110,7 @@ def encode_strings(
     lowercase: bool,
     char_width: int,
 ) -> tuple[Tensor, list[int], Tensor, Tensor, Tensor, Tensor]:
-    """Encode each distinct token once.
+    """Encode each distinct token once (:func:`seqtag.encoding.encode_table`), as tensors.
 
     Returns:
         ``(entry, starts, words, cases, chars, widths)``: ``(N,)`` the table row of each of the
@@ -161,28 +118,9 @@ def encode_strings(
         ``(E,)`` word ids, ``(E,)`` case ids, ``(E, char_width)`` character ids padded with 0
         and ``(E,)`` their counts.
     """
-    rows: dict[str, int] = {}
-    entry: list[int] = []
-    starts: list[int] = []
-    words: list[int] = []
-    cases: list[int] = []
-    chars: list[int] = []
-    widths: list[int] = []
-    for sentence in tokens:
-        starts.append(len(entry))
-        for token in sentence:
-            row = rows.get(token, -1)
-            if row < 0:
-                row = len(words)
-                rows[token] = row
-                word, case, ids = encode_token(token, word_ids, char_ids, lower_map, lowercase, char_width)
-                words.append(word)
-                cases.append(case)
-                widths.append(len(ids))
-                chars.extend(ids)
-                for _ in range(char_width - len(ids)):
-                    chars.append(0)
-            entry.append(row)
+    entry, starts, words, cases, chars, widths = encode_table(
+        tokens, word_ids, char_ids, lower_map, lowercase, char_width
+    )
     return (
         torch.tensor(entry, dtype=torch.long),
         starts,
@@ -223,47 +161,12 @@ def collate_strings(
 
 def string_rules(vocabs: Vocabularies, config: TaggerConfig) -> tuple[dict[str, int], dict[str, int], dict[str, str], bool, int]:
     """The arguments of :func:`encode_strings` after ``tokens`` for a model's vocabularies and
-    configuration: ``(word_ids, char_ids, lower_map, lowercase, char_width)``. ``lower_map`` gains
-    A-Z (:func:`~seqtag.vocab.normalize` lowercases ASCII tokens with ``str.lower``);
+    configuration: ``(word_ids, char_ids, lower_map, lowercase, char_width)``. ``lower_map`` is
+    :func:`~seqtag.encoding.lowercase_table` of the vocabulary's;
     ``char_width`` is ``max_word_length``, or 0 without character features."""
-    lower_map = {**vocabs.lower_map, **{chr(c): chr(c + 32) for c in range(65, 91)}}
+    lower_map = lowercase_table(vocabs.lower_map)
     width = config.max_word_length if config.char_filters > 0 else 0
     return vocabs.words.stoi, vocabs.chars.stoi, lower_map, config.lowercase, width
-
-
-def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
-    """The inference batch plan: the indices of the non-empty sentences, sorted (stable) by
-    length, cut into batches of at most ``batch_size`` sentences and ``max_tokens`` tokens
-    counting padding (default ``batch_size * 128``); a sentence longer than ``max_tokens`` is a
-    batch of its own. Every format (eager, TorchScript, torch.export) and ``seqtag bench`` plan
-    with it; TorchScript compiles it.
-
-    Raises:
-        ValueError: ``batch_size < 1`` or ``max_tokens < 1``.
-
-    >>> plan_batches([3, 0, 1, 3, 2], batch_size=2)
-    [[2, 4], [0, 3]]
-    >>> plan_batches([5, 1, 1, 9], batch_size=8, max_tokens=6)
-    [[1, 2], [0], [3]]
-    """
-    if batch_size < 1:
-        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-    cap = batch_size * 128 if max_tokens is None else max_tokens  # BucketBatchSampler's default too
-    if cap < 1:
-        raise ValueError(f"expected max_tokens >= 1, got {cap}")
-    lens = torch.tensor(lengths, dtype=torch.long)
-    nonempty = (lens > 0).nonzero().squeeze(1)
-    order: list[int] = nonempty[torch.sort(lens[nonempty], stable=True)[1]].tolist()
-    batches: list[list[int]] = []
-    start = 0
-    n = len(order)
-    for end in range(1, n + 1):
-        full = end - start == batch_size
-        over = end < n and (end + 1 - start) * lengths[order[end]] > cap
-        if end == n or full or over:
-            batches.append(order[start:end])
-            start = end
-    return batches
 
 
 def encode_tags(tags: Sequence[str], vocabs: Vocabularies) -> np.ndarray:

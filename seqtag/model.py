@@ -1,33 +1,33 @@
 """The tagger: embeddings (words, case, characters) ► (Bi)LSTM ► emissions ► CRF or softmax.
 
-:class:`Tagger` is an ``nn.Module`` built from parts that exist only when configured
-(:class:`CharCNN`, the case embedding), an LSTM run by one of two paths (:class:`PackedLSTM`,
-:class:`PaddedLSTM`) and a head (:class:`CRFHead` or :class:`SoftmaxHead`). Its tensor methods
-(``forward``, ``loss``, ``decode``, and the id-level entry points ``tag_ids``,
-``tag_confidence``, ``tag_marginals``, ``tag_nbest``) are TorchScript-compatible; ``predict``,
-``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work with strings
-and files.
+:class:`Tagger` is an ``nn.Module`` built from parts that exist only when configured (the
+character CNN, the case embedding), an LSTM run by one of two paths and a head; the parts are in
+:mod:`seqtag.layers` (:class:`~seqtag.layers.CharCNN`, :class:`~seqtag.layers.PackedLSTM`,
+:class:`~seqtag.layers.PaddedLSTM`) and :mod:`seqtag.heads` (:class:`~seqtag.heads.CRFHead`,
+:class:`~seqtag.heads.SoftmaxHead`), the model directory's files in :mod:`seqtag.model_dir`.
+
+Its tensor methods (``forward``, ``loss``, ``decode``, and the id-level entry points
+``tag_ids``, ``tag_confidence``, ``tag_marginals``, ``tag_nbest``) are TorchScript-compatible;
+``predict``, ``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work
+with strings and files.
+
+The module is longer than the others (about 500 lines) because it is one class: the tensor
+methods and the string methods are the tagger's whole interface, read together.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
-import pickle
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from . import __version__
 from .config import TaggerConfig, TrainConfig
-from .crf import CRF, allowed_transitions
+from .crf import allowed_transitions
 from .data import (
     Encoded,
     TaggingDataset,
@@ -38,42 +38,11 @@ from .data import (
     plan_batches,
     string_rules,
 )
-from .device import resolve_device
-from .errors import SeqtagError
-from .fileio import atomic_write_bytes, atomic_write_text
+from .heads import CRFHead, SoftmaxHead
+from .layers import CharCNN, PackedLSTM, PaddedLSTM, dropout, resolve_rnn_mode
 from .metrics import detect_scheme
+from .model_dir import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_tagger, save_tagger  # noqa: F401 (re-exported)
 from .vocab import Vocabularies
-
-CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "weights.pt"
-
-
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout of a tensor of any shape; returns the same shape. On the CPU the
-    keep-mask comes from 7 random bytes per int64 draw, with ``p`` rounded to a multiple of
-    1/256: several times faster than ``F.dropout``, whose per-element Bernoulli draws cost more
-    than the LSTM's input product at these sizes."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)
-    n = x.numel()
-    draws = (n + 6) // 7
-    raw = torch.randint(0, 72057594037927936, (draws,), dtype=torch.int64, device=x.device)  # 2**56
-    bytes_ = raw.view(torch.uint8).view(draws, 8)[:, :7].reshape(-1)[:n].view(x.shape)
-    threshold = int(round(p * 256))
-    return x * (bytes_ >= threshold).to(x.dtype) * (256.0 / (256 - threshold))
-
-
-def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse each sentence of ``x`` ``(batch, seq_len, dim)`` within its own length.
-
-    Padding positions stay where they are; applying it twice gives ``x`` back.
-    """
-    t = x.size(1)
-    steps = torch.arange(t, device=x.device).unsqueeze(0)  # shape: (1, T)
-    lens = lengths.to(x.device).unsqueeze(1)  # shape: (B, 1)
-    index = torch.where(steps < lens, lens - 1 - steps, steps)  # shape: (B, T)
-    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.size(2)))
 
 
 def resolve_scheme(scheme: str, tags: Sequence[str]) -> str:
@@ -107,235 +76,6 @@ def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor)
     return lengths
 
 
-class CharCNN(nn.Module):
-    """Ma & Hovy (2016) character encoder: embed characters, convolve, max-pool over the word.
-
-    Input ``(batch, seq_len, word_len)`` character ids (0 = padding) ► ``(batch, seq_len, filters)``.
-    Padding characters embed to zero and are excluded from the max, so a word's vector does not
-    depend on how much the batch pads it; an all-padding word gives zeros.
-
-    Most words are short while ``word_len`` is set by the batch's longest word, so words are
-    encoded in groups by length (up to 8 characters, up to 16, longer), each group cut to its
-    own longest word: the same result for a fraction of the convolution work.
-    """
-
-    def __init__(self, num_chars: int, embedding_dim: int, filters: int, kernel_size: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
-        self.conv = nn.Conv1d(embedding_dim, filters, kernel_size, padding=kernel_size // 2)
-        self.filters = filters
-        self.group_limits = [8, 16]
-
-    def encode_words(self, chars: Tensor) -> Tensor:
-        """``(num_words, word_len)`` character ids ► ``(num_words, filters)``."""
-        x = self.embedding(chars).transpose(1, 2)  # shape: (N, E, W)
-        x = self.conv(x)  # shape: (N, F, W)
-        x = x.masked_fill((chars == 0).unsqueeze(1), float("-inf")).amax(dim=2)  # shape: (N, F)
-        return x.masked_fill(torch.isinf(x), 0.0)
-
-    def forward(self, chars: Tensor) -> Tensor:
-        """``(batch, seq_len, word_len)`` character ids (0 = padding) to ``(batch, seq_len, filters)``
-        word vectors (zeros for padding words)."""
-        b, t, w = chars.shape
-        if w == 0:
-            return torch.zeros((b, t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)
-        flat = chars.reshape(b * t, w)
-        if w <= self.group_limits[0] or chars.device.type != "cpu":
-            return self.encode_words(flat).reshape(b, t, self.filters)
-        lengths = (flat != 0).sum(dim=1)  # shape: (N,)
-        out = torch.zeros((b * t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)
-        low = 0
-        for high in self.group_limits + [w]:
-            index = ((lengths > low) & (lengths <= high)).nonzero().squeeze(1)
-            if index.numel() > 0:
-                out = out.index_copy(0, index, self.encode_words(flat.index_select(0, index)[:, : min(high, w)]))
-            low = high
-            if high >= w:
-                break
-        return out.reshape(b, t, self.filters)
-
-
-class PackedLSTM(nn.Module):
-    """The LSTM over ``pack_padded_sequence``: cuDNN's native input on CUDA.
-
-    Holds no weights: :meth:`forward` takes the ``nn.LSTM``'s flat weights, so the two paths
-    (this one and :class:`PaddedLSTM`) share one set of parameters under the usual
-    ``lstm.weight_ih_l0``... names.
-    """
-
-    def __init__(self, lstm: nn.LSTM) -> None:
-        super().__init__()
-        self.hidden_size = lstm.hidden_size
-        self.num_layers = lstm.num_layers
-        self.bidirectional = lstm.bidirectional
-        self.dropout = float(lstm.dropout)
-
-    def forward(self, x: Tensor, lengths: Tensor, weights: list[Tensor]) -> Tensor:
-        """``(batch, seq_len, input_dim)`` ► ``(batch, seq_len, hidden * directions)``, zeros at
-        padding; ``lengths`` ``(batch,)`` int64 on the CPU, each >= 1; ``weights`` is
-        ``lstm._flat_weights``."""
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        directions = 2 if self.bidirectional else 1
-        h0 = x.new_zeros((self.num_layers * directions, x.size(0), self.hidden_size))
-        # what nn.LSTM.forward runs for a PackedSequence and a zero initial state
-        out = torch.lstm(
-            packed.data, packed.batch_sizes, [h0, h0], weights, True, self.num_layers,
-            self.dropout, self.training, self.bidirectional,
-        )[0]
-        out_packed = PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-        return pad_packed_sequence(out_packed, batch_first=True, total_length=x.size(1))[0]
-
-
-class PaddedLSTM(nn.Module):
-    """The LSTM over the padded batch, the backward direction over each sentence reversed within
-    its own length: the packed result at real positions (to float rounding), without the
-    slow per-step path PyTorch's CPU LSTM takes for a mixed-length ``PackedSequence``.
-
-    Holds no weights (see :class:`PackedLSTM`).
-    """
-
-    def __init__(self, lstm: nn.LSTM) -> None:
-        super().__init__()
-        self.hidden_size = lstm.hidden_size
-        self.num_layers = lstm.num_layers
-        self.num_directions = 2 if lstm.bidirectional else 1
-        self.dropout = float(lstm.dropout)
-
-    def forward(self, x: Tensor, lengths: Tensor, weights: list[Tensor]) -> Tensor:
-        """``(batch, seq_len, input_dim)`` ► ``(batch, seq_len, hidden * directions)`` (values at
-        padding are meaningless); ``lengths`` ``(batch,)``; ``weights`` is ``lstm._flat_weights``."""
-        # Padding comes after each sentence, so a forward LSTM over the padded batch gives the
-        # packed result at real positions; the backward direction runs over each sentence
-        # reversed within its own length.
-        h0 = x.new_zeros((1, x.size(0), self.hidden_size))
-        for layer in range(self.num_layers):
-            if layer > 0:
-                x = dropout(x, self.dropout, self.training)
-            k = 4 * self.num_directions * layer
-            fwd = torch.lstm(x, [h0, h0], weights[k : k + 4], True, 1, 0.0, self.training, False, True)[0]
-            if self.num_directions == 2:
-                xr = reverse_padded(x, lengths)
-                bwd = torch.lstm(xr, [h0, h0], weights[k + 4 : k + 8], True, 1, 0.0, self.training, False, True)[0]
-                x = torch.cat([fwd, reverse_padded(bwd, lengths)], dim=2)
-            else:
-                x = fwd
-        return x
-
-
-def resolve_rnn_mode(mode: str, device: torch.device, exporting: bool = False) -> str:
-    """The LSTM path for ``rnn_mode`` (``auto``, ``packed`` or ``padded``) on ``device``:
-    ``auto`` is packed on CUDA (cuDNN takes packed sequences natively) and padded elsewhere;
-    ``torch.export`` always gets the padded path (packing has data-dependent shapes).
-
-    >>> resolve_rnn_mode("auto", torch.device("cpu")), resolve_rnn_mode("packed", torch.device("cpu"), True)
-    ('padded', 'padded')
-    """
-    if exporting or mode == "padded":
-        return "padded"
-    if mode == "packed" or (mode == "auto" and device.type == "cuda"):
-        return "packed"
-    return "padded"
-
-
-def _promote(emissions: Tensor) -> Tensor:
-    """Half-precision emissions in float32 (what the CRF computes in); others unchanged."""
-    if emissions.dtype == torch.float16 or emissions.dtype == torch.bfloat16:
-        return emissions.float()
-    return emissions
-
-
-def _zero_transition_crf(num_tags: int) -> CRF:
-    """A CRF with all start, transition and end scores 0 and nothing saved in a state dict.
-
-    Over log-softmax emissions its sequence scores are the softmax model's log-probabilities,
-    so its k-best search is the exact n-best of a softmax head.
-    """
-    crf = CRF(num_tags)
-    for name in ("start_transitions", "end_transitions", "transitions"):
-        zeros = torch.zeros_like(getattr(crf, name))
-        delattr(crf, name)
-        crf.register_buffer(name, zeros, persistent=False)
-    for name in ("start_mask", "transition_mask", "end_mask"):
-        crf.register_buffer(name, getattr(crf, name), persistent=False)
-    return crf
-
-
-class SoftmaxHead(nn.Module):
-    """Independent per-token softmax over the emissions.
-
-    Every method takes ``emissions`` ``(batch, seq_len, num_tags)`` and a ``(batch, seq_len)``
-    bool prefix ``mask`` (each row at least one True).
-    """
-
-    def __init__(self, num_tags: int) -> None:
-        super().__init__()
-        self.num_tags = num_tags
-        self.chain = _zero_transition_crf(num_tags)
-
-    @torch.jit.export
-    def loss(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
-        """Cross-entropy, mean over real tokens (float32 scalar); ``tags`` ``(batch, seq_len)``."""
-        return F.cross_entropy(emissions.float().flatten(0, 1), tags.masked_fill(~mask, -100).flatten())
-
-    @torch.jit.export
-    def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """Argmax tag ids ``(batch, seq_len)`` int64, 0 at padding."""
-        return emissions.argmax(dim=2).masked_fill(~mask, 0)
-
-    @torch.jit.export
-    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """The softmax ``(batch, seq_len, num_tags)``, rows of 0 at padding; float32 (float64
-        for float64 emissions)."""
-        probs = torch.softmax(_promote(emissions), dim=2)
-        return probs.masked_fill(~mask.unsqueeze(2), 0.0)
-
-    @torch.jit.export
-    def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The ``k`` most probable tag sequences: ``(paths (batch, k, seq_len), log_probs
-        (batch, k))``, best first, ``-inf`` (and a path of zeros) where a sentence has fewer
-        than ``k`` sequences. The CRF's k-best search over log-softmax emissions with zero
-        transitions: its scores are the log-probabilities, so the result is exact."""
-        log_probs = torch.log_softmax(_promote(emissions), dim=2)
-        paths, scores = self.chain.nbest(log_probs, mask, k)
-        return paths, scores - self.chain.log_partition(log_probs, mask).unsqueeze(1)
-
-
-class CRFHead(nn.Module):
-    """A linear-chain CRF over the emissions (:class:`~seqtag.crf.CRF`, attribute ``crf``).
-
-    Every method takes ``emissions`` ``(batch, seq_len, num_tags)`` and a ``(batch, seq_len)``
-    bool prefix ``mask`` (each row at least one True).
-    """
-
-    def __init__(self, num_tags: int) -> None:
-        super().__init__()
-        self.num_tags = num_tags
-        self.crf = CRF(num_tags)
-
-    @torch.jit.export
-    def loss(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
-        """Negative log-likelihood, summed over sentences and divided by the real tokens
-        (float32 scalar); ``tags`` ``(batch, seq_len)``."""
-        return self.crf(emissions, tags, mask).sum() / mask.sum()
-
-    @torch.jit.export
-    def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """Viterbi tag ids ``(batch, seq_len)`` int64, 0 at padding (constraints respected)."""
-        return self.crf.decode(emissions, mask)
-
-    @torch.jit.export
-    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """``p(y_t = k | x)`` by forward-backward, ``(batch, seq_len, num_tags)``, rows of 0 at
-        padding, 0 for tags the constraints rule out; float32 (float64 for float64 emissions)."""
-        return self.crf.marginals(emissions, mask)
-
-    @torch.jit.export
-    def nbest(self, emissions: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The ``k`` best tag sequences: ``(paths (batch, k, seq_len), log_probs (batch, k))``,
-        best first (the first is :meth:`decode`'s), ``-inf`` (and a path of zeros) where a
-        sentence has fewer than ``k`` allowed sequences."""
-        paths, scores = self.crf.nbest(emissions, mask, k)
-        return paths, scores - self.crf.log_partition(emissions, mask).unsqueeze(1)
 
 
 class Tagger(nn.Module):
@@ -348,11 +88,12 @@ class Tagger(nn.Module):
     Attributes:
         word_embedding: ``nn.Embedding`` of the words.
         case_embedding: ``nn.Embedding`` of the case feature, or None (``case_embedding_dim = 0``).
-        char_cnn: :class:`CharCNN`, or None (``char_filters = 0``).
+        char_cnn: :class:`~seqtag.layers.CharCNN`, or None (``char_filters = 0``).
         lstm: the ``nn.LSTM`` holding the recurrent weights.
-        rnn: how the LSTM runs, :class:`PackedLSTM` or :class:`PaddedLSTM` (:meth:`set_rnn_mode`).
+        rnn: how the LSTM runs, :class:`~seqtag.layers.PackedLSTM` or
+            :class:`~seqtag.layers.PaddedLSTM` (:meth:`set_rnn_mode`).
         output: ``nn.Linear`` to tag scores.
-        head: :class:`CRFHead` (``config.crf``) or :class:`SoftmaxHead`.
+        head: :class:`~seqtag.heads.CRFHead` (``config.crf``) or :class:`~seqtag.heads.SoftmaxHead`.
 
     Example:
         >>> import seqtag
@@ -716,7 +457,7 @@ class Tagger(nn.Module):
 
     @torch.jit.unused
     def set_rnn_mode(self, device: torch.device, exporting: bool = False) -> None:
-        """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`resolve_rnn_mode`."""
+        """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`~seqtag.layers.resolve_rnn_mode`."""
         path = resolve_rnn_mode(self.config.rnn_mode, device, exporting)
         self.rnn = PackedLSTM(self.lstm) if path == "packed" else PaddedLSTM(self.lstm)
 
@@ -735,20 +476,7 @@ class Tagger(nn.Module):
         Each file is written to a temporary name and renamed, so a crash leaves either the old
         file or the new one, never a torn one.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        meta: dict[str, Any] = {"seqtag_version": __version__, "model": self.config.to_dict()}
-        if training is not None:
-            meta["training"] = training.to_dict()
-        if data is not None:
-            meta["data"] = dict(data.to_dict() if hasattr(data, "to_dict") else data)
-        config_text = json.dumps(meta, indent=2) + "\n"  # fails here, before any write, if not JSON
-        atomic_write_bytes(directory / WEIGHTS_FILE, buf.getvalue())
-        atomic_write_text(directory / VOCAB_FILE, json.dumps(self.vocabs.to_dict(), ensure_ascii=False))
-        atomic_write_text(directory / CONFIG_FILE, config_text)
+        save_tagger(self, directory, training, data)
 
     @classmethod
     @torch.jit.unused
@@ -764,86 +492,12 @@ class Tagger(nn.Module):
                 weights, a training checkpoint copied over ``weights.pt``, an edited
                 vocabulary), or a weights file that holds Python objects.
         """
-        directory = Path(directory)
-        for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise SeqtagError(f"{directory}: not a seqtag model directory (no {name})")
-        config = _read_config(directory / CONFIG_FILE)
-        vocabs = _read_vocabs(directory / VOCAB_FILE)
-        try:
-            tagger = cls(config, vocabs)
-        except ValueError as e:  # e.g. tags that do not follow the configured tag scheme
-            raise SeqtagError(f"{directory}: config.json and vocab.json disagree ({e})") from None
-        state = _read_weights(directory / WEIGHTS_FILE)
-        problem = _state_mismatch(state, tagger.state_dict())
-        if problem:
-            raise SeqtagError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}/{VOCAB_FILE}: {problem}")
-        tagger.load_state_dict(state)
-        dev = resolve_device(device)
-        tagger.set_rnn_mode(dev)
-        return tagger.to(dev)
+        return load_tagger(cls, directory, device)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise SeqtagError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-
-
-def _read_config(path: Path) -> TaggerConfig:
-    """The ``model`` entry of ``config.json``: every field present, each value valid."""
-    meta = _read_json(path)
-    model = meta.get("model") if isinstance(meta, dict) else None
-    if not isinstance(model, dict):
-        raise SeqtagError(f'{path}: expected a JSON object with a "model" object')
-    missing = [f.name for f in dataclasses.fields(TaggerConfig) if f.name not in model]
-    if missing:
-        raise SeqtagError(f'{path}: "model" lacks {", ".join(missing)} (no defaults are assumed for a saved model)')
-    try:
-        return TaggerConfig.from_dict(model)
-    except (TypeError, ValueError) as e:
-        raise SeqtagError(f'{path}: bad "model" ({e})') from None
-
-
-def _read_vocabs(path: Path) -> Vocabularies:
-    try:
-        return Vocabularies.from_dict(_read_json(path))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise SeqtagError(f"{path}: not a seqtag vocabulary ({type(e).__name__}: {e})") from None
-
-
-def _read_weights(path: Path) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's message advises weights_only=False, which would run the file's code
-        raise SeqtagError(f"{path}: refused to load: it holds Python objects, not only tensors") from None
-    except Exception as e:  # a torn or foreign file: RuntimeError, EOFError, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise SeqtagError(f"{path}: not a readable weights file ({type(e).__name__}: {first})") from None
-    if not isinstance(state, dict):
-        raise SeqtagError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
-    return state
-
-
-def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:
-    """What keeps ``state`` from loading into a model whose state dict is ``expected`` ("" if nothing)."""
-    if "model" in state and "optimizer" in state:
-        return "it is a training checkpoint (checkpoints/*.pt), not the weights of a model directory"
-    if any(isinstance(k, str) and k.startswith("crf.") for k in state):
-        return "its tensor names (crf.*) are those of seqtag before 0.2.0, whose model directories do not load"
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(map(str, unexpected[:4]))}{' ...' if len(unexpected) > 4 else ''}")
-    for k, v in expected.items():
-        if k in state:
-            if not isinstance(state[k], Tensor):
-                problems.append(f"{k} is a {type(state[k]).__name__}, not a tensor")
-            elif state[k].shape != v.shape:
-                problems.append(f"{k} has shape {list(state[k].shape)}, expected {list(v.shape)}")
-    return "; ".join(problems[:3])
+def as_tagger(model_or_dir: Tagger | str | os.PathLike) -> Tagger:
+    """``model_or_dir`` itself if it is a :class:`Tagger`, else the model directory it names,
+    loaded on the CPU (what every export takes)."""
+    if isinstance(model_or_dir, Tagger):
+        return model_or_dir
+    return Tagger.load(model_or_dir, device="cpu")

@@ -24,6 +24,10 @@ The vocabularies, the encoding rules and the tag names are stored as JSON in the
 ``metadata_props`` under :data:`METADATA_KEY`; :class:`seqtag.onnx_tagger.OnnxTagger` reads
 them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
 
+One module (about 450 lines) on purpose: it is one graph, built in the order the data flows
+(embeddings, LSTM, head), and every part reads the arrays of :func:`_tagger_arrays`, the one
+place that knows the Tagger's layout; split, a reader would follow the graph across files.
+
 >>> import seqtag, seqtag.onnx_export, tempfile, os
 >>> from seqtag.onnx_tagger import OnnxTagger
 >>> tagger = seqtag.Tagger(seqtag.TaggerConfig(hidden_dim=8), seqtag.Vocabularies.build(seqtag.tutorial_corpus()))
@@ -46,7 +50,7 @@ from onnx import TensorProto, helper, numpy_helper
 from . import __version__
 from .crf import NEG_SCORE
 from .fileio import atomic_write_bytes
-from .model import Tagger
+from .model import Tagger, as_tagger
 
 ONNX_FORMAT = "seqtag.onnx"
 FORMAT_VERSION = 1
@@ -222,6 +226,12 @@ def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: s
     Returns:
         ``(tags, marginals, log_partition)``: ``(T, B)`` int64, ``(T, B, K)`` float32 (both
         meaningless at padding) and ``(B,)`` float64.
+
+    Note:
+        One function of about 110 lines on purpose: the two ``Loop`` bodies (forward, then
+        backward with the backtracking) read the same constants and the node names of the
+        outer graph (``em``, ``mask``, the forward loop's backpointers), and each is half of
+        one algorithm; split, every part would take a dozen graph names as arguments.
     """
     k = crf["start"].shape[0]
     start = g.const(np.where(crf["start_mask"], crf["start"], NEG_SCORE).astype(np.float32), "crf_start")
@@ -439,7 +449,7 @@ def to_onnx(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike) -
         ``path`` as a :class:`~pathlib.Path`. Load it with :class:`seqtag.onnx_tagger.OnnxTagger`
         (strings in, strings out; numpy and onnxruntime only) or any ONNX runtime.
     """
-    tagger = model_or_dir if isinstance(model_or_dir, Tagger) else Tagger.load(model_or_dir, device="cpu")
+    tagger = as_tagger(model_or_dir)
     model = build_graph(_tagger_arrays(tagger))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

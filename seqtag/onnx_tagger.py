@@ -2,9 +2,9 @@
 
 Needs only ``numpy`` and ``onnxruntime`` (``pip install 'seqtag[onnx]'``, or just those two):
 this module imports nothing from torch, so it runs in serving processes without PyTorch. The
-strings are encoded here from the file's metadata, with ids identical to seqtag's own encoder
-(:func:`seqtag.data.encode_tokens`), and batched as :meth:`Tagger.predict
-<seqtag.model.Tagger.predict>` batches them.
+strings are encoded from the file's metadata by seqtag's own string encoder and batched by its
+batch planner (:mod:`seqtag.encoding`, which imports no torch either), as :meth:`Tagger.predict
+<seqtag.model.Tagger.predict>` encodes and batches them.
 
 >>> import seqtag, seqtag.onnx_export, tempfile, os
 >>> tagger = seqtag.Tagger(seqtag.TaggerConfig(hidden_dim=8), seqtag.Vocabularies.build(seqtag.tutorial_corpus()))
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime
 
+from .encoding import encode_table, lowercase_table, plan_batches
 from .errors import SeqtagError
 
 ONNX_FORMAT = "seqtag.onnx"
@@ -30,46 +31,6 @@ METADATA_KEY = "seqtag.json"
 DEFAULT_BATCH_SIZE = 256
 TOKENS_PER_SENTENCE = 128
 """The padded-token cap of a batch is ``batch_size * TOKENS_PER_SENTENCE``, as in eager prediction."""
-
-
-def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """The non-empty sentences' indices, sorted (stably) by length and cut into batches of at most
-    ``batch_size`` sentences and ``max_tokens`` padded tokens (a longer sentence alone).
-
-    The same plan as eager prediction's (``seqtag.data.cut_batches`` over the stable length
-    order), written without torch so that this module imports in a process without it.
-
-    >>> plan_batches([3, 0, 1, 3, 2], batch_size=2, max_tokens=100)
-    [[2, 4], [0, 3]]
-    >>> plan_batches([5, 1, 1, 5], batch_size=4, max_tokens=6)
-    [[1, 2], [0], [3]]
-    """
-    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    start = 0
-    for end in range(1, len(order) + 1):
-        full = end - start == batch_size
-        over = end < len(order) and (end + 1 - start) * lengths[order[end]] > max_tokens
-        if end == len(order) or full or over:
-            batches.append(order[start:end])
-            start = end
-    return batches
-
-
-def _normalize(token: str, lower_map: dict[str, str]) -> str:
-    """``seqtag.vocab.normalize``: ``str.lower`` for ASCII, else character by character."""
-    if token.isascii():
-        return token.lower()
-    return "".join([lower_map.get(c, c) for c in token])
-
-
-def _case_id(token: str, normalized: str) -> int:
-    """``seqtag.vocab.case_id``: 1 unchanged by lowercasing, 2 only the first character changed, 3 otherwise."""
-    if token == normalized:
-        return 1
-    if token[1:] == normalized[1:]:
-        return 2
-    return 3
 
 
 def _as_list(sentences: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
@@ -129,7 +90,7 @@ class OnnxTagger:
         encoding = meta["encoding"]
         self._word_ids = {w: i for i, w in enumerate(encoding["words"])}
         self._char_ids = {c: i for i, c in enumerate(encoding["chars"])}
-        self._lower_map: dict[str, str] = dict(encoding["lower_map"])
+        self._lower_map = lowercase_table(dict(encoding["lower_map"]))
         self._lowercase = bool(encoding["lowercase"])
         self._width = int(encoding["max_word_length"]) if encoding["use_chars"] else 0
         crf = meta["crf"]
@@ -231,16 +192,9 @@ class OnnxTagger:
         for chunk in batches:
             yield chunk, self.run(*self._collate(table, lens, chunk), outputs=outputs)
 
-    def _encode_token(self, token: str) -> tuple[int, int, list[int]]:
-        """Word id, case id and character ids of one token, as ``seqtag.data.encode_tokens``."""
-        normalized = _normalize(token, self._lower_map)
-        word = self._word_ids.get(normalized if self._lowercase else token, 1)
-        chars = [self._char_ids.get(c, 1) for c in token[: self._width]] if self._width else []
-        return word, _case_id(token, normalized), chars
-
     def _table(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                                      np.ndarray, np.ndarray]:
-        """Encode each distinct token once.
+        """Encode each distinct token once (:func:`seqtag.encoding.encode_table`), as arrays.
 
         Returns:
             ``(entry, starts, words, cases, chars, widths)``: ``(N,)`` the table row of each of
@@ -248,29 +202,25 @@ class OnnxTagger:
             row ``(E,)`` word ids, ``(E,)`` case ids, ``(E, width)`` character ids padded with 0
             and ``(E,)`` their counts.
         """
-        rows: dict[str, int] = {}
-        entry: list[int] = []
-        starts: list[int] = []
-        encoded: list[tuple[int, int, list[int]]] = []
-        for sentence in sentences:
-            starts.append(len(entry))
-            for token in sentence:
-                row = rows.get(token)
-                if row is None:
-                    row = rows[token] = len(encoded)
-                    encoded.append(self._encode_token(token))
-                entry.append(row)
-        words = np.fromiter((e[0] for e in encoded), np.int64, len(encoded))
-        cases = np.fromiter((e[1] for e in encoded), np.int64, len(encoded))
-        widths = np.fromiter((len(e[2]) for e in encoded), np.int64, len(encoded))
-        chars = np.zeros((len(encoded), self._width), np.int64)
-        for row, (_, _, ids) in enumerate(encoded):
-            chars[row, : len(ids)] = ids
-        return np.asarray(entry, np.int64), np.asarray(starts, np.int64), words, cases, chars, widths
+        entry, starts, words, cases, chars, widths = encode_table(
+            sentences, self._word_ids, self._char_ids, self._lower_map, self._lowercase, self._width
+        )
+        return (
+            np.asarray(entry, np.int64),
+            np.asarray(starts, np.int64),
+            np.asarray(words, np.int64),
+            np.asarray(cases, np.int64),
+            np.asarray(chars, np.int64).reshape(len(words), self._width),
+            np.asarray(widths, np.int64),
+        )
 
     def _collate(self, table, lens: list[int], chunk: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                              np.ndarray]:
-        """Pad the sentences ``chunk`` (indices) as ``seqtag.data.collate`` pads their encodings."""
+        """Pad the sentences ``chunk`` (indices) as ``seqtag.data.collate`` pads their encodings.
+
+        The NumPy twin of :func:`seqtag.data.collate_strings` (same table, same batch): the
+        padding is array indexing, which has no common form for torch and NumPy; plain-Python
+        padding would cost the eager path its vectorized scatter."""
         entry, starts, words, cases, chars, widths = table
         lengths = np.array([lens[i] for i in chunk], np.int64)
         b, t = len(chunk), int(lengths.max(initial=0))

@@ -3,7 +3,22 @@
 import random
 import string
 
-from seqtag import Sentence, Tagger, TaggerConfig, Vocabularies
+import seqtag
+from seqtag import Sentence, Tagger, TaggerConfig, TrainConfig, Vocabularies
+
+TINY = dict(embedding_dim=8, hidden_dim=7, char_embedding_dim=5, char_filters=6, dropout=0.0)
+# architectures that cover every part: uni/bidirectional, 1/2 layers, softmax/CRF, with and
+# without the character CNN and the case embedding
+ARCHS = [
+    dict(bidirectional=False, num_layers=1, crf=False, char_filters=0, case_embedding_dim=0),
+    dict(bidirectional=True, num_layers=1, crf=False, char_filters=0),
+    dict(bidirectional=False, num_layers=2, crf=False, char_filters=0),
+    dict(bidirectional=True, num_layers=2, crf=True, char_filters=6),
+]
+ODD_TOKENS = [
+    "Über", "ÉCOLE", "naïve", "NAÏVE", "日本", "東京タワー", "🙂", "👍🏽", "e\u0301",  # combining accent
+    "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "Ωmega", "¢5", "x" * 45, "Ü" * 40, "日" * 33, "", "qqzzxq", "ÜBER",
+]
 
 
 def random_sentences(n: int, min_len: int = 1, max_len: int = 12, tags=("A", "B", "C"), seed: int = 0):
@@ -23,3 +38,47 @@ def small_tagger(sentences, **config) -> Tagger:
     defaults.update(config)
     cfg = TaggerConfig(**defaults)
     return Tagger(cfg, Vocabularies.build(sentences, lowercase=cfg.lowercase)).eval()
+
+
+def bio_sentences(n: int, seed: int) -> list[Sentence]:
+    """Random tokens; a run of capitalized tokens is an entity (type by its first token's length)."""
+    out = []
+    for s in random_sentences(n, max_len=12, seed=seed):
+        tags, kind = [], None
+        for token in s.tokens:
+            if token[0].isupper():
+                if kind is None:
+                    kind = "PER" if len(token) % 2 else "LOC"
+                    tags.append("B-" + kind)
+                else:
+                    tags.append("I-" + kind)
+            else:
+                kind = None
+                tags.append("O")
+        out.append(Sentence(s.tokens, tags))
+    return out
+
+
+def trained_tagger(sentences, **config):
+    """A :data:`TINY` tagger (``config`` overrides) trained 2 epochs on ``sentences``, seed 3."""
+    cfg = TaggerConfig(**{**TINY, **config})
+    tc = TrainConfig(epochs=2, batch_size=8, device="cpu", seed=3)
+    return seqtag.train(sentences, config=cfg, train_config=tc, quiet=True)
+
+
+def odd_sentences(tagger, seed: int = 0) -> list[list[str]]:
+    """Known words in several casings, unknown and non-ASCII words, long words, 1 and 500 tokens."""
+    rng = random.Random(seed)
+    known = tagger.vocabs.words.itos[2:]
+    variants = [str.lower, str.upper, str.title, lambda w: w]
+
+    def token():
+        r = rng.random()
+        if r < 0.6:
+            return rng.choice(variants)(rng.choice(known))
+        if r < 0.8:
+            return rng.choice(ODD_TOKENS)
+        return "".join(rng.choice("abcXYZéÜ日🙂") for _ in range(rng.randint(1, 40)))
+
+    sentences = [[token() for _ in range(rng.randint(1, 20))] for _ in range(60)]
+    return [ODD_TOKENS, ["Über"], *sentences[:30], [], [token() for _ in range(500)], *sentences[30:], ["x"]]

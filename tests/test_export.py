@@ -6,7 +6,6 @@ padding, unknown and non-ASCII input, empty input, and a process that cannot imp
 
 import json
 import os
-import random
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 import seqtag
-from seqtag import Sentence, SeqtagError, TaggerConfig, TrainConfig, read_conllu
+from seqtag import SeqtagError, TaggerConfig, TrainConfig, read_conllu
 from seqtag.data import collate, encode_tokens
 from seqtag.export import (
     ScriptedTagger,
@@ -25,44 +24,20 @@ from seqtag.export import (
     to_torchscript,
 )
 
-from .helpers import random_sentences, small_tagger
-
-TINY = dict(embedding_dim=8, hidden_dim=7, char_embedding_dim=5, char_filters=6, dropout=0.0)
-ODD_TOKENS = [
-    "Über", "ÉCOLE", "naïve", "NAÏVE", "日本", "東京タワー", "🙂", "👍🏽", "e\u0301",  # combining accent
-    "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "Ωmega", "¢5", "x" * 45, "Ü" * 40, "日" * 33, "", "qqzzxq", "ÜBER",
-]
-
-
-def _bio_sentences(n: int, seed: int) -> list[Sentence]:
-    """Random tokens; a run of capitalized tokens is an entity (type by its first token's length)."""
-    out = []
-    for s in random_sentences(n, max_len=12, seed=seed):
-        tags, kind = [], None
-        for token in s.tokens:
-            if token[0].isupper():
-                if kind is None:
-                    kind = "PER" if len(token) % 2 else "LOC"
-                    tags.append("B-" + kind)
-                else:
-                    tags.append("I-" + kind)
-            else:
-                kind = None
-                tags.append("O")
-        out.append(Sentence(s.tokens, tags))
-    return out
-
-
-def _train(sentences, **config):
-    cfg = TaggerConfig(**{**TINY, **config})
-    tc = TrainConfig(epochs=2, batch_size=8, device="cpu", seed=3)
-    return seqtag.train(sentences, config=cfg, train_config=tc, quiet=True)
+from .helpers import (
+    TINY,
+    bio_sentences,
+    odd_sentences,
+    random_sentences,
+    small_tagger,
+    trained_tagger,
+)
 
 
 @pytest.fixture(scope="module")
 def crf_tagger():
     """Characters + CRF with BIO constraints, trained so that predictions are not degenerate."""
-    tagger = _train(_bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
+    tagger = trained_tagger(bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
     assert not bool(tagger.head.crf.transition_mask.all()), "expected BIO constraints in the CRF"
     return tagger
 
@@ -70,7 +45,7 @@ def crf_tagger():
 @pytest.fixture(scope="module")
 def softmax_tagger():
     """No characters, no CRF, case-sensitive word lookup, no case feature."""
-    return _train(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
+    return trained_tagger(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
 
 
 @pytest.fixture(params=["crf_tagger", "softmax_tagger"])
@@ -93,29 +68,11 @@ def scripted(request, tagger, scripted_files):
     return load_torchscript(scripted_files[request.node.callspec.params["tagger"]])
 
 
-def _test_sentences(tagger, seed: int = 0) -> list[list[str]]:
-    """Known words in several casings, unknown and non-ASCII words, long words, 1 and 500 tokens."""
-    rng = random.Random(seed)
-    known = tagger.vocabs.words.itos[2:]
-    variants = [str.lower, str.upper, str.title, lambda w: w]
-
-    def token():
-        r = rng.random()
-        if r < 0.6:
-            return rng.choice(variants)(rng.choice(known))
-        if r < 0.8:
-            return rng.choice(ODD_TOKENS)
-        return "".join(rng.choice("abcXYZéÜ日🙂") for _ in range(rng.randint(1, 40)))
-
-    sentences = [[token() for _ in range(rng.randint(1, 20))] for _ in range(60)]
-    return [ODD_TOKENS, ["Über"], *sentences[:30], [], [token() for _ in range(500)], *sentences[30:], ["x"]]
-
-
 # -- TorchScript --------------------------------------------------------------------------
 
 
 def test_torchscript_tags_equal_eager(tagger, scripted):
-    sentences = _test_sentences(tagger)
+    sentences = odd_sentences(tagger)
     expected = tagger.predict(sentences)
     assert scripted(sentences) == expected
     assert scripted.predict_ids(sentences) == tagger.predict_ids(sentences)
@@ -123,7 +80,7 @@ def test_torchscript_tags_equal_eager(tagger, scripted):
 
 
 def test_torchscript_encoding_equals_eager_collate(tagger, scripted):
-    sentences = _test_sentences(tagger, seed=1)
+    sentences = odd_sentences(tagger, seed=1)
     expected = collate([encode_tokens(s, tagger.vocabs, tagger.config) for s in sentences])
     words, cases, chars, lengths = scripted.encode(sentences)
     assert torch.equal(words, expected.words)
@@ -133,7 +90,7 @@ def test_torchscript_encoding_equals_eager_collate(tagger, scripted):
 
 
 def test_tag_ids_on_a_padded_batch_equal_each_sentence_alone(tagger, scripted):
-    sentences = _test_sentences(tagger, seed=2)[:40]
+    sentences = odd_sentences(tagger, seed=2)[:40]
     words, cases, chars, lengths = scripted.encode(sentences)
     ids = scripted.tag_ids(words, cases, chars, lengths)
     assert ids.shape == words.shape and ids.dtype == torch.long
@@ -146,7 +103,7 @@ def test_tag_ids_on_a_padded_batch_equal_each_sentence_alone(tagger, scripted):
 
 def test_batch_size_and_order_do_not_change_tags(crf_tagger, scripted_files):
     module = load_torchscript(scripted_files["crf_tagger"])
-    sentences = _test_sentences(crf_tagger, seed=3)
+    sentences = odd_sentences(crf_tagger, seed=3)
     expected = crf_tagger.predict(sentences)
     module.batch_size = 3
     assert module(sentences) == expected
@@ -187,7 +144,7 @@ def test_metadata(crf_tagger, scripted_files):
 
 
 def test_loads_and_tags_in_a_process_that_cannot_import_seqtag(crf_tagger, scripted_files, tmp_path):
-    sentences = _test_sentences(crf_tagger, seed=4)
+    sentences = odd_sentences(crf_tagger, seed=4)
     (tmp_path / "in.json").write_text(json.dumps(sentences), encoding="utf-8")
     code = (
         "import sys; sys.modules['seqtag'] = None\n"
@@ -213,7 +170,7 @@ def test_loads_and_tags_in_a_process_that_cannot_import_seqtag(crf_tagger, scrip
 )
 def test_other_architectures_script_and_agree(arch):
     tagger = small_tagger(random_sentences(30, seed=5), **arch)  # untrained: random weights are an oracle too
-    sentences = _test_sentences(tagger, seed=5)[:24]
+    sentences = odd_sentences(tagger, seed=5)[:24]
     expected = tagger.predict(sentences)
     assert script(tagger)(sentences) == expected
     assert ScriptedTagger(tagger)(sentences) == expected  # the same code, unscripted
@@ -238,7 +195,7 @@ def exported_crf(tmp_path_factory, crf_tagger):
 
 def test_torch_export_tags_equal_eager(crf_tagger, exported_crf):
     assert exported_crf.buckets == [3, 6] and exported_crf.tags == crf_tagger.vocabs.tags.itos
-    sentences = [s[:6] for s in _test_sentences(crf_tagger, seed=7)]
+    sentences = [s[:6] for s in odd_sentences(crf_tagger, seed=7)]
     assert exported_crf.predict(sentences) == crf_tagger.predict(sentences)
     assert exported_crf.predict(sentences[:12], batch_size=1) == crf_tagger.predict(sentences[:12])
     assert exported_crf.predict([]) == []
@@ -247,7 +204,7 @@ def test_torch_export_tags_equal_eager(crf_tagger, exported_crf):
 
 
 def test_torch_export_ids_equal_eager_whatever_the_bucket_padding(crf_tagger, exported_crf):
-    sentences = [s[:n] for n, s in zip(range(0, 7), _test_sentences(crf_tagger, seed=8)[2:])]
+    sentences = [s[:n] for n, s in zip(range(0, 7), odd_sentences(crf_tagger, seed=8)[2:])]
     batch = collate([encode_tokens(s, crf_tagger.vocabs, crf_tagger.config) for s in sentences])
     ids = exported_crf(batch.words, batch.cases, batch.chars, batch.lengths)
     assert ids.shape == batch.words.shape
@@ -266,7 +223,7 @@ def test_torch_export_refuses_longer_sentences(crf_tagger, exported_crf):
 
 def test_torch_export_without_crf_or_chars(softmax_tagger, tmp_path):
     exported = load_torch_export(to_torch_export(softmax_tagger, tmp_path / "softmax", max_length=4))
-    sentences = [s[:4] for s in _test_sentences(softmax_tagger, seed=9)]
+    sentences = [s[:4] for s in odd_sentences(softmax_tagger, seed=9)]
     assert exported.word_length == 0
     assert exported.predict(sentences) == softmax_tagger.predict(sentences)
     manifest = json.loads((tmp_path / "softmax" / "seqtag.json").read_text())
@@ -316,7 +273,7 @@ def test_every_format_refuses_a_batch_size_below_one(crf_tagger, scripted_files,
 
 
 def test_every_format_gives_the_same_tags_whatever_the_batch_plan(crf_tagger, scripted_files, exported_crf):
-    sentences = [s[:6] for s in _test_sentences(crf_tagger, seed=10)]
+    sentences = [s[:6] for s in odd_sentences(crf_tagger, seed=10)]
     expected = crf_tagger.predict(sentences)
     module = load_torchscript(scripted_files["crf_tagger"])
     for batch_size, max_tokens in [(1, 0), (5, 0), (256, 7)]:
@@ -339,7 +296,7 @@ def test_torchscript_tags_a_10000_token_sentence_like_eager(tagger, scripted):
 
 
 def test_torchscript_confidence_marginals_and_nbest_equal_eager(tagger, scripted):
-    sentences = _test_sentences(tagger, seed=11)
+    sentences = odd_sentences(tagger, seed=11)
     for (tags, probs), (want_tags, want_probs) in zip(scripted.predict_with_confidence(sentences),
                                                       tagger.predict_with_confidence(sentences)):
         assert tags == want_tags

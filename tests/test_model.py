@@ -1,21 +1,14 @@
-import json
+"""seqtag.model: the Tagger's tensor methods (padding invariance, scripted = eager, the id-level
+entry points) and string methods (batched = one at a time, confidence and n-best by brute force)."""
 
 import numpy as np
 import pytest
 import torch
 
-from seqtag import SeqtagError, Tagger, TrainConfig, resolve_device
+from seqtag import SeqtagError, Tagger, resolve_device
 from seqtag.data import collate, encode_tokens
-from seqtag.model import PackedLSTM, PaddedLSTM, reverse_padded
 
-from .helpers import random_sentences, small_tagger
-
-ARCHS = [
-    dict(bidirectional=False, num_layers=1, crf=False, char_filters=0, case_embedding_dim=0),
-    dict(bidirectional=True, num_layers=1, crf=False, char_filters=0),
-    dict(bidirectional=False, num_layers=2, crf=False, char_filters=0),
-    dict(bidirectional=True, num_layers=2, crf=True, char_filters=6),
-]
+from .helpers import ARCHS, random_sentences, small_tagger
 
 
 def _emissions(tagger, sentences):
@@ -45,35 +38,6 @@ def test_padding_invariance(arch, mode):
         torch.testing.assert_close(garbage[i, : len(s)], batched[i, : len(s)], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=str)
-def test_packed_and_padded_agree_in_scores_and_gradients(arch):
-    sentences = random_sentences(8, max_len=14)
-    tagger = small_tagger(sentences, **arch)
-    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
-    results = []
-    for path in (PackedLSTM, PaddedLSTM):
-        tagger.rnn = path(tagger.lstm)
-        tagger.zero_grad()
-        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
-        tags = torch.randint(0, tagger.num_tags, batch.words.shape, generator=torch.Generator().manual_seed(1))
-        tagger.loss(emissions, tags, batch.lengths).backward()
-        grads = [p.grad.clone() for p in tagger.lstm.parameters()]
-        results.append((emissions.detach(), grads))
-    mask = torch.arange(batch.words.size(1))[None, :] < batch.lengths[:, None]
-    torch.testing.assert_close(results[0][0][mask], results[1][0][mask], atol=1e-6, rtol=1e-5)
-    for g_packed, g_padded in zip(results[0][1], results[1][1]):
-        torch.testing.assert_close(g_packed, g_padded, atol=1e-6, rtol=1e-4)
-
-
-def test_reverse_padded_reverses_within_length_and_is_an_involution():
-    x = torch.arange(12.0).reshape(2, 6, 1)
-    lengths = torch.tensor([4, 6])
-    r = reverse_padded(x, lengths)
-    assert r[0, :, 0].tolist() == [3, 2, 1, 0, 4, 5]
-    assert r[1, :, 0].tolist() == [11, 10, 9, 8, 7, 6]
-    torch.testing.assert_close(reverse_padded(r, lengths), x)
-
-
 def test_loss_ignores_padding():
     sentences = random_sentences(5, max_len=10)
     tagger = small_tagger(sentences, crf=False, char_filters=0)
@@ -86,16 +50,6 @@ def test_loss_ignores_padding():
     torch.testing.assert_close(loss, manual)
 
 
-def test_char_cnn_gives_unknown_words_distinct_vectors():
-    sentences = random_sentences(4)
-    tagger = small_tagger(sentences, char_filters=6)
-    enc = encode_tokens(["zzqx", "qqxz"], tagger.vocabs, tagger.config)
-    assert enc.words.tolist() == [1, 1]  # both unknown words
-    chars = torch.from_numpy(enc.chars)[None]
-    vectors = tagger.char_cnn(chars)[0]
-    assert not torch.allclose(vectors[0], vectors[1])
-
-
 def test_predict_handles_empty_input_and_keeps_order():
     sentences = random_sentences(20, max_len=10)
     tagger = small_tagger(sentences)
@@ -104,117 +58,6 @@ def test_predict_handles_empty_input_and_keeps_order():
     assert batched[0] == [] and batched[-1] == []
     assert batched[1:-1] == [tagger.predict([t])[0] for t in tokens]
     assert tagger.predict([]) == []
-
-
-def test_save_load_round_trip(tmp_path):
-    sentences = random_sentences(12)
-    tagger = small_tagger(sentences, crf=True, tag_scheme="none")
-    tagger.save(tmp_path / "m")
-    loaded = Tagger.load(tmp_path / "m")
-    assert loaded.config == tagger.config and loaded.vocabs == tagger.vocabs
-    tokens = [s.tokens for s in random_sentences(30, seed=5)]
-    assert loaded.predict(tokens) == tagger.predict(tokens)
-    for key, value in tagger.state_dict().items():
-        assert torch.equal(value, loaded.state_dict()[key])
-    meta = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert meta["model"]["crf"] is True
-
-
-def test_load_refuses_a_pickle_that_runs_code_in_one_line_of_our_own(tmp_path):
-    sentences = random_sentences(3)
-    small_tagger(sentences).save(tmp_path)
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    torch.save({"x": Payload()}, tmp_path / "weights.pt")
-    with pytest.raises(SeqtagError, match="weights.pt: refused to load: it holds Python objects") as e:
-        Tagger.load(tmp_path)
-    assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
-    assert not marker.exists()
-
-
-def _edit_json(path, edit):
-    data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
-
-
-def _remove_tag(vocab):
-    vocab["tags"]["itos"].pop()
-
-
-def _remove_word(vocab):
-    vocab["words"]["itos"].pop()
-    vocab["word_counts"].pop()
-
-
-@pytest.mark.parametrize(
-    "corrupt, message",
-    [
-        (lambda d: _edit_json(d / "vocab.json", _remove_tag),
-         r"weights.pt does not match config.json/vocab.json: output.weight has shape \[3, 14\], expected \[2, 14\]"),
-        (lambda d: _edit_json(d / "vocab.json", _remove_word),
-         "weights.pt does not match config.json/vocab.json: word_embedding.weight has shape"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].pop("hidden_dim")),
-         'config.json: "model" lacks hidden_dim'),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(hidden_dim=9)),
-         "weights.pt does not match config.json/vocab.json: lstm.weight_ih_l0 has shape"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(crf=False)),
-         "weights.pt does not match config.json/vocab.json: unexpected head.crf"),
-        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(hidden_dim="big")),
-         "config.json: bad \"model\""),
-        (lambda d: (d / "config.json").write_text("{not json"), "config.json: unreadable"),
-        (lambda d: (d / "vocab.json").write_text("[]"), "vocab.json: not a seqtag vocabulary"),
-        (lambda d: (d / "weights.pt").write_bytes((d / "weights.pt").read_bytes()[:100]),
-         "weights.pt: not a readable weights file"),
-        (lambda d: torch.save([1, 2], d / "weights.pt"), "weights.pt: expected a dict of tensors, got list"),
-        (lambda d: torch.save({k.replace("head.", ""): v for k, v in torch.load(d / "weights.pt").items()},
-                              d / "weights.pt"), "weights.pt does not match .*seqtag before 0.2.0"),
-    ],
-    ids=["tag-removed", "word-removed", "config-key-removed", "other-hidden-dim", "crf-turned-off",
-         "bad-value", "config-not-json", "vocab-not-a-vocab", "truncated-weights", "weights-not-a-dict",
-         "saved-before-0.2"],
-)
-def test_load_checks_the_model_directory_as_a_whole(tmp_path, corrupt, message):
-    sentences = random_sentences(12)
-    small_tagger(sentences, crf=True, tag_scheme="none").save(tmp_path)
-    corrupt(tmp_path)
-    with pytest.raises(SeqtagError, match=message) as e:
-        Tagger.load(tmp_path)
-    assert "\n" not in str(e.value)
-
-
-def test_load_refuses_a_training_checkpoint_copied_over_the_weights(tmp_path):
-    import shutil
-
-    import seqtag
-
-    out = tmp_path / "run"
-    seqtag.train(random_sentences(16), config=seqtag.TaggerConfig(embedding_dim=4, hidden_dim=4, char_filters=0),
-                 train_config=seqtag.TrainConfig(epochs=1, batch_size=8, device="cpu"), output_dir=out, quiet=True)
-    Tagger.load(out)
-    shutil.copy(out / "checkpoints" / "best.pt", out / "weights.pt")
-    with pytest.raises(SeqtagError, match="weights.pt does not match config.json/vocab.json: it is a training "
-                                          "checkpoint") as e:
-        Tagger.load(out)
-    assert "\n" not in str(e.value)
-
-
-def test_save_writes_the_data_configuration(tmp_path):
-    tagger = small_tagger(random_sentences(4))
-    data = {"train": "train.conllu", "tag_column": "upos"}
-    tagger.save(tmp_path, training=TrainConfig(epochs=2), data=data)
-    meta = json.loads((tmp_path / "config.json").read_text())
-    assert set(meta) == {"seqtag_version", "model", "training", "data"} and meta["data"] == data
-    assert Tagger.load(tmp_path).config == tagger.config
-
-
-def test_missing_model_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(SeqtagError, match="not a seqtag model directory"):
-        Tagger.load(tmp_path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
@@ -246,16 +89,6 @@ def test_scripted_tagger_equals_eager(arch, mode):
         assert torch.equal(scripted.decode(tagger(*args), batch.lengths), tagger.decode(tagger(*args), batch.lengths))
 
 
-def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
-    from seqtag.model import dropout
-
-    x = torch.ones(200_000)
-    y = dropout(x, 0.33, True)
-    assert abs((y == 0).float().mean().item() - 84 / 256) < 0.01  # p rounded to 84/256
-    assert abs(y.mean().item() - 1.0) < 0.01
-    assert torch.equal(dropout(x, 0.33, False), x)
-
-
 def test_predicting_a_10000_token_sentence_among_short_ones_batches_it_alone():
     sentences = random_sentences(40, max_len=8)
     tagger = small_tagger(sentences)
@@ -279,7 +112,7 @@ def test_config_refuses_a_value_outside_the_field_choices(cls, field):
 
 @pytest.mark.parametrize("crf", [True, False])
 def test_disabled_parts_are_not_built_and_a_softmax_model_saves_no_crf(crf, tmp_path):
-    from seqtag.model import CRFHead, SoftmaxHead
+    from seqtag.heads import CRFHead, SoftmaxHead
 
     tagger = small_tagger(random_sentences(6), crf=crf, char_filters=0, case_embedding_dim=0)
     assert tagger.case_embedding is None and tagger.char_cnn is None
@@ -295,20 +128,6 @@ def test_disabled_parts_are_not_built_and_a_softmax_model_saves_no_crf(crf, tmp_
     assert Tagger.load(tmp_path).state_dict().keys() == keys
     built = small_tagger(random_sentences(6))
     assert built.case_embedding is not None and built.char_cnn is not None
-
-
-def test_rnn_mode_resolves_in_one_place():
-    from seqtag.model import resolve_rnn_mode
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert [resolve_rnn_mode(m, cpu) for m in ("auto", "packed", "padded")] == ["padded", "packed", "padded"]
-    assert [resolve_rnn_mode(m, cuda) for m in ("auto", "packed", "padded")] == ["packed", "packed", "padded"]
-    assert resolve_rnn_mode("packed", cpu, exporting=True) == "padded"
-    tagger = small_tagger(random_sentences(3), rnn_mode="auto")
-    assert isinstance(tagger.rnn, PaddedLSTM)
-    tagger.set_rnn_mode(cuda)  # only chooses the path; nothing moves
-    assert isinstance(tagger.rnn, PackedLSTM)
-    assert not list(tagger.rnn.parameters())  # the weights stay in tagger.lstm
 
 
 @pytest.mark.parametrize("crf", [True, False])

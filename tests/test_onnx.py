@@ -27,8 +27,7 @@ from seqtag.data import collate, cut_batches, encode_tokens
 from seqtag.onnx_export import METADATA_KEY, to_onnx
 from seqtag.onnx_tagger import OnnxTagger, kbest_viterbi, plan_batches
 
-from .helpers import random_sentences, small_tagger
-from .test_export import _bio_sentences, _test_sentences, _train
+from .helpers import bio_sentences, odd_sentences, random_sentences, small_tagger, trained_tagger
 
 SEQTAG_DIR = Path(seqtag.__file__).resolve().parent
 
@@ -44,7 +43,7 @@ def _crf(tagger):
 @pytest.fixture(scope="module")
 def crf_tagger():
     """Characters + case feature + CRF with BIO constraints, trained so that predictions are not degenerate."""
-    tagger = _train(_bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
+    tagger = trained_tagger(bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
     assert not bool(_crf(tagger).transition_mask.all()), "expected BIO constraints in the CRF"
     return tagger
 
@@ -52,7 +51,7 @@ def crf_tagger():
 @pytest.fixture(scope="module")
 def softmax_tagger():
     """No characters, no case feature, no CRF, case-sensitive word lookup."""
-    return _train(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
+    return trained_tagger(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +126,7 @@ def _all_sequences(tagger, emissions: torch.Tensor):
 
 def _long_sentences(tagger) -> list[list[str]]:
     """One 10,000-token sentence and a 600-token one of known and odd words."""
-    words = _test_sentences(tagger, seed=11)
+    words = odd_sentences(tagger, seed=11)
     tokens = [t for s in words for t in s]
     return [(tokens * (10_000 // len(tokens) + 1))[:10_000], tokens[:600]]
 
@@ -137,7 +136,7 @@ def _long_sentences(tagger) -> list[list[str]]:
 
 def test_onnx_tags_equal_eager(pair):
     tagger, runner = pair
-    sentences = [*_test_sentences(tagger), *_long_sentences(tagger)]
+    sentences = [*odd_sentences(tagger), *_long_sentences(tagger)]
     expected = tagger.predict(sentences)
     assert runner.predict(sentences) == expected
     assert any(len(set(tags)) > 1 for tags in expected), "degenerate predictions make a weak oracle"
@@ -145,7 +144,7 @@ def test_onnx_tags_equal_eager(pair):
 
 def test_batch_size_and_order_do_not_change_tags(pair):
     tagger, runner = pair
-    sentences = _test_sentences(tagger, seed=3)
+    sentences = odd_sentences(tagger, seed=3)
     expected = tagger.predict(sentences)
     assert runner.predict(sentences, batch_size=3) == expected
     assert runner.predict(sentences, batch_size=1) == expected
@@ -180,7 +179,7 @@ def test_onnx_equals_eager_on_ewt_dev(ewt_dir, tmp_path):
 
 def test_graph_rows_equal_each_sentence_alone_whatever_the_padding(pair):
     tagger, runner = pair
-    sentences = _test_sentences(tagger, seed=2)[2:30]
+    sentences = odd_sentences(tagger, seed=2)[2:30]
     sentences = [s for s in sentences if s]
     words, cases, chars, lengths = runner.encode(sentences)
     rng = np.random.default_rng(0)
@@ -208,7 +207,7 @@ def test_graph_rows_equal_each_sentence_alone_whatever_the_padding(pair):
 )
 def test_other_architectures_agree(arch, tmp_path):
     tagger = small_tagger(random_sentences(30, seed=5), **arch)  # untrained: random weights are an oracle too
-    sentences = _test_sentences(tagger, seed=5)[:24]
+    sentences = odd_sentences(tagger, seed=5)[:24]
     runner = OnnxTagger(to_onnx(tagger, tmp_path / "t.onnx"), intra_op_num_threads=1)
     assert runner.predict(sentences) == tagger.predict(sentences)
 
@@ -229,7 +228,7 @@ def test_reference_marginals_equal_brute_force(crf_tagger):
 
 def test_confidence_and_marginals_equal_eager(pair):
     tagger, runner = pair
-    sentences = [s for s in _test_sentences(tagger, seed=6) if s] + _long_sentences(tagger)
+    sentences = [s for s in odd_sentences(tagger, seed=6) if s] + _long_sentences(tagger)
     marginals = runner.marginals(sentences)
     confident = runner.predict_with_confidence(sentences)
     assert [tags for tags, _ in confident] == tagger.predict(sentences)
@@ -245,7 +244,7 @@ def test_confidence_and_marginals_equal_eager(pair):
 def test_forbidden_tags_have_probability_zero(crf_tagger, onnx_files):
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     crf = _crf(crf_tagger)
-    sentences = [s for s in _test_sentences(crf_tagger, seed=7) if s]
+    sentences = [s for s in odd_sentences(crf_tagger, seed=7) if s]
     never_first = (~crf.start_mask).numpy()  # I-X under BIO
     assert never_first.any()
     for m in runner.marginals(sentences):
@@ -272,7 +271,7 @@ def test_nbest_equals_brute_force(pair, k):
 
 def test_nbest_first_path_is_the_best_path(pair):
     tagger, runner = pair
-    sentences = _test_sentences(tagger, seed=8)
+    sentences = odd_sentences(tagger, seed=8)
     results = runner.nbest(sentences, 3)
     assert [r[0][0] for r in results] == tagger.predict(sentences)
     for r in results:
@@ -291,7 +290,7 @@ def test_kbest_viterbi_breaks_ties_by_the_reversed_sequence():
 
 def test_encoding_equals_seqtag_encoder(pair):
     tagger, runner = pair
-    sentences = [*_test_sentences(tagger, seed=1), ["", "ÜBER", "İstanbul", "x" * 100]]
+    sentences = [*odd_sentences(tagger, seed=1), ["", "ÜBER", "İstanbul", "x" * 100]]
     expected = collate([encode_tokens(s, tagger.vocabs, tagger.config) for s in sentences])
     words, cases, chars, lengths = runner.encode(sentences)
     assert np.array_equal(words, expected.words.numpy())
@@ -381,14 +380,15 @@ def test_cli_export_onnx(crf_tagger, tmp_path, capsys):
     crf_tagger.save(tmp_path / "model")
     assert main(["export", str(tmp_path / "model"), "--format", "onnx", "--output", str(tmp_path / "t.onnx")]) == 0
     assert "(onnx)" in capsys.readouterr().err
-    sentences = _test_sentences(crf_tagger, seed=9)
+    sentences = odd_sentences(crf_tagger, seed=9)
     assert OnnxTagger(tmp_path / "t.onnx").predict(sentences) == crf_tagger.predict(sentences)
 
 
 # -- a process where torch cannot be imported -----------------------------------------------
 
-# Loads seqtag/onnx_tagger.py (and the torch-free seqtag/errors.py it imports) as members of a
-# bare "seqtag" package, so that seqtag/__init__.py (which imports torch) does not run.
+# Loads seqtag/onnx_tagger.py (and the torch-free seqtag/encoding.py and seqtag/errors.py it
+# imports) as members of a bare "seqtag" package, so that seqtag/__init__.py (which imports
+# torch) does not run.
 _BARE_PACKAGE = (
     "import types\n"
     "package = types.ModuleType('seqtag')\n"
@@ -429,14 +429,14 @@ def _check_tagged_without_torch(done: subprocess.CompletedProcess, tagger, runne
 
 
 def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):
-    sentences = _test_sentences(crf_tagger, seed=4)
+    sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, _BARE_PACKAGE)
-    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.errors", "seqtag.onnx_tagger"])
+    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.encoding", "seqtag.errors", "seqtag.onnx_tagger"])
 
 
 def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):
-    sentences = _test_sentences(crf_tagger, seed=4)
+    sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, "")
     _check_tagged_without_torch(done, crf_tagger, runner, sentences)

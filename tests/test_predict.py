@@ -12,8 +12,10 @@ import pytest
 import seqtag
 from seqtag import read_conll, read_conllu, write_conll, write_conllu
 from seqtag.cli import main
+from seqtag.corpus_formats import read_items
+from seqtag.hf_tagging import tag_dataset
 from seqtag.model import Tagger
-from seqtag.predict import PredictConfig, load_predictor, read_items, tag_dataset
+from seqtag.predictors import PredictConfig, load_predictor
 
 EXPORT_BUCKETS = [8, 16]  # small buckets export in seconds; the sentences tagged with them fit
 MODEL_KINDS = ["directory", "torchscript", "torch-export", "onnx"]

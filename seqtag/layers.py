@@ -1,0 +1,175 @@
+"""The layers of the tagger below its head: the character CNN, the two ways of running the LSTM,
+and the CPU dropout they use.
+
+:class:`CharCNN` turns each word's characters into a vector (Ma & Hovy 2016). The LSTM's weights
+live in one ``nn.LSTM`` (``Tagger.lstm``); :class:`PackedLSTM` and :class:`PaddedLSTM` are two
+weightless ways of running them, chosen once per device by :func:`resolve_rnn_mode`.
+:func:`dropout` is the inverted dropout of every layer; :func:`reverse_padded` reverses each
+sentence within its own length (the padded path's backward direction).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout of a tensor of any shape; returns the same shape. On the CPU the
+    keep-mask comes from 7 random bytes per int64 draw, with ``p`` rounded to a multiple of
+    1/256: several times faster than ``F.dropout``, whose per-element Bernoulli draws cost more
+    than the LSTM's input product at these sizes."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    n = x.numel()
+    draws = (n + 6) // 7
+    raw = torch.randint(0, 72057594037927936, (draws,), dtype=torch.int64, device=x.device)  # 2**56
+    bytes_ = raw.view(torch.uint8).view(draws, 8)[:, :7].reshape(-1)[:n].view(x.shape)
+    threshold = int(round(p * 256))
+    return x * (bytes_ >= threshold).to(x.dtype) * (256.0 / (256 - threshold))
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sentence of ``x`` ``(batch, seq_len, dim)`` within its own length.
+
+    Padding positions stay where they are; applying it twice gives ``x`` back.
+    """
+    t = x.size(1)
+    steps = torch.arange(t, device=x.device).unsqueeze(0)  # shape: (1, T)
+    lens = lengths.to(x.device).unsqueeze(1)  # shape: (B, 1)
+    index = torch.where(steps < lens, lens - 1 - steps, steps)  # shape: (B, T)
+    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.size(2)))
+
+
+class CharCNN(nn.Module):
+    """Ma & Hovy (2016) character encoder: embed characters, convolve, max-pool over the word.
+
+    Input ``(batch, seq_len, word_len)`` character ids (0 = padding) ► ``(batch, seq_len, filters)``.
+    Padding characters embed to zero and are excluded from the max, so a word's vector does not
+    depend on how much the batch pads it; an all-padding word gives zeros.
+
+    Most words are short while ``word_len`` is set by the batch's longest word, so words are
+    encoded in groups by length (up to 8 characters, up to 16, longer), each group cut to its
+    own longest word: the same result for a fraction of the convolution work.
+    """
+
+    def __init__(self, num_chars: int, embedding_dim: int, filters: int, kernel_size: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        self.conv = nn.Conv1d(embedding_dim, filters, kernel_size, padding=kernel_size // 2)
+        self.filters = filters
+        self.group_limits = [8, 16]
+
+    def encode_words(self, chars: Tensor) -> Tensor:
+        """``(num_words, word_len)`` character ids ► ``(num_words, filters)``."""
+        x = self.embedding(chars).transpose(1, 2)  # shape: (N, E, W)
+        x = self.conv(x)  # shape: (N, F, W)
+        x = x.masked_fill((chars == 0).unsqueeze(1), float("-inf")).amax(dim=2)  # shape: (N, F)
+        return x.masked_fill(torch.isinf(x), 0.0)
+
+    def forward(self, chars: Tensor) -> Tensor:
+        """``(batch, seq_len, word_len)`` character ids (0 = padding) to ``(batch, seq_len, filters)``
+        word vectors (zeros for padding words)."""
+        b, t, w = chars.shape
+        if w == 0:
+            return torch.zeros((b, t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)
+        flat = chars.reshape(b * t, w)
+        if w <= self.group_limits[0] or chars.device.type != "cpu":
+            return self.encode_words(flat).reshape(b, t, self.filters)
+        lengths = (flat != 0).sum(dim=1)  # shape: (N,)
+        out = torch.zeros((b * t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)
+        low = 0
+        for high in self.group_limits + [w]:
+            index = ((lengths > low) & (lengths <= high)).nonzero().squeeze(1)
+            if index.numel() > 0:
+                out = out.index_copy(0, index, self.encode_words(flat.index_select(0, index)[:, : min(high, w)]))
+            low = high
+            if high >= w:
+                break
+        return out.reshape(b, t, self.filters)
+
+
+class PackedLSTM(nn.Module):
+    """The LSTM over ``pack_padded_sequence``: cuDNN's native input on CUDA.
+
+    Holds no weights: :meth:`forward` takes the ``nn.LSTM``'s flat weights, so the two paths
+    (this one and :class:`PaddedLSTM`) share one set of parameters under the usual
+    ``lstm.weight_ih_l0``... names.
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        self.hidden_size = lstm.hidden_size
+        self.num_layers = lstm.num_layers
+        self.bidirectional = lstm.bidirectional
+        self.dropout = float(lstm.dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor, weights: list[Tensor]) -> Tensor:
+        """``(batch, seq_len, input_dim)`` ► ``(batch, seq_len, hidden * directions)``, zeros at
+        padding; ``lengths`` ``(batch,)`` int64 on the CPU, each >= 1; ``weights`` is
+        ``lstm._flat_weights``."""
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        directions = 2 if self.bidirectional else 1
+        h0 = x.new_zeros((self.num_layers * directions, x.size(0), self.hidden_size))
+        # what nn.LSTM.forward runs for a PackedSequence and a zero initial state
+        out = torch.lstm(
+            packed.data, packed.batch_sizes, [h0, h0], weights, True, self.num_layers,
+            self.dropout, self.training, self.bidirectional,
+        )[0]
+        out_packed = PackedSequence(out, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        return pad_packed_sequence(out_packed, batch_first=True, total_length=x.size(1))[0]
+
+
+class PaddedLSTM(nn.Module):
+    """The LSTM over the padded batch, the backward direction over each sentence reversed within
+    its own length: the packed result at real positions (to float rounding), without the
+    slow per-step path PyTorch's CPU LSTM takes for a mixed-length ``PackedSequence``.
+
+    Holds no weights (see :class:`PackedLSTM`).
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        self.hidden_size = lstm.hidden_size
+        self.num_layers = lstm.num_layers
+        self.num_directions = 2 if lstm.bidirectional else 1
+        self.dropout = float(lstm.dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor, weights: list[Tensor]) -> Tensor:
+        """``(batch, seq_len, input_dim)`` ► ``(batch, seq_len, hidden * directions)`` (values at
+        padding are meaningless); ``lengths`` ``(batch,)``; ``weights`` is ``lstm._flat_weights``."""
+        # Padding comes after each sentence, so a forward LSTM over the padded batch gives the
+        # packed result at real positions; the backward direction runs over each sentence
+        # reversed within its own length.
+        h0 = x.new_zeros((1, x.size(0), self.hidden_size))
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = dropout(x, self.dropout, self.training)
+            k = 4 * self.num_directions * layer
+            fwd = torch.lstm(x, [h0, h0], weights[k : k + 4], True, 1, 0.0, self.training, False, True)[0]
+            if self.num_directions == 2:
+                xr = reverse_padded(x, lengths)
+                bwd = torch.lstm(xr, [h0, h0], weights[k + 4 : k + 8], True, 1, 0.0, self.training, False, True)[0]
+                x = torch.cat([fwd, reverse_padded(bwd, lengths)], dim=2)
+            else:
+                x = fwd
+        return x
+
+
+def resolve_rnn_mode(mode: str, device: torch.device, exporting: bool = False) -> str:
+    """The LSTM path for ``rnn_mode`` (``auto``, ``packed`` or ``padded``) on ``device``:
+    ``auto`` is packed on CUDA (cuDNN takes packed sequences natively) and padded elsewhere;
+    ``torch.export`` always gets the padded path (packing has data-dependent shapes).
+
+    >>> resolve_rnn_mode("auto", torch.device("cpu")), resolve_rnn_mode("packed", torch.device("cpu"), True)
+    ('padded', 'padded')
+    """
+    if exporting or mode == "padded":
+        return "padded"
+    if mode == "packed" or (mode == "auto" and device.type == "cuda"):
+        return "packed"
+    return "padded"

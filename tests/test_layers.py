@@ -1,0 +1,73 @@
+"""seqtag.layers: the two LSTM paths agree in scores and gradients, reverse_padded, the character
+CNN, the CPU dropout, the choice of LSTM path."""
+
+import pytest
+import torch
+
+from seqtag.data import collate, encode_tokens
+from seqtag.layers import PackedLSTM, PaddedLSTM, reverse_padded
+
+from .helpers import ARCHS, random_sentences, small_tagger
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=str)
+def test_packed_and_padded_agree_in_scores_and_gradients(arch):
+    sentences = random_sentences(8, max_len=14)
+    tagger = small_tagger(sentences, **arch)
+    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
+    results = []
+    for path in (PackedLSTM, PaddedLSTM):
+        tagger.rnn = path(tagger.lstm)
+        tagger.zero_grad()
+        emissions = tagger(batch.words, batch.cases, batch.chars, batch.lengths)
+        tags = torch.randint(0, tagger.num_tags, batch.words.shape, generator=torch.Generator().manual_seed(1))
+        tagger.loss(emissions, tags, batch.lengths).backward()
+        grads = [p.grad.clone() for p in tagger.lstm.parameters()]
+        results.append((emissions.detach(), grads))
+    mask = torch.arange(batch.words.size(1))[None, :] < batch.lengths[:, None]
+    torch.testing.assert_close(results[0][0][mask], results[1][0][mask], atol=1e-6, rtol=1e-5)
+    for g_packed, g_padded in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(g_packed, g_padded, atol=1e-6, rtol=1e-4)
+
+
+def test_reverse_padded_reverses_within_length_and_is_an_involution():
+    x = torch.arange(12.0).reshape(2, 6, 1)
+    lengths = torch.tensor([4, 6])
+    r = reverse_padded(x, lengths)
+    assert r[0, :, 0].tolist() == [3, 2, 1, 0, 4, 5]
+    assert r[1, :, 0].tolist() == [11, 10, 9, 8, 7, 6]
+    torch.testing.assert_close(reverse_padded(r, lengths), x)
+
+
+def test_char_cnn_gives_unknown_words_distinct_vectors():
+    sentences = random_sentences(4)
+    tagger = small_tagger(sentences, char_filters=6)
+    enc = encode_tokens(["zzqx", "qqxz"], tagger.vocabs, tagger.config)
+    assert enc.words.tolist() == [1, 1]  # both unknown words
+    chars = torch.from_numpy(enc.chars)[None]
+    vectors = tagger.char_cnn(chars)[0]
+    assert not torch.allclose(vectors[0], vectors[1])
+
+
+def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
+    from seqtag.layers import dropout
+
+    x = torch.ones(200_000)
+    y = dropout(x, 0.33, True)
+    assert abs((y == 0).float().mean().item() - 84 / 256) < 0.01  # p rounded to 84/256
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.equal(dropout(x, 0.33, False), x)
+
+
+def test_rnn_mode_resolves_in_one_place():
+    from seqtag.layers import resolve_rnn_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [resolve_rnn_mode(m, cpu) for m in ("auto", "packed", "padded")] == ["padded", "packed", "padded"]
+    assert [resolve_rnn_mode(m, cuda) for m in ("auto", "packed", "padded")] == ["packed", "packed", "padded"]
+    assert resolve_rnn_mode("packed", cpu, exporting=True) == "padded"
+    tagger = small_tagger(random_sentences(3), rnn_mode="auto")
+    assert isinstance(tagger.rnn, PaddedLSTM)
+    tagger.set_rnn_mode(cuda)  # only chooses the path; nothing moves
+    assert isinstance(tagger.rnn, PackedLSTM)
+    assert not list(tagger.rnn.parameters())  # the weights stay in tagger.lstm

@@ -1,0 +1,122 @@
+"""seqtag.model_dir: Tagger.save / Tagger.load round trips, and a model directory checked as a
+whole, each problem reported in one line of our own."""
+
+import json
+
+import pytest
+import torch
+
+from seqtag import SeqtagError, Tagger, TrainConfig
+
+from .helpers import random_sentences, small_tagger
+
+
+def test_save_load_round_trip(tmp_path):
+    sentences = random_sentences(12)
+    tagger = small_tagger(sentences, crf=True, tag_scheme="none")
+    tagger.save(tmp_path / "m")
+    loaded = Tagger.load(tmp_path / "m")
+    assert loaded.config == tagger.config and loaded.vocabs == tagger.vocabs
+    tokens = [s.tokens for s in random_sentences(30, seed=5)]
+    assert loaded.predict(tokens) == tagger.predict(tokens)
+    for key, value in tagger.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["model"]["crf"] is True
+
+
+def test_load_refuses_a_pickle_that_runs_code_in_one_line_of_our_own(tmp_path):
+    sentences = random_sentences(3)
+    small_tagger(sentences).save(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Payload()}, tmp_path / "weights.pt")
+    with pytest.raises(SeqtagError, match="weights.pt: refused to load: it holds Python objects") as e:
+        Tagger.load(tmp_path)
+    assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
+    assert not marker.exists()
+
+
+def _edit_json(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _remove_tag(vocab):
+    vocab["tags"]["itos"].pop()
+
+
+def _remove_word(vocab):
+    vocab["words"]["itos"].pop()
+    vocab["word_counts"].pop()
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda d: _edit_json(d / "vocab.json", _remove_tag),
+         r"weights.pt does not match config.json/vocab.json: output.weight has shape \[3, 14\], expected \[2, 14\]"),
+        (lambda d: _edit_json(d / "vocab.json", _remove_word),
+         "weights.pt does not match config.json/vocab.json: word_embedding.weight has shape"),
+        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].pop("hidden_dim")),
+         'config.json: "model" lacks hidden_dim'),
+        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(hidden_dim=9)),
+         "weights.pt does not match config.json/vocab.json: lstm.weight_ih_l0 has shape"),
+        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(crf=False)),
+         "weights.pt does not match config.json/vocab.json: unexpected head.crf"),
+        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(hidden_dim="big")),
+         "config.json: bad \"model\""),
+        (lambda d: (d / "config.json").write_text("{not json"), "config.json: unreadable"),
+        (lambda d: (d / "vocab.json").write_text("[]"), "vocab.json: not a seqtag vocabulary"),
+        (lambda d: (d / "weights.pt").write_bytes((d / "weights.pt").read_bytes()[:100]),
+         "weights.pt: not a readable weights file"),
+        (lambda d: torch.save([1, 2], d / "weights.pt"), "weights.pt: expected a dict of tensors, got list"),
+        (lambda d: torch.save({k.replace("head.", ""): v for k, v in torch.load(d / "weights.pt").items()},
+                              d / "weights.pt"), "weights.pt does not match .*seqtag before 0.2.0"),
+    ],
+    ids=["tag-removed", "word-removed", "config-key-removed", "other-hidden-dim", "crf-turned-off",
+         "bad-value", "config-not-json", "vocab-not-a-vocab", "truncated-weights", "weights-not-a-dict",
+         "saved-before-0.2"],
+)
+def test_load_checks_the_model_directory_as_a_whole(tmp_path, corrupt, message):
+    sentences = random_sentences(12)
+    small_tagger(sentences, crf=True, tag_scheme="none").save(tmp_path)
+    corrupt(tmp_path)
+    with pytest.raises(SeqtagError, match=message) as e:
+        Tagger.load(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_load_refuses_a_training_checkpoint_copied_over_the_weights(tmp_path):
+    import shutil
+
+    import seqtag
+
+    out = tmp_path / "run"
+    seqtag.train(random_sentences(16), config=seqtag.TaggerConfig(embedding_dim=4, hidden_dim=4, char_filters=0),
+                 train_config=seqtag.TrainConfig(epochs=1, batch_size=8, device="cpu"), output_dir=out, quiet=True)
+    Tagger.load(out)
+    shutil.copy(out / "checkpoints" / "best.pt", out / "weights.pt")
+    with pytest.raises(SeqtagError, match="weights.pt does not match config.json/vocab.json: it is a training "
+                                          "checkpoint") as e:
+        Tagger.load(out)
+    assert "\n" not in str(e.value)
+
+
+def test_save_writes_the_data_configuration(tmp_path):
+    tagger = small_tagger(random_sentences(4))
+    data = {"train": "train.conllu", "tag_column": "upos"}
+    tagger.save(tmp_path, training=TrainConfig(epochs=2), data=data)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert set(meta) == {"seqtag_version", "model", "training", "data"} and meta["data"] == data
+    assert Tagger.load(tmp_path).config == tagger.config
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(SeqtagError, match="not a seqtag model directory"):
+        Tagger.load(tmp_path)
