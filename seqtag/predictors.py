@@ -11,79 +11,18 @@ is loaded, so an ONNX model loads without torch.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .config import _f, _JsonConfig
+from .config import DEFAULT_WORKERS, PredictConfig  # noqa: F401 (re-exported)
 from .corpus_formats import Tagged
 from .errors import SeqtagError
-
-DEFAULT_WORKERS = 2  # on 2 cores, 2 processes x 1 thread tagged EWT 2.0x faster than 1 x 2 (docs/tagging.md)
-
-
-def _ranged(default: Any, help: str, **limits: Any) -> Any:
-    return _f(default, help, metavar="N", **limits)
-
-
-@dataclass
-class PredictConfig(_JsonConfig):
-    """How ``seqtag predict`` runs; the same checks for every model format.
-
-    Ranges live in the field metadata (``min``/``max``) and are checked on construction.
-
-    >>> PredictConfig(batch_size=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: expected batch_size >= 1, got 0
-    """
-
-    batch_size: int = _ranged(256, "sentences per forward pass", min=1)
-    device: str = _f("cpu", "auto, cpu, cuda, cuda:N or mps (exported torch.export and ONNX models: cpu)")
-    threads: int = _ranged(
-        0, "intra-op CPU threads per process (0 = torch's choice with one worker, else cores // workers)", min=0
-    )
-    workers: int = _ranged(DEFAULT_WORKERS, "processes that tag chunks side by side, each with its own model", min=1)
-    chunk_size: int = _ranged(10_000, "sentences read, tagged and written at a time (bounds memory)", min=1)
-
-    def __post_init__(self) -> None:
-        shared = getattr(super(), "__post_init__", None)
-        if shared is not None:  # the one metadata check of every configuration dataclass
-            shared()
-            return
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            low, high = f.metadata.get("min"), f.metadata.get("max")
-            if low is not None and value < low:
-                raise ValueError(f"expected {f.name} >= {low}, got {value}")
-            if high is not None and value > high:
-                raise ValueError(f"expected {f.name} <= {high}, got {value}")
-
-    def threads_per_worker(self) -> int:
-        """The torch threads each process uses: ``threads``, else cores // workers (0: torch's choice)."""
-        if self.threads:
-            return self.threads
-        if self.workers == 1:
-            return 0
-        return max(1, _cores() // self.workers)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-
-
 
 # -- predictors ------------------------------------------------------------------------------
 
