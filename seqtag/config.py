@@ -287,26 +287,13 @@ class PredictConfig(_JsonConfig):
     ValueError: expected batch_size >= 1, got 0
     """
 
-    batch_size: int = _ranged(256, "sentences per forward pass", min=1)
+    batch_size: int = _ranged(DEFAULT_BATCH_SIZE, "sentences per forward pass", min=1)
     device: str = _f("cpu", "auto, cpu, cuda, cuda:N or mps (exported torch.export and ONNX models: cpu)")
     threads: int = _ranged(
         0, "intra-op CPU threads per process (0 = torch's choice with one worker, else cores // workers)", min=0
     )
     workers: int = _ranged(DEFAULT_WORKERS, "processes that tag chunks side by side, each with its own model", min=1)
     chunk_size: int = _ranged(10_000, "sentences read, tagged and written at a time (bounds memory)", min=1)
-
-    def __post_init__(self) -> None:
-        shared = getattr(super(), "__post_init__", None)
-        if shared is not None:  # the one metadata check of every configuration dataclass
-            shared()
-            return
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            low, high = f.metadata.get("min"), f.metadata.get("max")
-            if low is not None and value < low:
-                raise ValueError(f"expected {f.name} >= {low}, got {value}")
-            if high is not None and value > high:
-                raise ValueError(f"expected {f.name} <= {high}, got {value}")
 
     def threads_per_worker(self) -> int:
         """The torch threads each process uses: ``threads``, else cores // workers (0: torch's choice)."""
