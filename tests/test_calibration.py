@@ -93,6 +93,14 @@ def test_bin_edges(value, index):
     assert [b["count"] for b in report["bins"]] == [int(i == index) for i in range(10)]
 
 
+def test_float32_rounding_past_one_is_clipped():
+    # a float32 marginal of a near-certain tag in a long sentence
+    over = float(np.float32(1.0 + 4.3e-4))
+    report = expected_calibration_error([over, -1e-6], [True, False])
+    assert report["bins"][-1]["confidence"] == 1.0 and report["bins"][0]["confidence"] == 0.0
+    assert report["ece"] == 0.0
+
+
 def test_order_and_input_types_do_not_matter():
     rng = np.random.default_rng(2)
     conf = rng.uniform(size=500)
@@ -113,6 +121,7 @@ def test_the_report_is_json():
     ([], [], 10, "at least one"),
     ([0.5], [True, False], 10, "as many"),
     ([1.5], [True], 10, r"in \[0, 1\]"),
+    ([1.01], [True], 10, r"in \[0, 1\]"),
     ([-0.1], [True], 10, r"in \[0, 1\]"),
     ([float("nan")], [True], 10, r"in \[0, 1\]"),
     ([0.5], [2], 10, "0/1"),
