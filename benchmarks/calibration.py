@@ -71,10 +71,19 @@ def train_default(args: argparse.Namespace, output_dir: Path) -> tuple[seqtag.Ta
     start = time.perf_counter()
     tagger = seqtag.train(train, dev, train_config=train_config, output_dir=output_dir, quiet=True)
     seconds = time.perf_counter() - start
-    rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return tagger, {"epochs": args.epochs, "epochs_run": len(rows), "train_seconds": seconds,
-                    "seed": args.seed, "dev_accuracy_per_epoch": [r.get("dev_accuracy") for r in rows],
-                    "train_config": train_config.to_dict()}
+    return tagger, {**run_record(output_dir), "train_seconds": seconds}
+
+
+def run_record(directory: Path) -> dict | None:
+    """What the run's ``metrics.jsonl`` and ``config.json`` say: epochs, dev accuracy, times."""
+    metrics, config = directory / "metrics.jsonl", directory / "config.json"
+    if not metrics.exists():
+        return None
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    training = json.loads(config.read_text()).get("training") if config.exists() else None
+    return {"epochs_run": len(rows), "dev_accuracy_per_epoch": [r.get("dev_accuracy") for r in rows],
+            "epoch_seconds": [r.get("epoch_seconds") for r in rows],
+            "train_tokens_per_s": [r.get("tokens_per_s") for r in rows], "train_config": training}
 
 
 def format_table(report: dict) -> str:
@@ -100,6 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is not None:
             tagger = seqtag.load(args.model)
+            training = run_record(args.model)
         else:
             out = args.output_dir or Path(tmp) / "model"
             tagger, training = train_default(args, out)
@@ -113,6 +123,8 @@ def main() -> None:
     gold = [t for s in test for t in s.tags]
     tags = [t for pred, _ in tagged for t in pred]
     confidence = np.array([p for _, conf in tagged for p in conf], dtype=np.float64)
+    overshoot = {"above_1": int((confidence > 1.0).sum()), "below_0": int((confidence < 0.0).sum()),
+                 "max_excess": float(max(confidence.max() - 1.0, -confidence.min(), 0.0))}
     correct = np.array([p == g for p, g in zip(tags, gold)])
     itos = tagger.vocabs.tags.itos
     stacked = np.concatenate(marginals, axis=0)
@@ -125,6 +137,7 @@ def main() -> None:
         "model": str(args.model) if args.model else "default recipe, trained here",
         "training": training, "sentences": len(test), "tokens": report["count"],
         "viterbi": report,
+        "confidence_rounding": overshoot,  # float32 marginals past [0, 1], clipped by the ECE
         "max_marginal": {k: max_report[k] for k in ("ece", "mce", "accuracy", "confidence")},
         "viterbi_equals_max_marginal": float(np.mean([a == b for a, b in zip(tags, max_marginal)])),
         "infer_seconds": infer_seconds, "host": host_info(args.threads),
@@ -132,7 +145,8 @@ def main() -> None:
     }
     print(f"EWT test ({args.tag_column}): {len(test)} sentences, {report['count']} tokens")
     if training:
-        print(f"trained {training['epochs_run']} epochs in {training['train_seconds']:.0f} s")
+        seconds = training.get("train_seconds") or sum(training["epoch_seconds"])
+        print(f"trained {training['epochs_run']} epochs in {seconds:.0f} s")
     print(f"Viterbi tags:      accuracy {report['accuracy']:.4f}  mean confidence {report['confidence']:.4f}  "
           f"ECE {report['ece']:.4f}  MCE {report['mce']:.4f}")
     print(f"max-marginal tags: accuracy {max_report['accuracy']:.4f}  mean confidence "
