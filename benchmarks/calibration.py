@@ -146,7 +146,7 @@ def main() -> None:
     print(f"EWT test ({args.tag_column}): {len(test)} sentences, {report['count']} tokens")
     if training:
         seconds = training.get("train_seconds") or sum(training["epoch_seconds"])
-        print(f"trained {training['epochs_run']} epochs in {seconds:.0f} s")
+        print(f"trained {training['epochs_run']} epoch(s) in {seconds:.0f} s")
     print(f"Viterbi tags:      accuracy {report['accuracy']:.4f}  mean confidence {report['confidence']:.4f}  "
           f"ECE {report['ece']:.4f}  MCE {report['mce']:.4f}")
     print(f"max-marginal tags: accuracy {max_report['accuracy']:.4f}  mean confidence "
