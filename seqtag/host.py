@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from . import __version__
 from .bench import matmul_gflops
 from .device import resolve_device
 
@@ -92,7 +93,8 @@ def host_info(device: str | torch.device | None = None, matmul: bool = True) -> 
         process may run on), ``physical_cores`` (None where unknown), ``cpu_flags`` (the
         present ones among :data:`CPU_FLAGS`, None where unknown), ``torch_cpu_capability``,
         ``memory_gib``, ``torch_threads``, ``torch_version``, ``python_version``, ``platform``,
-        ``thread_variables`` (those of :data:`THREAD_VARIABLES` that are set), ``device``,
+        ``thread_variables`` (those of :data:`THREAD_VARIABLES` that are set),
+        ``load_average_1min`` (None where unknown), ``seqtag_version``, ``device``,
         ``cuda_device`` (the GPU's name, or None) and ``matmul_gflops`` (``{"fp32": ...,
         "bf16": ...}`` on ``device``, measured with the current ``torch_threads``).
     """
@@ -115,6 +117,9 @@ def host_info(device: str | torch.device | None = None, matmul: bool = True) -> 
         "python_version": platform.python_version(),
         "platform": f"{sys.platform} {platform.machine()}",
         "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+        # other processes on the cores skew every timing: say how busy the host was
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "seqtag_version": __version__,
         "device": str(dev),
         "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "matmul_gflops": {p: matmul_gflops(dev, p) for p in ("fp32", "bf16")} if matmul else {},

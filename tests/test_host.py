@@ -19,6 +19,8 @@ TYPES = {
     "python_version": str,
     "platform": str,
     "thread_variables": dict,
+    "load_average_1min": (float, type(None)),
+    "seqtag_version": str,
     "device": str,
     "cuda_device": (str, type(None)),
     "matmul_gflops": dict,
