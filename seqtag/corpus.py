@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import SeqtagError
 from .fileio import atomic_write_text
@@ -57,21 +58,38 @@ def _check_file(path: Path) -> None:
     raise CorpusError(f"{path}: is {kind}, not a corpus file (corpus files are read more than once: save the data to a file)")
 
 
+def decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str, str]]:
+    """Yield ``(line_number, text, line_ending)`` for each line of a byte stream.
+
+    Lines end at ``\\n`` (``\\r\\n`` counts as one ending) and nowhere else: U+2028, U+0085 and
+    form feeds stay inside their line. A leading byte-order mark is dropped. Bytes that are not
+    UTF-8 raise :class:`CorpusError` ``NAME:LINE: not valid UTF-8 (byte B of the
+    line is 0xXX)``, as corpus files do.
+    """
+    for number, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CorpusError(
+                f"{name}:{number}: not valid UTF-8 (byte {e.start + 1} of the line is 0x{raw[e.start]:02x})"
+            ) from None
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write
+        if text.endswith("\r\n"):
+            yield number, text[:-2], "\r\n"
+        elif text.endswith("\n"):
+            yield number, text[:-1], "\n"
+        else:
+            yield number, text, ""
+
+
 def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` with the line ending stripped; non-UTF-8 bytes are an error."""
+    """Yield ``(line_number, text)`` of a corpus file, the line ending stripped (:func:`decoded_lines`)."""
     path = Path(path)
     _check_file(path)
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise CorpusError(
-                    f"{path}:{number}: not valid UTF-8 (byte {e.start + 1} of the line is 0x{raw[e.start]:02x})"
-                ) from None
-            if number == 1:
-                text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write
-            yield number, text.rstrip("\r\n")
+        for number, text, _ in decoded_lines(f, str(path)):
+            yield number, text
 
 
 def _check_nonempty(sentences: list[Sentence], path: str | os.PathLike) -> list[Sentence]:

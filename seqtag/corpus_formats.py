@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .corpus import decoded_lines  # noqa: F401 (the one UTF-8 line reader)
 from .errors import SeqtagError
 
 FORMATS = ("text", "conll", "conllu", "jsonl")
@@ -62,31 +63,6 @@ class Item:
     lines: list[tuple[str, str]] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     obj: dict | None = None
-
-
-def decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str, str]]:
-    """Yield ``(line_number, text, line_ending)`` for each line of a byte stream.
-
-    Lines end at ``\\n`` (``\\r\\n`` counts as one ending) and nowhere else: U+2028, U+0085 and
-    form feeds stay inside their line. A leading byte-order mark is dropped. Bytes that are not
-    UTF-8 raise :class:`~seqtag.errors.SeqtagError` ``NAME:LINE: not valid UTF-8 (byte B of the
-    line is 0xXX)``, as corpus files do.
-    """
-    for number, raw in enumerate(stream, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise SeqtagError(
-                f"{name}:{number}: not valid UTF-8 (byte {e.start + 1} of the line is 0x{raw[e.start]:02x})"
-            ) from None
-        if number == 1:
-            text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write
-        if text.endswith("\r\n"):
-            yield number, text[:-2], "\r\n"
-        elif text.endswith("\n"):
-            yield number, text[:-1], "\n"
-        else:
-            yield number, text, ""
 
 
 def _split_columns(text: str) -> list[str]:
