@@ -277,6 +277,11 @@ def _quiet_stdout() -> None:
 def run(args: argparse.Namespace) -> None:
     """``seqtag predict``: check every option, then read, tag and write chunk by chunk."""
     config = _predict_config(args)
+    # oneDNN keeps a compiled LSTM kernel for every (batch, length) shape it meets (1,024 by
+    # default): over a stream of millions of sentences that grew each process by ~10 MB/s, to
+    # 3.2 GB for 2,000,000 EWT sentences. 64 kernels bound the memory at the same speed
+    # (docs/tagging.md). Set before the first kernel runs; worker processes inherit it.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
     if args.hf_dataset:
         _run_hf(args, config)
         return
