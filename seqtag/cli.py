@@ -424,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _cmd_export,
         "plot": _cmd_plot,
     }
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        print("seqtag: error: standard output is closed: redirect it to a file or /dev/null", file=sys.stderr)
+        return 1
     try:
         command[args.command](args)
         sys.stdout.flush()  # here, so that a closed pipe is an error caught below, not at exit
@@ -434,6 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except SeqtagError as e:
         print(f"seqtag: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.filename is not None:  # only a failed write to standard output is expected here
+            raise
+        # e.g. `> /dev/full`; stdout is left unusable, so nothing more is written to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"seqtag: error: cannot write standard output: {e.strerror or e}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:
         if is_main_process():  # under torchrun every rank stops; one says so

@@ -49,7 +49,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
 from .crf import NEG_SCORE
+from .errors import SeqtagError
 from .fileio import atomic_write_bytes
+from .heads import CRFHead, SoftmaxHead
 from .model import Tagger, as_tagger
 
 ONNX_FORMAT = "seqtag.onnx"
@@ -76,9 +78,11 @@ def _tagger_arrays(tagger: Tagger) -> dict:
     """Everything the graph and its metadata need from ``tagger``, as numpy arrays and flags.
 
     Every access to the Tagger's attributes is here, so that a change of the model's layout is
-    one edit. It reads today's layout (``use_case``/``use_chars``/``use_crf`` flags beside
-    modules that always exist, ``tagger.crf``) and the new one (``case_embedding`` and
-    ``char_cnn`` None when unused, ``tagger.head`` with ``head.crf`` for a CRF model).
+    one edit: ``case_embedding`` and ``char_cnn`` are None when unused, ``tagger.head`` is a
+    :class:`~seqtag.heads.CRFHead` (``head.crf``) or a :class:`~seqtag.heads.SoftmaxHead`.
+
+    Raises:
+        SeqtagError: for a head the graph has no translation for.
 
     Returns:
         A dict: ``word_embedding`` ``(V, E)``; ``case_embedding`` ``(4, C)`` or None;
@@ -91,17 +95,10 @@ def _tagger_arrays(tagger: Tagger) -> dict:
         ``max_word_length``, ``config`` (the TaggerConfig as a dict).
     """
     config, vocabs = tagger.config, tagger.vocabs
-    case = getattr(tagger, "case_embedding", None)
-    if not getattr(tagger, "use_case", case is not None):
-        case = None
-    char_cnn = getattr(tagger, "char_cnn", None)
-    if not getattr(tagger, "use_chars", char_cnn is not None):
-        char_cnn = None
-    head = getattr(tagger, "head", None)
-    if head is not None:
-        crf = getattr(head, "crf", None)
-    else:
-        crf = tagger.crf if getattr(tagger, "use_crf", True) else None
+    case, char_cnn, head = tagger.case_embedding, tagger.char_cnn, tagger.head
+    if type(head) not in (CRFHead, SoftmaxHead):  # a subclass may compute something else
+        raise SeqtagError(f"no ONNX translation for the head {type(head).__name__}: export CRF or softmax heads")
+    crf = head.crf if isinstance(head, CRFHead) else None
     lstm = tagger.lstm
     directions = ["", "_reverse"] if lstm.bidirectional else [""]
     layers = []

@@ -190,18 +190,13 @@ def _input_format(args: argparse.Namespace) -> str:
 
 
 def _trained_tag_column(model: str) -> str | None:
-    """The tag column a model directory was trained on: config.json ``data.tag_column``, else the
-    run's data.json."""
-    path = Path(model)
-    for name, key in (("config.json", "data"), ("data.json", None)):
-        try:
-            saved = json.loads((path / name).read_text(encoding="utf-8"))
-            column = (saved.get(key) or {}) if key else saved
-            if column.get("tag_column") is not None:
-                return str(column["tag_column"])
-        except (OSError, ValueError, AttributeError):
-            continue
-    return None
+    """The tag column a model directory was trained on (config.json ``data.tag_column``)."""
+    try:
+        saved = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
+        column = (saved.get("data") or {}).get("tag_column")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(column) if column else None
 
 
 def _conllu_tag_index(column: str) -> int:

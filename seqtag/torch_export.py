@@ -23,7 +23,7 @@ from . import __version__
 from .config import TaggerConfig
 from .data import collate_strings, encode_strings, plan_batches, string_rules
 from .errors import SeqtagError
-from .fileio import atomic_write_text
+from .fileio import WriteError, atomic_write_text, make_dir
 from .model import Tagger, as_tagger, check_id_batch
 from .vocab import Vocabularies
 
@@ -128,8 +128,11 @@ def to_torch_export(
         # a width of 1 would be specialized (torch.export's 0/1 rule): the loader pads to 2
         char_dims[2] = torch.export.Dim("word_length", min=MIN_WORD_LENGTH, max=word_length)
     dynamic = ({0: batch}, {0: batch}, char_dims, {0: batch})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    make_dir(path.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as e:
+        raise WriteError(path, e) from None
     try:
         for length in lengths:
             # batch of 2 (a batch of 1 would be specialized), one sentence shorter than the bucket
@@ -141,7 +144,10 @@ def to_torch_export(
             )
             with torch.no_grad():
                 program = torch.export.export(module, example, dynamic_shapes=dynamic)
-            torch.export.save(program, tmp / _bucket_file(length))
+            try:
+                torch.export.save(program, tmp / _bucket_file(length))
+            except (OSError, RuntimeError) as e:  # a full disk surfaces as a RuntimeError from C++
+                raise WriteError(path, str(e).splitlines()[0] if isinstance(e, RuntimeError) else e) from None
         manifest = _manifest(tagger, lengths, word_length)
         atomic_write_text(tmp / METADATA_FILE, json.dumps(manifest, indent=2) + "\n")
         atomic_write_text(tmp / EXPORT_VOCAB_FILE, json.dumps(tagger.vocabs.to_dict(), ensure_ascii=False))

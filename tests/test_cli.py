@@ -306,3 +306,31 @@ def test_two_runs_started_together_into_one_directory_exactly_one_runs(tmp_path)
     ((_, _, err, _),) = [r for r in results if r[3] == 1]
     assert err.startswith(f"seqtag: error: {out} is in use by another seqtag run (pid {winner}, ")
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == list(range(1, 11))
+
+
+@pytest.mark.parametrize("redirect, message", [
+    (">&-", "seqtag: error: standard output is closed"),
+    ("> /dev/full", "seqtag: error: cannot write standard output: No space left on device"),
+])
+def test_an_unwritable_standard_output_is_one_line(tmp_path, tutorial_file, redirect, message):
+    if redirect.endswith("/dev/full") and not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(model), "--epochs", "1", "--quiet", *TINY]) == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for command in (f"evaluate {model} --data {tutorial_file}", f"predict {model} --input {tutorial_file}"):
+        done = subprocess.run(["bash", "-c", f"{sys.executable} -m seqtag {command} {redirect}"],
+                              cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.splitlines()[-1].startswith(message) or "cannot write" in done.stderr, done.stderr
+
+
+def test_export_into_a_place_that_cannot_be_a_directory_is_one_line(tmp_path, tutorial_file, capsys):
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(model), "--epochs", "1", "--quiet", *TINY]) == 0
+    (tmp_path / "a_file").write_text("x")
+    capsys.readouterr()
+    assert main(["export", str(model), "--format", "torch-export", "--max-length", "8",
+                 "--output", str(tmp_path / "a_file" / "programs")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"seqtag: error: cannot write {tmp_path / 'a_file'}") and err.count("\n") == 1

@@ -440,3 +440,20 @@ def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, "")
     _check_tagged_without_torch(done, crf_tagger, runner, sentences)
+
+
+def test_a_head_the_graph_cannot_translate_is_refused(softmax_tagger, tmp_path):
+    import copy
+
+    from seqtag.errors import SeqtagError
+    from seqtag.heads import SoftmaxHead
+    from seqtag.onnx_export import to_onnx
+
+    class OtherHead(SoftmaxHead):  # could decode differently: the graph must not guess
+        pass
+
+    tagger = copy.deepcopy(softmax_tagger)
+    tagger.head = OtherHead(tagger.head.num_tags) if hasattr(tagger.head, "num_tags") else OtherHead()
+    with pytest.raises(SeqtagError, match="no ONNX translation for the head OtherHead"):
+        to_onnx(tagger, tmp_path / "t.onnx")
+    assert not (tmp_path / "t.onnx").exists()
