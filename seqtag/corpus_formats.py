@@ -264,11 +264,15 @@ class Output:
             return
         if self.path.is_dir():
             raise SeqtagError(f"cannot write {self.path}: it is a directory")
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        # A device or a pipe (/dev/null, a FIFO) is written as it is: renaming a file over it
+        # would replace the device node with a regular file.
+        special = self.path.exists() and not self.path.is_file()
+        target = self.path if special else self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         try:
-            self._file = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit or discard)
+            self._file = open(target, "wb")  # noqa: SIM115 (closed by commit or discard)
         except OSError as e:
             raise SeqtagError(f"cannot write {self.path}: {e.strerror or e}") from None
+        self.tmp = None if special else target
 
     def write(self, text: str) -> None:
         if self._file is None:  # a text-only stdout (no .buffer)
@@ -284,7 +288,12 @@ class Output:
     def commit(self) -> None:
         """Finish: flush standard output, or fsync and rename the file into place."""
         if self.tmp is None:
-            (self._file or sys.stdout).flush()
+            try:
+                (self._file or sys.stdout).flush()
+                if self.path is not None:  # a device or a pipe
+                    self._file.close()
+            except OSError as e:
+                raise SeqtagError(f"cannot write {self.path or '<stdout>'}: {e.strerror or e}") from None
             return
         try:
             self._file.flush()
@@ -302,3 +311,5 @@ class Output:
             self._file.close()
             self.tmp.unlink(missing_ok=True)
             self.tmp = None
+        elif self.path is not None and not self._file.closed:
+            self._file.close()

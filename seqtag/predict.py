@@ -287,8 +287,10 @@ def run(args: argparse.Namespace) -> None:
     model_kind(args.model)  # a missing model is reported before anything is read
     name = args.input or "<stdin>"
     if args.input:
-        if not Path(args.input).is_file():
+        if not Path(args.input).exists():
             raise SeqtagError(f"{args.input}: no such file")
+        if Path(args.input).is_dir():  # a pipe or a device is read once, like standard input
+            raise SeqtagError(f"{args.input}: is a directory; give a file in it")
         try:
             stream: BinaryIO = open(args.input, "rb")  # noqa: SIM115 (closed below)
         except OSError as e:

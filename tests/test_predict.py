@@ -3,6 +3,7 @@ corpus formats written back byte for byte, input decoding, atomic output, worker
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -469,3 +470,25 @@ def test_conllu_output_replaces_the_column_the_model_was_trained_on(tmp_path, ca
     assert [s.tags for s in read_conllu(out, "xpos")] == expected
     drop_xpos = lambda path: [line.split("\t")[:4] + line.split("\t")[5:] for line in path.read_text().splitlines()]
     assert drop_xpos(out) == drop_xpos(data)  # the upos column ("_") and the rest are unchanged
+
+
+def test_a_pipe_is_read_a_directory_refused_and_a_device_output_stays_a_device(models, tmp_path, capsys):
+    """Input is read once, so a FIFO is read like standard input; --output onto a device or a
+    FIFO writes into it instead of renaming a file over the node."""
+    model = models["directory"]
+    code, _, err = _predict([model, "--input", tmp_path], capsys)
+    assert code == 1 and err == f"seqtag: error: {tmp_path}: is a directory; give a file in it\n"
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["bash", "-c", f"echo 'The dog ate' > {fifo}"])
+    code, out, _ = _predict([model, "--input", fifo], capsys)
+    writer.wait()
+    assert code == 0 and [line.split("\t")[0] for line in out.split("\n\n")[0].splitlines()] == ["The", "dog", "ate"]
+    text = tmp_path / "in.txt"
+    text.write_text("The dog ate\n")
+    sink = tmp_path / "out.fifo"
+    os.mkfifo(sink)
+    reader = subprocess.Popen(["cat", str(sink)], stdout=subprocess.PIPE)
+    code, _, _ = _predict([model, "--input", text, "--output", sink], capsys)
+    tagged = reader.communicate()[0].decode()
+    assert code == 0 and sink.is_fifo() and tagged.count("\n") == 4
