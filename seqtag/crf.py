@@ -9,6 +9,11 @@ and ``p(y | e) = exp(score(y)) / Z`` with ``log Z = logsumexp_y score(y)``, comp
 by the forward algorithm in ``O(L * num_tags**2)``. Training minimizes the negative
 log-likelihood ``log Z - score(gold)``; decoding finds ``argmax_y score(y)`` by Viterbi.
 
+Why one module of ~700 lines: it is the CRF, whole and importable with torch alone (the
+constraints, the loss with its fast eager path and the log-space path it falls back to,
+Viterbi, marginals and k-best share the masked scores and the recursions); about half of it
+is the documentation of shapes, ties and precision.
+
 Tagging schemes (BIO, IOB1, BIOES) forbid some moves, e.g. ``O -> I-PER`` under BIO.
 :func:`allowed_transitions` builds boolean masks of the allowed moves and
 :meth:`CRF.set_constraints` stores them; forbidden moves then score ``NEG_SCORE``
