@@ -34,3 +34,22 @@ def wnut_dir():
     if not (WNUT / "train.conll").exists():
         pytest.skip(f"WNUT-17 not found at {WNUT} (set SEQTAG_CORPORA to the corpora folder)")
     return WNUT
+
+
+# Two trained taggers that the export and ONNX tests hold every format to (one per test module).
+@pytest.fixture(scope="module")
+def crf_tagger():
+    """Characters + case feature + CRF with BIO constraints, trained so that predictions are not degenerate."""
+    from .helpers import bio_sentences, trained_tagger
+
+    tagger = trained_tagger(bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
+    assert not bool(tagger.head.crf.transition_mask.all()), "expected BIO constraints in the CRF"
+    return tagger
+
+
+@pytest.fixture(scope="module")
+def softmax_tagger():
+    """No characters, no case feature, no CRF, case-sensitive word lookup."""
+    from .helpers import random_sentences, trained_tagger
+
+    return trained_tagger(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)

@@ -26,26 +26,10 @@ from seqtag.export import (
 
 from .helpers import (
     TINY,
-    bio_sentences,
     odd_sentences,
     random_sentences,
     small_tagger,
-    trained_tagger,
 )
-
-
-@pytest.fixture(scope="module")
-def crf_tagger():
-    """Characters + CRF with BIO constraints, trained so that predictions are not degenerate."""
-    tagger = trained_tagger(bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
-    assert not bool(tagger.head.crf.transition_mask.all()), "expected BIO constraints in the CRF"
-    return tagger
-
-
-@pytest.fixture(scope="module")
-def softmax_tagger():
-    """No characters, no CRF, case-sensitive word lookup, no case feature."""
-    return trained_tagger(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
 
 
 @pytest.fixture(params=["crf_tagger", "softmax_tagger"])

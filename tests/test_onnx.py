@@ -27,31 +27,14 @@ from seqtag.data import collate, cut_batches, encode_tokens
 from seqtag.onnx_export import METADATA_KEY, to_onnx
 from seqtag.onnx_tagger import OnnxTagger, kbest_viterbi, plan_batches
 
-from .helpers import bio_sentences, odd_sentences, random_sentences, small_tagger, trained_tagger
+from .helpers import odd_sentences, random_sentences, small_tagger
 
 SEQTAG_DIR = Path(seqtag.__file__).resolve().parent
 
 
 def _crf(tagger):
-    """The tagger's CRF, or None for a softmax head (either model layout)."""
-    head = getattr(tagger, "head", None)
-    if head is not None:
-        return getattr(head, "crf", None)
-    return tagger.crf if tagger.use_crf else None
-
-
-@pytest.fixture(scope="module")
-def crf_tagger():
-    """Characters + case feature + CRF with BIO constraints, trained so that predictions are not degenerate."""
-    tagger = trained_tagger(bio_sentences(120, seed=1), crf=True, tag_scheme="auto")
-    assert not bool(_crf(tagger).transition_mask.all()), "expected BIO constraints in the CRF"
-    return tagger
-
-
-@pytest.fixture(scope="module")
-def softmax_tagger():
-    """No characters, no case feature, no CRF, case-sensitive word lookup."""
-    return trained_tagger(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
+    """The tagger's CRF, or None for a softmax head."""
+    return getattr(tagger.head, "crf", None)
 
 
 @pytest.fixture(scope="module")
