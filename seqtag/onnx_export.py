@@ -16,7 +16,8 @@ The graph is built operator by operator with ``onnx.helper`` rather than by
 sentence length (a graph exported at length 5 fails at length 7), and the ``torch.export``-based
 one specializes the LSTM's length the same way (see :mod:`seqtag.export`). Here the BiLSTM is the
 ONNX ``LSTM`` operator with ``sequence_lens`` (its backward direction starts at each sentence's
-own end, as packing does), the character CNN is ``Gather``/``Conv``/masked ``ReduceMax``, and the
+own end, as packing does), the character CNN is ``Gather``/``MatMul``/masked ``ReduceMax`` over
+words grouped by length (as the eager CharCNN groups them), and the
 CRF's constrained Viterbi (with its backtracking) and forward-backward marginals are two ``Loop``
 operators over the time steps.
 
@@ -24,7 +25,7 @@ The vocabularies, the encoding rules and the tag names are stored as JSON in the
 ``metadata_props`` under :data:`METADATA_KEY`; :class:`seqtag.onnx_tagger.OnnxTagger` reads
 them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
 
-One module (about 450 lines) on purpose: it is one graph, built in the order the data flows
+One module (about 500 lines) on purpose: it is one graph, built in the order the data flows
 (embeddings, LSTM, head), and every part reads the arrays of :func:`_tagger_arrays`, the one
 place that knows the Tagger's layout; split, a reader would follow the graph across files.
 
@@ -60,6 +61,8 @@ METADATA_KEY = "seqtag.json"
 """Key of the JSON metadata entry in the ONNX model's ``metadata_props``."""
 OPSET = 17
 """ONNX opset of the graph (ONNX Runtime 1.13 and later run it)."""
+PAD_SCORE = -1e30
+"""Added to the character convolution at padding, so that the max over a word ignores it."""
 INPUTS = ("words", "cases", "chars", "lengths")
 OUTPUTS = ("tags", "confidence", "marginals", "emissions", "log_partition")
 CASE_RULE = "seqtag.vocab.case_id/1"
@@ -180,23 +183,69 @@ def _onnx_gates(w: np.ndarray) -> np.ndarray:
 
 def _char_features(g: _Graph, arrays: dict, chars: str, batch: str, time: str) -> str:
     """``chars`` ``(B, T, W)`` ► ``(B, T, F)``: the CharCNN's embedding, convolution and max over
-    the real characters (padding excluded; an all-padding word gives zeros)."""
+    the real characters (padding excluded; an all-padding word gives zeros).
+
+    As the eager CharCNN does, words are encoded in groups by length (up to 8 characters, up to
+    16, longer), each group cut to its own width: most words are short while ``W`` is set by the
+    batch's longest word. Each group is ``NonZero``-selected, encoded by :func:`_encode_words`
+    and scattered back; padding words belong to no group and stay zero. Measured on EWT test,
+    batch 256: the ungrouped convolution and its masking were 70% of the graph's time.
+    """
     width = g.op("Shape", chars, start=2, end=3)
     flat = g.op("Reshape", chars, g.op("Concat", g.const([-1], "minus_one", np.int64), width, axis=0))  # (N, W)
-    embedded = g.op("Gather", g.const(arrays["char_embedding"], "char_embedding"), flat)  # (N, W, Ec)
-    x = g.op("Transpose", embedded, perm=[0, 2, 1])  # (N, Ec, W)
+    real = g.op("Cast", g.op("Greater", flat, g.const(0, "zero", np.int64)), to=TensorProto.INT64)
+    word_lengths = g.op("ReduceSum", real, g.const([1], "axis1", np.int64), keepdims=0)  # (N,)
     weight = arrays["conv_weight"]
-    filters, _, kernel = weight.shape
-    conv_inputs = [x, g.const(weight, "conv_weight")]
-    if arrays["conv_bias"] is not None:
-        conv_inputs.append(g.const(arrays["conv_bias"], "conv_bias"))
-    y = g.op("Conv", *conv_inputs, kernel_shape=[kernel], pads=[kernel // 2, kernel // 2])  # (N, F, W)
-    padding = g.op("Unsqueeze", g.op("Equal", flat, g.const(0, "zero", np.int64)), g.const([1], "axis", np.int64))
-    y = g.op("Where", padding, g.const(-np.inf, "minus_inf", np.float32), y)
-    pooled = g.op("ReduceMax", y, axes=[2], keepdims=0)  # (N, F), -inf for an all-padding word
-    pooled = g.op("Where", g.op("IsInf", pooled), g.const(0.0, "zero_f", np.float32), pooled)
+    filters, embedding_dim, kernel = weight.shape
+    # the convolution as one MatMul over k shifted copies: (k * Ec, F), row j * Ec + c = weight[:, c, j]
+    params = {
+        "embedding": g.const(arrays["char_embedding"], "char_embedding"),
+        "weight": g.const(weight.transpose(2, 1, 0).reshape(kernel * embedding_dim, filters).copy(), "conv_weight"),
+        "bias": g.const(arrays["conv_bias"], "conv_bias") if arrays["conv_bias"] is not None else None,
+        "kernel": kernel,
+    }
+    out = g.op("ConstantOfShape", g.op("Concat", g.op("Shape", flat, start=0, end=1),
+                                       g.const([filters], "filters", np.int64), axis=0),
+               value=numpy_helper.from_array(np.zeros(1, np.float32)))  # (N, F)
+    low = 0
+    for high in (8, 16, None):
+        selected = g.op("Greater", word_lengths, g.const(low, f"above_{low}", np.int64))
+        if high is not None:
+            selected = g.op("And", selected, g.op("LessOrEqual", word_lengths, g.const(high, f"upto_{high}", np.int64)))
+        index = g.op("Transpose", g.op("NonZero", selected), perm=[1, 0])  # (n, 1)
+        group = g.op("GatherND", flat, index)  # (n, W)
+        if high is not None:
+            group = g.op("Slice", group, g.const([0], "start0", np.int64), g.const([high], f"end_{high}", np.int64),
+                         g.const([1], "axis1", np.int64))  # (n, min(W, high))
+        out = g.op("ScatterND", out, index, _encode_words(g, params, group))
+        low = high
     shape = g.op("Concat", batch, time, g.const([filters], "filters", np.int64), axis=0)
-    return g.op("Reshape", pooled, shape)
+    return g.op("Reshape", out, shape)
+
+
+def _encode_words(g: _Graph, params: dict, group: str) -> str:
+    """``(n, w)`` character ids (every word with at least one) ► ``(n, F)``: embed, convolve (as
+    a MatMul of ``kernel`` shifted copies, zero-padded as ``nn.Conv1d(padding=kernel // 2)``),
+    max over the real characters (``PAD_SCORE`` added at padding: a broadcast over the last axis,
+    cheap in ONNX Runtime, where a ``Where`` over ``(n, F, w)`` was not)."""
+    kernel = params["kernel"]
+    half = kernel // 2
+    x = g.op("Gather", params["embedding"], group)  # (n, w, Ec)
+    x = g.op("Pad", x, g.const([0, half, 0, 0, half, 0], "char_pads", np.int64))  # (n, w + 2 half, Ec)
+    shifted = [
+        g.op("Slice", x, g.const([j], f"shift_{j}", np.int64),
+             g.const([j - 2 * half if j < 2 * half else np.iinfo(np.int64).max], f"shift_end_{j}", np.int64),
+             g.const([1], "axis1", np.int64))
+        for j in range(kernel)
+    ]  # each (n, w, Ec)
+    x = g.op("Concat", *shifted, axis=2) if kernel > 1 else shifted[0]  # (n, w, k * Ec)
+    y = g.op("MatMul", x, params["weight"])  # (n, w, F)
+    if params["bias"] is not None:
+        y = g.op("Add", y, params["bias"])
+    padding = g.op("Cast", g.op("Equal", group, g.const(0, "zero", np.int64)), to=TensorProto.FLOAT)
+    offset = g.op("Unsqueeze", g.op("Mul", padding, g.const(PAD_SCORE, "pad_score", np.float32)),
+                  g.const([2], "axis2", np.int64))  # (n, w, 1): 0 at characters, PAD_SCORE at padding
+    return g.op("ReduceMax", g.op("Add", y, offset), axes=[1], keepdims=0)  # (n, F)
 
 
 def _bilstm(g: _Graph, arrays: dict, x: str, lengths: str) -> str:

@@ -160,6 +160,27 @@ def test_onnx_equals_eager_on_ewt_dev(ewt_dir, tmp_path):
         assert worst < 1e-4, (name, worst)
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_character_groups_give_the_eager_emissions(kernel, tmp_path):
+    """The graph encodes words in length groups (<= 8, <= 16, longer), each cut to its own width,
+    and convolves by MatMul: every mix of groups, an empty group and every kernel width must give
+    the eager CharCNN's emissions."""
+    torch.manual_seed(kernel)
+    config = TaggerConfig(hidden_dim=8, char_filters=6, char_kernel_size=kernel, max_word_length=40)
+    tagger = seqtag.Tagger(config, seqtag.Vocabularies.build(seqtag.tutorial_corpus())).eval()
+    runner = OnnxTagger(to_onnx(tagger, tmp_path / "chars.onnx"), intra_op_num_threads=1)
+    batches = [
+        [["a"], ["The", "dog"]],  # only short words: the two longer groups are empty
+        [["x" * 8, "y" * 9, "z" * 16, "w" * 17]],  # each side of each group limit
+        [["é" * 50], ["ab", "c" * 12]],  # a word cut at max_word_length, padding words in the batch
+    ]
+    for batch in batches:
+        words, cases, chars, lengths = runner.encode(batch)
+        (emissions,) = runner.run(words, cases, chars, lengths, outputs=["emissions"])
+        for row, reference in zip(emissions, _emissions(tagger, batch)):
+            np.testing.assert_allclose(row[: len(reference)], reference.numpy(), atol=1e-5)
+
+
 def test_graph_rows_equal_each_sentence_alone_whatever_the_padding(pair):
     tagger, runner = pair
     sentences = odd_sentences(tagger, seed=2)[2:30]
