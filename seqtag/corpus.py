@@ -164,16 +164,47 @@ def read_conll(
     return sentences
 
 
-def _conllu_index(column: str | int) -> int:
-    if isinstance(column, int) or str(column).lstrip("-").isdigit():
+def conllu_column(column: str | int) -> int:
+    """The index (2-9) of a CoNLL-U tag column given by name (``"upos"``, any case) or index.
+
+    The one parser of CoNLL-U column names: reading (``--tag-column``), writing a corpus and
+    writing predictions back all use it.
+    """
+    text = str(column)
+    if isinstance(column, int) or text.lstrip("-").isdigit():
         index = int(column)
         if not 0 <= index < len(CONLLU_COLUMNS):
             raise CorpusError(f"expected a CoNLL-U column index 0-9, got {column}")
-        return index
-    name = str(column).lower()
-    if name not in CONLLU_COLUMNS:
+    elif text.lower() in CONLLU_COLUMNS:
+        index = CONLLU_COLUMNS.index(text.lower())
+    else:
         raise CorpusError(f"expected a CoNLL-U column name ({', '.join(CONLLU_COLUMNS)}), got {column!r}")
-    return CONLLU_COLUMNS.index(name)
+    if index < 2:
+        raise CorpusError(f"expected a CoNLL-U tag column other than id and form (2-9), got {column!r}")
+    return index
+
+
+def conllu_word(name: str | os.PathLike, number: int, line: str) -> list[str] | None:
+    """The ten fields of a CoNLL-U word line (each stripped), or None for a multiword-token line
+    (ID ``1-2``) or an empty node (ID ``1.1``). Comment and blank lines are the caller's.
+
+    The one parser of CoNLL-U lines: :func:`read_conllu` (training corpora) and
+    :func:`seqtag.corpus_formats.read_items` (input to tag) both read lines with it.
+
+    Raises:
+        CorpusError: ``name:number: ...`` for a line without ten tab-separated fields, an ID
+            that is not a number, or an empty FORM.
+    """
+    cols = [c.strip() for c in line.split("\t")]  # surrounding whitespace is no part of a field
+    if len(cols) != 10:
+        raise CorpusError(f"{name}:{number}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}")
+    if "-" in cols[0] or "." in cols[0]:
+        return None
+    if not cols[0].isdigit():
+        raise CorpusError(f"{name}:{number}: expected a word ID, got {cols[0]!r}")
+    if not cols[1]:
+        raise CorpusError(f"{name}:{number}: empty FORM")
+    return cols
 
 
 def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sentence]:
@@ -190,7 +221,7 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
         CorpusError: naming file and line, for a line without ten tab-separated fields,
             non-UTF-8 bytes, or a file with no sentences.
     """
-    index = _conllu_index(column)
+    index = conllu_column(column)
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -207,13 +238,9 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
         if line.startswith("#"):
             comments.append(line)
             continue
-        cols = [c.rstrip() for c in line.split("\t")]  # trailing whitespace is no part of a field
-        if len(cols) != 10:
-            raise CorpusError(f"{path}:{number}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}")
-        if "-" in cols[0] or "." in cols[0]:
+        cols = conllu_word(path, number, line)
+        if cols is None:
             continue
-        if not cols[0].isdigit():
-            raise CorpusError(f"{path}:{number}: expected a word ID, got {cols[0]!r}")
         tokens.append(cols[1])
         tags.append(cols[index])
         filled.update(i for i, c in enumerate(cols) if c != "_")
@@ -241,9 +268,7 @@ def write_conllu(sentences: Sequence[Sentence], path: str | os.PathLike, column:
 
     Reading the result with the same ``column`` gives back the same sentences.
     """
-    index = _conllu_index(column)
-    if index in (0, 1):
-        raise ValueError(f"expected a tag column other than id/form, got {column!r}")
+    index = conllu_column(column)
     parts = []
     for s in sentences:
         parts.extend(f"{c}\n" for c in s.comments)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from .corpus import decoded_lines  # noqa: F401 (the one UTF-8 line reader)
+from .corpus import conllu_word, decoded_lines
 from .errors import SeqtagError
 
 FORMATS = ("text", "conll", "conllu", "jsonl")
@@ -116,18 +116,8 @@ def _conllu_word(name: str) -> Callable[[int, str], str | None]:
     def word(number: int, text: str) -> str | None:
         if text.startswith("#"):
             return None
-        cols = text.split("\t")
-        if len(cols) != 10:
-            raise SeqtagError(f"{name}:{number}: expected 10 tab-separated CoNLL-U fields, got {len(cols)}")
-        word_id = cols[0].strip()
-        if "-" in word_id or "." in word_id:  # a multiword token or an empty node: written back as is
-            return None
-        if not word_id.isdigit():
-            raise SeqtagError(f"{name}:{number}: expected a word ID, got {word_id!r}")
-        token = cols[1].strip()
-        if not token:
-            raise SeqtagError(f"{name}:{number}: empty FORM")
-        return token
+        cols = conllu_word(name, number, text)  # None: a multiword token or an empty node, written back as is
+        return cols[1] if cols is not None else None
 
     return word
 

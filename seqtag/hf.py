@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
-from .corpus import CONLLU_COLUMNS, Sentence, read_corpus, write_conll, write_conllu
+from .corpus import CONLLU_COLUMNS, Sentence, conllu_column, read_corpus, write_conll, write_conllu
 from .errors import SeqtagError
 from .vocab import Vocabularies
 
@@ -482,10 +482,7 @@ def _conll_tag_name(format: str, tag_column: str | int | None) -> str:
         return "tags"
     if tag_column is None:
         return "upos"
-    text = str(tag_column)
-    if text.lstrip("-").isdigit() and 0 <= int(text) < len(CONLLU_COLUMNS):
-        return CONLLU_COLUMNS[int(text)]
-    return text.lower()
+    return CONLLU_COLUMNS[conllu_column(tag_column)]
 
 
 def _conll_rows(path: str, format: str, tag_column: str | int | None, column: str, digest: str):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .corpus import CONLLU_COLUMNS
+from .corpus import CONLLU_COLUMNS, conllu_column
 from .corpus_formats import FORMATS, SUFFIX_FORMATS, Item, Output, Tagged, Writer, read_items
 from .errors import SeqtagError
 from .hf_tagging import DEFAULT_OUTPUT_COLUMN, _save_dataset, _tag_dataset, tag_dataset  # noqa: F401 (re-exported)
@@ -199,18 +199,6 @@ def _trained_tag_column(model: str) -> str | None:
     return str(column) if column else None
 
 
-def _conllu_tag_index(column: str) -> int:
-    if column.lstrip("-").isdigit():
-        index = int(column)
-    elif column.lower() in CONLLU_COLUMNS:
-        index = CONLLU_COLUMNS.index(column.lower())
-    else:
-        raise SeqtagError(f"expected a CoNLL-U column name ({', '.join(CONLLU_COLUMNS)}) or index, got {column!r}")
-    if not 2 <= index < len(CONLLU_COLUMNS):
-        raise SeqtagError(f"expected a CoNLL-U tag column other than id and form (2-9), got {column!r}")
-    return index
-
-
 def _int_column(value: str | None, flag: str, default: int | None) -> int | None:
     if value is None:
         return default
@@ -231,7 +219,7 @@ def _writer(args: argparse.Namespace, input_format: str, output_format: str, tok
         if column is None:
             trained = _trained_tag_column(args.model)  # a CoNLL file's column index means nothing here
             column = trained if trained and trained.lower() in CONLLU_COLUMNS[2:] else "upos"
-        tag_index = _conllu_tag_index(column)
+        tag_index = conllu_column(column)
     elif output_format == "conll" and input_format == "conll":
         tag_index = _int_column(args.tag_column, "--tag-column", None)
         if tag_index is not None and tag_index == token_column:

@@ -377,9 +377,13 @@ def test_unknown_conllu_column(tmp_path, column):
         write_conllu(HANDWRITTEN, tmp_path / "out.conllu", column)
 
 
-@pytest.mark.parametrize("column", ["id", "form", 0, 1])
-def test_write_conllu_rejects_id_and_form_as_tag_column(tmp_path, column):
-    with pytest.raises(ValueError, match="other than id/form"):
+@pytest.mark.parametrize("column", ["id", "form", "FORM", 0, 1, "1"])
+def test_id_and_form_are_no_tag_column(tmp_path, column):
+    path = tmp_path / "ok.conllu"
+    path.write_text(TEN, encoding="utf-8")
+    with pytest.raises(CorpusError, match="tag column other than id and form"):
+        read_conllu(path, column)
+    with pytest.raises(CorpusError, match="tag column other than id and form"):
         write_conllu(HANDWRITTEN, tmp_path / "out.conllu", column)
     assert not (tmp_path / "out.conllu").exists()
 
@@ -452,3 +456,26 @@ def test_a_directory_a_device_or_a_pipe_is_not_reported_as_missing(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CorpusError, match="fifo.conll: is a pipe, not a corpus file"):
         read_corpus(fifo)  # refused without opening it (opening would block)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("1\t\tX\tX\tX\t_\t0\troot\t_\t_", "empty FORM"),
+        ("one\ta\ta\tX\tX\t_\t0\troot\t_\t_", "expected a word ID, got 'one'"),
+        ("1\ta\ta\tX\tX\t_\t0\troot\t_", "expected 10 tab-separated CoNLL-U fields, got 9"),
+    ],
+)
+def test_training_and_tagging_readers_reject_a_conllu_line_alike(tmp_path, line, message):
+    """One line parser: a bad line is the same error whether the file is read to train or to tag."""
+    import io
+
+    from seqtag.corpus_formats import read_items
+
+    data = TEN + line + "\n\n"
+    path = tmp_path / "bad.conllu"
+    path.write_text(data, encoding="utf-8")
+    with pytest.raises(CorpusError, match=f"^{path}:2: {message}"):
+        read_conllu(path)
+    with pytest.raises(CorpusError, match=f"^x.conllu:2: {message}"):
+        list(read_items(io.BytesIO(data.encode()), "x.conllu", "conllu"))
