@@ -268,7 +268,7 @@ class DataConfig(_JsonConfig):
         }
 
 
-DEFAULT_WORKERS = 2  # on 2 cores, 2 processes x 1 thread tagged 60k EWT sentences 4% faster than 1 x 2 (docs/tagging.md)
+DEFAULT_WORKERS = 1  # on 2 cores, 1 process x 2 threads tagged 60k EWT sentences as fast as 2 x 1 in 45% of the memory (docs/tagging.md)
 
 
 def _ranged(default: Any, help: str, **limits: Any) -> Any:
