@@ -318,11 +318,11 @@ def main() -> None:
         "corpus": data,
         "systems": {},
     }
-    for name in systems:
-        report["systems"][name] = run_system(name, args, data)
-    report["time_to_dev"] = time_to_targets(report["systems"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    for name in systems:  # the report is rewritten after each system: a stopped run keeps what it measured
+        report["systems"][name] = run_system(name, args, data)
+        report["time_to_dev"] = time_to_targets(report["systems"])
+        args.out.write_text(json.dumps(report, indent=1, default=str) + "\n")
     log(f"report: {args.out}")
     print(markdown_table(report))
     if args.plot:

@@ -485,10 +485,11 @@ def _conll_tag_name(format: str, tag_column: str | int | None) -> str:
     return CONLLU_COLUMNS[conllu_column(tag_column)]
 
 
-def _conll_rows(path: str, format: str, tag_column: str | int | None, column: str, digest: str):
+def _conll_rows(path: str, format: str, tag_column: str | int | None, column: str, digest: str,
+                token_column: int = 0):  # fmt: skip
     # ``digest`` (the file's hash) is unused here: it is part of the cache key, so an edited
     # file is converted again.
-    for s in read_corpus(path, format=format, tag_column=tag_column):
+    for s in read_corpus(path, format=format, tag_column=tag_column, token_column=token_column):
         row = {"tokens": s.tokens, column: s.tags}
         if format == "conllu":
             row[COMMENTS_COLUMN] = s.comments
@@ -508,6 +509,7 @@ def from_conll(
     format: str | None = None,
     tag_column: str | int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    token_column: int = 0,
 ) -> datasets.Dataset:
     """Convert a CoNLL or CoNLL-U file into a ``datasets.Dataset``, cached as Arrow.
 
@@ -521,12 +523,14 @@ def from_conll(
         format: ``"conll"`` or ``"conllu"`` (default: from the suffix, as :func:`~seqtag.corpus.read_corpus`).
         tag_column: as :func:`~seqtag.corpus.read_corpus` (default ``upos`` / last column).
         cache_dir: where the Arrow file goes (default: ``HF_DATASETS_CACHE``).
+        token_column: a CoNLL file's token column, as :func:`~seqtag.corpus.read_corpus`
+            (default: the first; CoNLL-U reads FORM).
 
     Raises:
         CorpusError: a malformed file, naming file and line.
     """
     fmt = _conll_format(path, format)
-    sents = read_corpus(path, format=fmt, tag_column=tag_column)  # validates; gives the tag set
+    sents = read_corpus(path, format=fmt, tag_column=tag_column, token_column=token_column)  # validates; gives the tag set
     column = _conll_tag_name(fmt, tag_column)
     names = sorted({t for s in sents for t in s.tags})
     del sents
@@ -534,12 +538,13 @@ def from_conll(
     if fmt == "conllu":
         spec[COMMENTS_COLUMN] = datasets.List(datasets.Value("string"))
     digest = _file_digest(path)
-    key = json.dumps([__version__, digest, fmt, str(tag_column), column, names])
+    key = json.dumps([__version__, digest, fmt, str(tag_column), token_column, column, names])
     return datasets.Dataset.from_generator(
         _conll_rows,
         features=datasets.Features(spec),
         cache_dir=None if cache_dir is None else str(cache_dir),
-        gen_kwargs={"path": str(path), "format": fmt, "tag_column": tag_column, "column": column, "digest": digest},
+        gen_kwargs={"path": str(path), "format": fmt, "tag_column": tag_column, "column": column, "digest": digest,
+                    "token_column": token_column},
         fingerprint=hashlib.sha256(key.encode()).hexdigest()[:32],
     )
 

@@ -277,6 +277,15 @@ def test_from_conll_to_conll_round_trip_column_file_and_cache_follows_edits(tmp_
     assert hf.from_conll(path, cache_dir=tmp_path / "cache").num_rows == 3
 
 
+def test_from_conll_reads_the_token_column_it_is_given(tmp_path):
+    path = tmp_path / "three.conll"
+    path.write_text("1 The B-X\n2 dog O\n\n1 Runs O\n", encoding="utf-8")
+    ds = hf.from_conll(path, tag_column=2, token_column=1, cache_dir=tmp_path / "cache")
+    assert ds["tokens"] == [["The", "dog"], ["Runs"]]
+    # the same file with the default token column is another dataset, not the cached one
+    assert hf.from_conll(path, tag_column=2, cache_dir=tmp_path / "cache")["tokens"] == [["1", "2"], ["1"]]
+
+
 def test_from_conll_xpos_column_is_found_without_naming_it(ewt_dir, tmp_path):
     ds = hf.from_conll(ewt_dir / "en_ewt-ud-dev.conllu", tag_column="xpos", cache_dir=tmp_path / "cache")
     assert hf.sentences(ds)[0] == read_conllu(ewt_dir / "en_ewt-ud-dev.conllu", column="xpos")[0]
