@@ -492,3 +492,46 @@ def test_a_pipe_is_read_a_directory_refused_and_a_device_output_stays_a_device(m
     code, _, _ = _predict([model, "--input", text, "--output", sink], capsys)
     tagged = reader.communicate()[0].decode()
     assert code == 0 and sink.is_fifo() and tagged.count("\n") == 4
+
+
+def test_spark_recipe_of_the_docs_tags_as_predict(models, tagger, dev, tmp_path, monkeypatch):
+    """The Spark recipe of docs/tagging.md, run as written on a local two-partition Spark: the
+    tagged JSON lines equal ``Tagger.predict``. Needs ``pyspark`` and Java (not installed by the
+    project's extras: Spark is the user's engine)."""
+    import shutil
+
+    pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (pip install pyspark; needs Java)")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java on the PATH")
+    import re
+    import textwrap
+
+    from pyspark.sql import SparkSession
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tagging.md").read_text(encoding="utf-8")
+    fences = re.findall(r"^( *)```python\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL)  # indented in a list
+    [recipe] = [textwrap.dedent(body) for _, body in fences if "mapPartitions" in body]
+    sentences = [s.tokens for s in dev[:200]]
+    (tmp_path / "corpus").mkdir()
+    for part in range(2):
+        rows = sentences[part::2]
+        (tmp_path / "corpus" / f"part{part}.jsonl").write_text(
+            "".join(json.dumps({"id": f"{part}-{i}", "tokens": t}) + "\n" for i, t in enumerate(rows)), encoding="utf-8"
+        )
+    shutil.copy(models["onnx"], tmp_path / "ewt_tagger.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    spark = SparkSession.builder.master("local[2]").appName("seqtag-recipe").getOrCreate()
+    try:
+        exec(compile(recipe, "docs/tagging.md", "exec"), {"__name__": "docs_tagging_recipe", "spark": spark})
+    finally:
+        spark.stop()
+    assert pyspark.__version__
+    tagged = {}
+    for path in (tmp_path / "tagged").glob("part-*"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            tagged[row["id"]] = row["tags"]
+    expected = {f"{part}-{i}": tags for part in range(2)
+                for i, tags in enumerate(tagger.predict(sentences[part::2]))}  # fmt: skip
+    assert tagged == expected
