@@ -41,6 +41,18 @@ def resumable_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
 
 
+def required_fields(cls: type) -> tuple[str, ...]:
+    """The fields a saved ``cls`` (``config.json``, a checkpoint) must hold: all but those
+    declared ``since="X.Y.Z"``, the release that added them. A field added after a release is
+    declared so, with a default that behaves as before it existed; files saved by the earlier
+    release then load with that default instead of failing. (No field has needed it yet.)
+
+    >>> "embedding_dim" in required_fields(TaggerConfig)
+    True
+    """
+    return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get("since"))
+
+
 def check_value(name: str, value: Any, metadata: Mapping[str, Any], kind: type | None = None) -> None:
     """Check ``value`` against a field's ``metadata`` (``choices``, ``min``, ``max``, ``above``,
     ``below``) and its type ``kind`` (int, float, str, bool).
@@ -102,7 +114,8 @@ class _JsonConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], complete: bool = False):
         """Rebuild from :meth:`to_dict`'s output; missing keys take their defaults unless
-        ``complete`` (then a missing key is an error, as for a saved file).
+        ``complete`` (then a missing key is an error, as for a saved file, except for the
+        fields added after a release: :func:`required_fields`).
 
         Raises:
             ValueError: for something other than a dict, a key that is not a field, a missing
@@ -114,7 +127,7 @@ class _JsonConfig:
         unknown = sorted(set(d) - set(names))
         if unknown:
             raise ValueError(f"expected {cls.__name__} fields, got unknown keys {unknown}")
-        missing = [n for n in names if n not in d]
+        missing = [n for n in required_fields(cls) if n not in d]
         if complete and missing:
             raise ValueError(f"expected every {cls.__name__} field, got no {', '.join(missing)}")
         return cls(**d)

@@ -9,7 +9,6 @@ agree and raises :class:`~seqtag.errors.SeqtagError` with one line when they do 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import pickle
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .config import TaggerConfig, TrainConfig
+from .config import TaggerConfig, TrainConfig, required_fields
 from .device import resolve_device
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
@@ -90,7 +89,7 @@ def _read_config(path: Path) -> TaggerConfig:
     model = meta.get("model") if isinstance(meta, dict) else None
     if not isinstance(model, dict):
         raise SeqtagError(f'{path}: expected a JSON object with a "model" object')
-    missing = [f.name for f in dataclasses.fields(TaggerConfig) if f.name not in model]
+    missing = [name for name in required_fields(TaggerConfig) if name not in model]
     if missing:
         raise SeqtagError(f'{path}: "model" lacks {", ".join(missing)} (no defaults are assumed for a saved model)')
     try:

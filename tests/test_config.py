@@ -85,3 +85,33 @@ def test_json_round_trip_and_complete_files(cls):
         kind.from_dict(partial, complete=True)
     with pytest.raises(ValueError, match="unknown keys"):
         kind.from_dict({**kind().to_dict(), "bogus": 1})
+
+
+def test_a_field_added_after_a_release_takes_its_default_in_an_older_saved_file():
+    """``since=`` fields are the only ones a saved (``complete``) file may lack."""
+    import dataclasses
+
+    from seqtag.config import _f, _JsonConfig, required_fields
+
+    @dataclasses.dataclass
+    class Saved(_JsonConfig):
+        old: int = _f(1, "a field every saved file has", min=0)
+        new: int = _f(2, "a field added later", min=0, since="0.2.1")
+
+    assert required_fields(Saved) == ("old",)
+    assert Saved.from_dict({"old": 5}, complete=True) == Saved(old=5, new=2)
+    with pytest.raises(ValueError, match="got no old"):
+        Saved.from_dict({"new": 3}, complete=True)
+
+
+def test_a_saved_model_lacking_a_field_is_refused(tmp_path, crf_tagger):
+    import json
+
+    from seqtag import SeqtagError, Tagger
+
+    crf_tagger.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["model"]["hidden_dim"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SeqtagError, match='"model" lacks hidden_dim'):
+        Tagger.load(tmp_path / "m")
