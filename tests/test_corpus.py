@@ -367,23 +367,17 @@ def test_missing_file(tmp_path, reader):
     assert str(info.value).startswith(f"{path}: ")
 
 
-@pytest.mark.parametrize("column", ["postag", "", 10, -1, "11"])
-def test_unknown_conllu_column(tmp_path, column):
+@pytest.mark.parametrize(
+    "column, message",
+    [(c, "CoNLL-U column (name|index)") for c in ["postag", "", 10, -1, "11"]]
+    + [(c, "tag column other than id and form") for c in ["id", "form", "FORM", 0, 1, "1"]],
+)
+def test_bad_conllu_tag_column(tmp_path, column, message):
     path = tmp_path / "ok.conllu"
     path.write_text(TEN, encoding="utf-8")
-    with pytest.raises(CorpusError, match="CoNLL-U column"):
+    with pytest.raises(CorpusError, match=message):
         read_conllu(path, column)
-    with pytest.raises(CorpusError, match="CoNLL-U column"):
-        write_conllu(HANDWRITTEN, tmp_path / "out.conllu", column)
-
-
-@pytest.mark.parametrize("column", ["id", "form", "FORM", 0, 1, "1"])
-def test_id_and_form_are_no_tag_column(tmp_path, column):
-    path = tmp_path / "ok.conllu"
-    path.write_text(TEN, encoding="utf-8")
-    with pytest.raises(CorpusError, match="tag column other than id and form"):
-        read_conllu(path, column)
-    with pytest.raises(CorpusError, match="tag column other than id and form"):
+    with pytest.raises(CorpusError, match=message):
         write_conllu(HANDWRITTEN, tmp_path / "out.conllu", column)
     assert not (tmp_path / "out.conllu").exists()
 
