@@ -494,24 +494,24 @@ def test_a_pipe_is_read_a_directory_refused_and_a_device_output_stays_a_device(m
     assert code == 0 and sink.is_fifo() and tagged.count("\n") == 4
 
 
-def test_spark_recipe_of_the_docs_tags_as_predict(models, tagger, dev, tmp_path, monkeypatch):
-    """The Spark recipe of docs/tagging.md, run as written on a local two-partition Spark: the
-    tagged JSON lines equal ``Tagger.predict``. Needs ``pyspark`` and Java (not installed by the
-    project's extras: Spark is the user's engine)."""
-    import shutil
-
-    pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (pip install pyspark; needs Java)")
-    if shutil.which("java") is None:
-        pytest.skip("Spark needs Java on the PATH")
+def _docs_recipe(marker):
+    """The Python block of docs/tagging.md that contains ``marker`` (blocks indented in a list
+    included), dedented: the recipe exactly as a user copies it."""
     import re
     import textwrap
 
-    from pyspark.sql import SparkSession
-
     text = (Path(__file__).resolve().parents[1] / "docs" / "tagging.md").read_text(encoding="utf-8")
-    fences = re.findall(r"^( *)```python\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL)  # indented in a list
-    [recipe] = [textwrap.dedent(body) for _, body in fences if "mapPartitions" in body]
-    sentences = [s.tokens for s in dev[:200]]
+    fences = re.findall(r"^( *)```python\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL)
+    [recipe] = [textwrap.dedent(body) for _, body in fences if marker in body]
+    return recipe
+
+
+def _recipe_corpus(tmp_path, models, tagger, sentences):
+    """What the many-machines recipes read: ``corpus/`` with two JSON-lines parts of
+    ``{"id", "tokens"}`` rows and ``ewt_tagger.onnx``, in ``tmp_path``. Returns the expected tags
+    by id (``Tagger.predict``)."""
+    import shutil
+
     (tmp_path / "corpus").mkdir()
     for part in range(2):
         rows = sentences[part::2]
@@ -519,6 +519,32 @@ def test_spark_recipe_of_the_docs_tags_as_predict(models, tagger, dev, tmp_path,
             "".join(json.dumps({"id": f"{part}-{i}", "tokens": t}) + "\n" for i, t in enumerate(rows)), encoding="utf-8"
         )
     shutil.copy(models["onnx"], tmp_path / "ewt_tagger.onnx")
+    return {f"{part}-{i}": tags for part in range(2) for i, tags in enumerate(tagger.predict(sentences[part::2]))}
+
+
+def _tagged_rows(directory, tags_key):
+    """Tags by id from every JSON-lines file an engine wrote into ``directory``."""
+    tagged = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((".", "_"))):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            tagged[row["id"]] = row[tags_key]
+    return tagged
+
+
+def test_spark_recipe_of_the_docs_tags_as_predict(models, tagger, dev, tmp_path, monkeypatch):
+    """The Spark recipe of docs/tagging.md, run as written on a local two-partition Spark: the
+    tagged JSON lines equal ``Tagger.predict``. Needs ``pyspark`` and Java (not installed by the
+    project's extras: Spark is the user's engine)."""
+    import shutil
+
+    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install pyspark; needs Java)")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java on the PATH")
+    from pyspark.sql import SparkSession
+
+    recipe = _docs_recipe("mapPartitions")
+    expected = _recipe_corpus(tmp_path, models, tagger, [s.tokens for s in dev[:200]])
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     spark = SparkSession.builder.master("local[2]").appName("seqtag-recipe").getOrCreate()
@@ -526,12 +552,23 @@ def test_spark_recipe_of_the_docs_tags_as_predict(models, tagger, dev, tmp_path,
         exec(compile(recipe, "docs/tagging.md", "exec"), {"__name__": "docs_tagging_recipe", "spark": spark})
     finally:
         spark.stop()
-    assert pyspark.__version__
-    tagged = {}
-    for path in (tmp_path / "tagged").glob("part-*"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            tagged[row["id"]] = row["tags"]
-    expected = {f"{part}-{i}": tags for part in range(2)
-                for i, tags in enumerate(tagger.predict(sentences[part::2]))}  # fmt: skip
-    assert tagged == expected
+    assert _tagged_rows(tmp_path / "tagged", "tags") == expected
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")  # Ray's own deprecations, not ours
+def test_ray_data_recipe_of_the_docs_tags_as_predict(models, tagger, dev, tmp_path, monkeypatch):
+    """The Ray Data recipe of docs/tagging.md, run as written on a local two-CPU Ray: every row
+    comes back once, with the tags of ``Tagger.predict``. Needs ``ray[data]`` (not among the
+    project's extras: Ray is the user's engine)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray[data]')")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
+
+    recipe = _docs_recipe("map_batches")
+    expected = _recipe_corpus(tmp_path, models, tagger, [s.tokens for s in dev[:200]])
+    monkeypatch.chdir(tmp_path)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        exec(compile(recipe, "docs/tagging.md", "exec"), {"__name__": "docs_tagging_recipe"})
+    finally:
+        ray.shutdown()
+    assert _tagged_rows(tmp_path / "tagged", "pred_tags") == expected
