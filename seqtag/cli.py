@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -47,19 +47,28 @@ from .vectors import read_vectors
 from .vocab import Vocabularies
 
 
-def _add_config_options(parser: argparse.ArgumentParser, cls: type, title: str, exclude: Sequence[str] = ()) -> None:
+def _add_config_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    title: str | None,
+    exclude: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+    help: Mapping[str, str] | None = None,
+) -> None:
     """One option per field of ``cls`` (flag, type, choices, help and default from the field's
     metadata; its range is checked by the dataclass). ``aliases`` in the metadata are hidden
-    alternative spellings."""
-    group = parser.add_argument_group(title)
+    alternative spellings. ``only`` keeps just those fields; ``help`` replaces a field's help
+    where a subcommand uses the field in its own way (``predict``'s ``--tag-column`` names the
+    column it writes). ``title`` None adds the options to ``parser`` itself, not a new group."""
+    group = parser.add_argument_group(title) if title is not None else parser
     for f in dataclasses.fields(cls):
-        if f.name in exclude:
+        if f.name in exclude or (only is not None and f.name not in only):
             continue
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         default = f" (default: {f.default})" if f.default not in ("", None) else ""
         aliases = f.metadata.get("aliases", ())
         also = f"; also {', '.join(aliases)}, the former spelling" if aliases else ""
-        help_text = f.metadata.get("help", "") + default + also
+        help_text = (help or {}).get(f.name, f.metadata.get("help", "")) + default + also
         kind = field_kind(f)
         if kind is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)

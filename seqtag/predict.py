@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .config import DataConfig
 from .corpus import CONLLU_COLUMNS, conllu_column
 from .corpus_formats import FORMATS, SUFFIX_FORMATS, Item, Output, Tagged, Writer, read_items
 from .errors import SeqtagError
@@ -157,12 +158,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--output-format", choices=FORMATS, help="output format (default: the input's)")
     p.add_argument("--output", metavar="PATH", help="file to write, atomically (default: standard output); "
                    "with --hf-dataset, a new directory for save_to_disk")  # fmt: skip
-    p.add_argument("--token-column", metavar="COLUMN", help="conll: the token column index (default: 0); "
-                   "--hf-dataset: the tokens column (default: tokens)")  # fmt: skip
-    p.add_argument("--tokens-column", dest="token_column", help=argparse.SUPPRESS)
-    p.add_argument("--tag-column", metavar="COLUMN", help="conllu: the column replaced, a name or index "
-                   "(default: the one the model was trained on, else upos); conll: the index of a column to "
-                   "replace (default: append a column)")  # fmt: skip
+    _add_config_options(p, DataConfig, None, only=("token_column", "tag_column"), help={
+        "token_column": "conll: the token column index (default: 0); --hf-dataset: the tokens column (default: tokens)",
+        "tag_column": "conllu: the column replaced, a name or index (default: the one the model was trained on, else "
+                      "upos); conll: the index of a column to replace (default: append a column)",
+    })  # fmt: skip
     p.add_argument("--confidence", action="store_true", help="add each tag's probability (4 decimals: text, conll; "
                    "jsonl: a 'confidence' list)")  # fmt: skip
     p.add_argument("--nbest", type=int, default=0, metavar="K",
@@ -170,13 +170,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr (default: when the input is a file and stderr a terminal)")
     group = p.add_argument_group("Hugging Face datasets (instead of --input)")
-    group.add_argument("--hf-dataset", metavar="NAME_OR_PATH", help="a Hub dataset name, a save_to_disk folder, "
-                       "or data files (see docs/datasets.md); tagged with Dataset.map, saved to --output")  # fmt: skip
-    group.add_argument("--hf-config", metavar="NAME", help="the Hub dataset's configuration")
+    _add_config_options(group, DataConfig, None, only=("hf_dataset", "hf_config", "cache_dir"), help={
+        "hf_dataset": "a Hub dataset name, a save_to_disk folder, or data files (see docs/datasets.md); tagged with "
+                      "Dataset.map, saved to --output",
+    })  # fmt: skip
     group.add_argument("--split", metavar="SPLIT", help="the split to tag (default: all)")
     group.add_argument("--output-column", default=DEFAULT_OUTPUT_COLUMN, metavar="NAME",
                        help=f"the new column of predicted tags (default: {DEFAULT_OUTPUT_COLUMN})")
-    group.add_argument("--hf-cache-dir", metavar="DIR", help="where converted Arrow files go (default: HF_DATASETS_CACHE)")
     group.add_argument("--num-proc", dest="workers", type=int, help=argparse.SUPPRESS)  # = --workers
     _add_config_options(p, PredictConfig, "prediction")
 
@@ -344,7 +344,7 @@ def _run_hf(args: argparse.Namespace, config: PredictConfig) -> None:
     model_kind(args.model)
     from . import hf
 
-    splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.hf_cache_dir)
+    splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.cache_dir)
     data = hf.pick_split(splits, args.split, args.hf_dataset) if args.split else splits
     set_torch_threads(config.threads if config.workers == 1 else 0)
     tagged = _tag_dataset(args.model, data, args.token_column, args.output_column, config)
