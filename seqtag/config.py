@@ -45,7 +45,9 @@ def required_fields(cls: type) -> tuple[str, ...]:
     """The fields a saved ``cls`` (``config.json``, a checkpoint) must hold: all but those
     declared ``since="X.Y.Z"``, the release that added them. A field added after a release is
     declared so, with a default that behaves as before it existed; files saved by the earlier
-    release then load with that default instead of failing. (No field has needed it yet.)
+    release then load with that default instead of failing. While unreleased, ``since`` is the
+    version the next release will carry (after 0.2.0: ``"0.3.0"``); ``tests/test_config.py``
+    holds each release's fields and fails for a new field without ``since``.
 
     >>> "embedding_dim" in required_fields(TaggerConfig)
     True

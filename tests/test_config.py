@@ -104,6 +104,53 @@ def test_a_field_added_after_a_release_takes_its_default_in_an_older_saved_file(
         Saved.from_dict({"new": 3}, complete=True)
 
 
+# The fields of the 0.2.0 release: files saved by it hold exactly these. Frozen here so that a
+# field added later cannot be added without ``since=`` (which would make every model directory
+# and checkpoint saved before it fail to load).
+RELEASED_FIELDS = {
+    "0.2.0": {
+        "TaggerConfig": ("embedding_dim", "hidden_dim", "num_layers", "bidirectional", "dropout", "crf", "tag_scheme",
+                         "constrain", "char_embedding_dim", "char_filters", "char_kernel_size", "max_word_length",
+                         "lowercase", "case_embedding_dim", "rnn_mode"),
+        "TrainConfig": ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "clip", "patience",
+                        "select", "schedule", "warmup_steps", "lr_halving", "precision", "checkpoint_every", "keep",
+                        "word_dropout", "min_freq", "vectors", "vectors_max_words", "freeze_vectors", "seed",
+                        "device", "num_workers", "eval_batch_size"),
+        "DataConfig": ("train_file", "validation_file", "format", "token_column", "tag_column", "hf_dataset",
+                       "hf_config", "train_split", "dev_split", "label_names", "cache_dir", "num_proc"),
+    },
+}  # fmt: skip
+
+
+def _release(version):
+    return tuple(int(part) for part in version.split("."))
+
+
+@pytest.mark.parametrize("cls", ["TaggerConfig", "TrainConfig", "DataConfig"])
+def test_every_field_added_after_a_release_is_declared_since_a_later_one(cls):
+    """A saved file holds the fields of the release that wrote it: every field that no release
+    had is declared ``since=`` a release after the last one (the version the next release will
+    carry), and no field of a release is dropped or declared ``since`` a later one."""
+    import dataclasses
+
+    from seqtag import __version__, config
+
+    fields = {f.name: f.metadata.get("since") for f in dataclasses.fields(getattr(config, cls))}
+    last = max(RELEASED_FIELDS, key=_release)
+    for version, by_class in RELEASED_FIELDS.items():
+        released = by_class[cls]
+        assert set(released) <= set(fields), f"{cls} dropped fields of {version}: {set(released) - set(fields)}"
+        late = [name for name in released if fields[name] and _release(fields[name]) > _release(version)]
+        assert not late, f"{cls} fields of {version} declared since a later release: {late}"
+    known = {name for released in RELEASED_FIELDS.values() for name in released[cls]}
+    for name, since in fields.items():
+        if name not in known:
+            assert since, f"{cls}.{name} is new since {last}: declare it since= the next release"
+            assert _release(since) > _release(last) and _release(since) > _release(__version__), (
+                f"{cls}.{name}: since={since!r} is not after the last release ({last})"
+            )
+
+
 def test_a_saved_model_lacking_a_field_is_refused(tmp_path, crf_tagger):
     import json
 
