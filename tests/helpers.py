@@ -40,6 +40,17 @@ def small_tagger(sentences, **config) -> Tagger:
     return Tagger(cfg, Vocabularies.build(sentences, lowercase=cfg.lowercase)).eval()
 
 
+def emissions_of(tagger: Tagger, sentences):
+    """``(emissions, batch)``: the tagger's emissions for ``sentences`` collated as in training."""
+    import torch
+
+    from seqtag.data import collate, encode_tokens
+
+    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
+    with torch.no_grad():
+        return tagger(batch.words, batch.cases, batch.chars, batch.lengths), batch
+
+
 def bio_sentences(n: int, seed: int) -> list[Sentence]:
     """Random tokens; a run of capitalized tokens is an entity (type by its first token's length)."""
     out = []

@@ -9,12 +9,7 @@ from seqtag import SeqtagError, Tagger, resolve_device
 from seqtag.data import collate, encode_tokens
 
 from .helpers import ARCHS, random_sentences, small_tagger
-
-
-def _emissions(tagger, sentences):
-    batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
-    with torch.no_grad():
-        return tagger(batch.words, batch.cases, batch.chars, batch.lengths), batch
+from .helpers import emissions_of as _emissions
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
@@ -36,18 +31,6 @@ def test_padding_invariance(arch, mode):
         garbage = tagger(words, cases, chars, batch.lengths)
     for i, s in enumerate(sentences):
         torch.testing.assert_close(garbage[i, : len(s)], batched[i, : len(s)], atol=1e-5, rtol=1e-5)
-
-
-def test_loss_ignores_padding():
-    sentences = random_sentences(5, max_len=10)
-    tagger = small_tagger(sentences, crf=False, char_filters=0)
-    (emissions, batch) = _emissions(tagger, sentences)
-    loss = tagger.loss(emissions, batch.tags, batch.lengths)
-    manual = torch.cat(
-        [torch.nn.functional.cross_entropy(emissions[i, :n], batch.tags[i, :n], reduction="none")
-         for i, n in enumerate(batch.lengths.tolist())]
-    ).mean()
-    torch.testing.assert_close(loss, manual)
 
 
 def test_predict_handles_empty_input_and_keeps_order():
