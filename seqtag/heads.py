@@ -5,7 +5,9 @@ num_tags)`` and a ``(batch, seq_len)`` bool prefix ``mask``: ``loss(emissions, t
 ``decode(emissions, mask)``, ``marginals(emissions, mask)`` and ``nbest(emissions, mask, k)``.
 :class:`CRFHead` is a linear-chain CRF (:class:`~seqtag.crf.CRF`); :class:`SoftmaxHead` is an
 independent softmax per token. ``Tagger`` builds one of them (``TaggerConfig.crf``); a new head
-is a new class here with the same four methods, and a line in ``Tagger.__init__``.
+is a new class here with the same four methods (TorchScript compiles them), an option in
+``config.py``, a line in ``Tagger.__init__`` and its graph in ``onnx_export.py``, which knows
+each head by its exact class: ``docs/design.md``, "Adding a head".
 """
 
 from __future__ import annotations
