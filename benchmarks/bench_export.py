@@ -4,7 +4,8 @@ Two measurements per format, strings in and tag strings out (encoding and decodi
 a user's call would):
 
 - throughput: the corpus's sentences at each batch size, tokens per second (median of
-  ``--repeats`` timed passes after ``--warmup`` untimed ones);
+  ``--repeats`` timed passes after ``--warmup`` untimed ones; each pass runs every format once,
+  so that the formats share any drift of the host's speed);
 - latency: one 20-token sentence tagged alone, ``--latency-runs`` calls, p50 and p99 in ms.
 
 ``pre-encoded`` is eager prediction from already encoded sentences (``Tagger.decode_encoded``):
@@ -59,16 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def timed(fn, repeats: int, warmup: int) -> tuple[float, object]:
-    result = None
+def timed(fns: dict, repeats: int, warmup: int) -> dict[str, tuple[float, object]]:
+    """``{name: (median seconds, result)}`` of each ``fns[name]()``, the formats interleaved
+    (each pass times every format once), so that a drift of the host's speed during the run
+    (a shared VM's is often 10-20%) moves every format alike instead of favouring one."""
+    results = {name: None for name in fns}
     for _ in range(warmup):
-        result = fn()
-    times = []
+        for name, fn in fns.items():
+            results[name] = fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in fns}
 
 
 def latency(fn, runs: int) -> tuple[float, float]:
@@ -169,8 +175,8 @@ def main(argv=None) -> int:
         with torch.inference_mode():
             reference = {}
             for bs in batch_sizes:
-                for name in formats:
-                    seconds, tags = timed(functools.partial(runners[name], "corpus", bs), args.repeats, args.warmup)
+                fns = {name: functools.partial(runners[name], "corpus", bs) for name in formats}
+                for name, (seconds, tags) in timed(fns, args.repeats, args.warmup).items():
                     reference.setdefault(bs, tags)
                     agree = sum(a == b for a, b in zip(tags, reference[bs])) / len(sentences)
                     results.append({"format": name, "batch_size": bs, "seconds": seconds,
