@@ -122,13 +122,26 @@ def encode_strings(
         tokens, word_ids, char_ids, lower_map, lowercase, char_width
     )
     return (
-        torch.tensor(entry, dtype=torch.long),
+        _int64(entry),
         starts,
-        torch.tensor(words, dtype=torch.long),
-        torch.tensor(cases, dtype=torch.long),
-        torch.tensor(chars, dtype=torch.long).view(len(words), char_width),
-        torch.tensor(widths, dtype=torch.long),
+        _int64(words),
+        _int64(cases),
+        _int64(chars).view(len(words), char_width),
+        _int64(widths),
     )
+
+
+def _int64(ints: list[int]) -> Tensor:
+    """``torch.tensor(ints, dtype=torch.long)``; in Python through NumPy, which reads a list of
+    ints about three times faster."""
+    if torch.jit.is_scripting():
+        return torch.tensor(ints, dtype=torch.long)
+    return _int64_numpy(ints)
+
+
+@torch.jit.unused
+def _int64_numpy(ints: list[int]) -> Tensor:
+    return torch.from_numpy(np.fromiter(ints, dtype=np.int64, count=len(ints)))
 
 
 def collate_strings(
