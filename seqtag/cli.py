@@ -24,7 +24,7 @@ import torch
 from . import __version__, predict
 from .bench import baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
 from .checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint, read_checkpoint
-from .config import DataConfig, TaggerConfig, TrainConfig, check_value, field_kind
+from .config import DataConfig, TaggerConfig, TrainConfig, check_value, command_fields, field_kind
 from .corpus import Sentence, read_corpus
 from .device import PRECISIONS, resolve_device
 from .distributed import BACKENDS, is_main_process
@@ -51,18 +51,21 @@ def _add_config_options(
     parser: argparse.ArgumentParser,
     cls: type,
     title: str | None,
-    exclude: Sequence[str] = (),
+    command: str | None = None,
     only: Sequence[str] | None = None,
     help: Mapping[str, str] | None = None,
 ) -> None:
     """One option per field of ``cls`` (flag, type, choices, help and default from the field's
     metadata; its range is checked by the dataclass). ``aliases`` in the metadata are hidden
-    alternative spellings. ``only`` keeps just those fields; ``help`` replaces a field's help
-    where a subcommand uses the field in its own way (``predict``'s ``--tag-column`` names the
-    column it writes). ``title`` None adds the options to ``parser`` itself, not a new group."""
+    alternative spellings. ``command`` keeps the fields that subcommand offers
+    (:func:`~seqtag.config.command_fields`), ``only`` (within those) just the fields named;
+    ``help`` replaces a field's help where a subcommand uses the field in its own way
+    (``predict``'s ``--tag-column`` names the column it writes). ``title`` None adds the options
+    to ``parser`` itself, not a new group."""
     group = parser.add_argument_group(title) if title is not None else parser
+    offered = command_fields(cls, command) if command is not None else None
     for f in dataclasses.fields(cls):
-        if f.name in exclude or (only is not None and f.name not in only):
+        if (offered is not None and f.name not in offered) or (only is not None and f.name not in only):
             continue
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         default = f" (default: {f.default})" if f.default not in ("", None) else ""
@@ -104,10 +107,6 @@ def _ranged(kind: type, name: str, **bounds):
         return value
 
     return parse
-
-
-# DataConfig fields that name the training data (the rest say how to read data).
-_TRAINING_DATA = ("train_file", "validation_file", "train_split", "dev_split", "num_proc")
 
 
 def _read_files(dc: DataConfig, path: str) -> list[Sentence]:
@@ -172,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--dist-backend", choices=BACKENDS, default=None,
                    help="under torchrun: the torch.distributed backend (default: nccl on CUDA, else gloo)")
-    _add_config_options(p, DataConfig, "data (files, or a Hugging Face dataset with --hf-dataset)")
+    _add_config_options(p, DataConfig, "data (files, or a Hugging Face dataset with --hf-dataset)", command="train")
     _add_config_options(p, TaggerConfig, "model")
     _add_config_options(p, TrainConfig, "training")
 
@@ -188,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=_ranged(int, "batch_size", min=1), default=TrainConfig.eval_batch_size,
                    help=f"sentences per batch (default: {TrainConfig.eval_batch_size})")
-    _add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", exclude=_TRAINING_DATA)
+    _add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", command="evaluate")
 
     p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out), ONNX or "
                        "torch.export")
@@ -226,9 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed segments; the median is reported (default: 5)")
     p.add_argument("--baseline", action="store_true", help="also time the tutorial's one-sentence-per-step loop")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_config_options(p, DataConfig, "corpus file columns", exclude=[
-        f.name for f in dataclasses.fields(DataConfig) if f.name not in ("format", "token_column", "tag_column")
-    ])  # fmt: skip
+    _add_config_options(p, DataConfig, "corpus file columns", command="bench")
     _add_config_options(p, TaggerConfig, "model")
     return parser
 
@@ -323,7 +320,7 @@ def _evaluation_data(args: argparse.Namespace, model: Path):
     trained = _trained_data_config(model)
     given = _config_from_args(DataConfig, args)
     if trained is not None and bool(trained.hf_dataset) == bool(args.hf_dataset):  # the same kind of input
-        inherited = {n: getattr(trained, n) for n in ("format", "token_column", "tag_column", "label_names")}
+        inherited = {f.name: getattr(trained, f.name) for f in dataclasses.fields(DataConfig) if f.metadata.get("from_model")}
         given = _config_from_args(DataConfig, args, base=DataConfig(**inherited))
     if not args.hf_dataset:
         return _read_files(given, args.data)

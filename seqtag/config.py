@@ -41,6 +41,17 @@ def resumable_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resumable"))
 
 
+def command_fields(cls: type, command: str) -> tuple[str, ...]:
+    """The fields of ``cls`` that the subcommand ``command`` offers as flags: those whose
+    ``commands`` metadata names it (a field without ``commands``: every subcommand that takes
+    ``cls``).
+
+    >>> command_fields(DataConfig, "bench")
+    ('format', 'token_column', 'tag_column')
+    """
+    return tuple(f.name for f in dataclasses.fields(cls) if command in f.metadata.get("commands", (command,)))
+
+
 def required_fields(cls: type) -> tuple[str, ...]:
     """The fields a saved ``cls`` (``config.json``, a checkpoint) must hold: all but those
     declared ``since="X.Y.Z"``, the release that added them. A field added after a release is
@@ -229,6 +240,12 @@ class TrainConfig(_JsonConfig):
     )
 
 
+# The subcommands that read data: training data, files, datasets.
+_TRAIN = ("train",)
+_READ_FILES = ("train", "evaluate", "bench")
+_READ_DATASETS = ("train", "evaluate", "predict")
+
+
 @dataclass
 class DataConfig(_JsonConfig):
     """Where the training data comes from and how it is read: CoNLL or CoNLL-U files, or a
@@ -237,34 +254,38 @@ class DataConfig(_JsonConfig):
     take the defaults named in the help. The fingerprint of the data itself is checked on resume,
     so the paths may change (files that moved); the columns may not."""
 
-    train_file: str = _f("", "training data: a CoNLL or CoNLL-U file", flag="--train", metavar="FILE", resumable=True)
-    validation_file: str = _f(
-        "", "dev data, evaluated after each epoch to pick the best model", flag="--dev", metavar="FILE", resumable=True
-    )
+    # ``commands``: the subcommands that offer the field as a flag; ``from_model``: how the data
+    # is read, which ``seqtag evaluate`` takes from the model's run unless given.
+    train_file: str = _f("", "training data: a CoNLL or CoNLL-U file", flag="--train", metavar="FILE", resumable=True,
+                         commands=_TRAIN)  # fmt: skip
+    validation_file: str = _f("", "dev data, evaluated after each epoch to pick the best model", flag="--dev",
+                              metavar="FILE", resumable=True, commands=_TRAIN)  # fmt: skip
     format: str = _f("auto", "file format (auto: CoNLL-U for a .conllu file, else CoNLL)",
-                     choices=("auto", "conll", "conllu"))  # fmt: skip
+                     choices=("auto", "conll", "conllu"), commands=_READ_FILES, from_model=True)  # fmt: skip
     token_column: str = _f(
         "", "token column: an index of a CoNLL file (default: 0), or a dataset column (default: tokens)",
-        metavar="COLUMN", aliases=("--tokens-column",),
+        metavar="COLUMN", aliases=("--tokens-column",), commands=_READ_FILES + ("predict",), from_model=True,
     )
     tag_column: str = _f(
         "", "tag column: a CoNLL-U column name or index (default: upos), an index of a CoNLL file (default: "
         "the last), or a dataset column (default: the first of ner_tags, pos_tags, upos, tags, labels, xpos)",
-        metavar="COLUMN", aliases=("--tags-column",),
+        metavar="COLUMN", aliases=("--tags-column",), commands=_READ_FILES + ("predict",), from_model=True,
     )
     hf_dataset: str = _f(
         "", "a Hugging Face dataset instead of files: a Hub name, a save_to_disk folder, a .json/.jsonl/"
-        ".parquet/.csv file or a folder of them", metavar="NAME_OR_PATH", resumable=True,
+        ".parquet/.csv file or a folder of them", metavar="NAME_OR_PATH", resumable=True, commands=_READ_DATASETS,
     )
-    hf_config: str = _f("", "the Hub dataset's configuration", metavar="NAME")
-    train_split: str = _f("train", "training split of the dataset", metavar="SPLIT")
-    dev_split: str = _f("", "dev split of the dataset (default: validation, when there is one)", metavar="SPLIT")
+    hf_config: str = _f("", "the Hub dataset's configuration", metavar="NAME", commands=_READ_DATASETS)
+    train_split: str = _f("train", "training split of the dataset", metavar="SPLIT", commands=_TRAIN)
+    dev_split: str = _f("", "dev split of the dataset (default: validation, when there is one)", metavar="SPLIT",
+                        commands=_TRAIN)  # fmt: skip
     label_names: str = _f(
-        "", "tag names by id, comma-separated, for integer tags without ClassLabel names", metavar="A,B,..."
+        "", "tag names by id, comma-separated, for integer tags without ClassLabel names", metavar="A,B,...",
+        commands=("train", "evaluate"), from_model=True,
     )
     cache_dir: str = _f("", "where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)",
-                        flag="--hf-cache-dir", metavar="DIR", resumable=True)  # fmt: skip
-    num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, resumable=True)
+                        flag="--hf-cache-dir", metavar="DIR", resumable=True, commands=_READ_DATASETS)  # fmt: skip
+    num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, resumable=True, commands=_TRAIN)
 
     @property
     def labels(self) -> list[str] | None:

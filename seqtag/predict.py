@@ -158,7 +158,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--output-format", choices=FORMATS, help="output format (default: the input's)")
     p.add_argument("--output", metavar="PATH", help="file to write, atomically (default: standard output); "
                    "with --hf-dataset, a new directory for save_to_disk")  # fmt: skip
-    _add_config_options(p, DataConfig, None, only=("token_column", "tag_column"), help={
+    _add_config_options(p, DataConfig, None, command="predict", only=("token_column", "tag_column"), help={
         "token_column": "conll: the token column index (default: 0); --hf-dataset: the tokens column (default: tokens)",
         "tag_column": "conllu: the column replaced, a name or index (default: the one the model was trained on, else "
                       "upos); conll: the index of a column to replace (default: append a column)",
@@ -170,7 +170,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr (default: when the input is a file and stderr a terminal)")
     group = p.add_argument_group("Hugging Face datasets (instead of --input)")
-    _add_config_options(group, DataConfig, None, only=("hf_dataset", "hf_config", "cache_dir"), help={
+    _add_config_options(group, DataConfig, None, command="predict", only=("hf_dataset", "hf_config", "cache_dir"), help={
         "hf_dataset": "a Hub dataset name, a save_to_disk folder, or data files (see docs/datasets.md); tagged with "
                       "Dataset.map, saved to --output",
     })  # fmt: skip

@@ -162,3 +162,23 @@ def test_a_saved_model_lacking_a_field_is_refused(tmp_path, crf_tagger):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(SeqtagError, match='"model" lacks hidden_dim'):
         Tagger.load(tmp_path / "m")
+
+
+def test_every_data_field_names_the_subcommands_that_offer_it():
+    """A new DataConfig field must say where its flag appears (``commands``): a field offered
+    everywhere by default would show up in ``seqtag evaluate`` or ``bench`` and do nothing."""
+    import dataclasses
+
+    from seqtag.cli import build_parser
+    from seqtag.config import DataConfig, command_fields
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for f in dataclasses.fields(DataConfig):
+        assert f.metadata.get("commands"), f"DataConfig.{f.name} declares no commands="
+        for command, parser in subcommands.items():
+            dests = {a.dest for a in parser._actions}
+            if command in f.metadata["commands"]:
+                assert f.name in dests, f"{command} does not offer DataConfig.{f.name}"
+            elif command in ("train", "evaluate", "bench", "predict"):
+                assert f.name not in dests or f.name == "format", f"{command} offers DataConfig.{f.name}"
+    assert command_fields(DataConfig, "bench") == ("format", "token_column", "tag_column")
