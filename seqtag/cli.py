@@ -3,8 +3,7 @@
 Model, training and data options are generated from :class:`~seqtag.config.TaggerConfig`,
 :class:`~seqtag.config.TrainConfig` and :class:`~seqtag.config.DataConfig`, so their names,
 defaults, ranges and help live in one place.
-(About 480 lines: one small function per subcommand and the parser, whose model, training and data
-options are generated.)
+What the data options name is read by :mod:`seqtag.sources`.
 """
 
 from __future__ import annotations
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, predict
+from . import __version__, predict, sources
 from .bench import baseline_tokens_per_s, bench, matmul_gflops, synthetic_corpus
-from .checkpoint import CHECKPOINT_DIR, LAST, find_checkpoint, read_checkpoint
+from .checkpoint import find_checkpoint, read_checkpoint
 from .config import DataConfig, TaggerConfig, TrainConfig, check_value, command_fields, field_kind
-from .corpus import Sentence, read_corpus
 from .device import PRECISIONS, resolve_device
 from .distributed import BACKENDS, is_main_process
 from .errors import SeqtagError
@@ -38,12 +36,11 @@ from .export import (
 from .fileio import hold_directory
 from .host import host_info
 from .interrupts import TrainingInterrupted
-from .model import CONFIG_FILE, Tagger
+from .model import Tagger
 from .plot import plot_learning_curve
 from .runs import check_output_dir, resumed_config
 from .training import train
 from .tutorial import demo
-from .vectors import read_vectors
 from .vocab import Vocabularies
 
 
@@ -107,53 +104,6 @@ def _ranged(kind: type, name: str, **bounds):
         return value
 
     return parse
-
-
-def _read_files(dc: DataConfig, path: str) -> list[Sentence]:
-    try:
-        options = dc.file_reader_options()
-    except ValueError as e:
-        raise SeqtagError(str(e)) from None
-    return read_corpus(path, **options)
-
-
-def _hf_columns(dc: DataConfig) -> dict:
-    return {"tokens_column": dc.token_column or None, "tags_column": dc.tag_column or None, "label_names": dc.labels}
-
-
-def _training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs: Vocabularies | None = None):
-    """The training and dev data that ``dc`` names: sentences read from files, or for a dataset
-    memory-mapped Arrow datasets encoded with ``vocabs`` (built here from the training split
-    when None)."""
-    if not dc.hf_dataset:
-        return _read_files(dc, dc.train_file), _read_files(dc, dc.validation_file) if dc.validation_file else None
-    from . import hf  # imports datasets: only when asked for
-    from .arrow_data import ArrowTaggingDataset
-
-    cache_dir = dc.cache_dir or None
-    splits = hf.load_splits(dc.hf_dataset, dc.hf_config or None, cache_dir=cache_dir)
-    train_split = hf.pick_split(splits, dc.train_split, dc.hf_dataset)
-    dev_name = dc.dev_split or ("validation" if "validation" in splits else None)
-    dev_split = hf.pick_split(splits, dev_name, dc.hf_dataset) if dev_name else None
-    columns = _hf_columns(dc)
-    if vocabs is None:
-        extra = read_vectors(tc.vectors, tc.vectors_max_words)[0] if tc.vectors else ()
-        vocabs = hf.build_vocabs(train_split, config.lowercase, tc.min_freq, extra_words=extra, **columns)
-    encode = dict(num_proc=dc.num_proc, cache_dir=cache_dir, **columns)
-    train_set = ArrowTaggingDataset(train_split, vocabs, config, **encode)
-    dev_set = ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
-    return train_set, dev_set
-
-
-def _absolute(dc: DataConfig) -> DataConfig:
-    """``dc`` with absolute paths, as a checkpoint keeps it (a resumed run may start elsewhere)."""
-    local = Path(dc.hf_dataset).expanduser() if dc.hf_dataset else None
-    return dc.replace(
-        train_file=str(Path(dc.train_file).resolve()) if dc.train_file else "",
-        validation_file=str(Path(dc.validation_file).resolve()) if dc.validation_file else "",
-        hf_dataset=str(local.resolve()) if local is not None and local.exists() else dc.hf_dataset,
-        cache_dir=str(Path(dc.cache_dir).resolve()) if dc.cache_dir else "",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,9 +205,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.output_dir)
     with _hold(out):  # for the whole run; train() checks everything else before its first write
         check_output_dir(out, args.overwrite)  # before reading the data; train() checks again
-        train_data, dev_data = _training_data(data, model_config, train_config)
+        train_data, dev_data = sources.training_data(data, model_config, train_config)
         train(train_data, dev_data, model_config, train_config, output_dir=out, quiet=args.quiet,
-              dist_backend=args.dist_backend, overwrite=args.overwrite, data_config=_absolute(data))  # fmt: skip
+              dist_backend=args.dist_backend, overwrite=args.overwrite, data_config=sources.absolute_paths(data))  # fmt: skip
     if is_main_process():
         print(f"model saved in {out}", file=sys.stderr)
 
@@ -284,51 +234,27 @@ def _resume_training(args: argparse.Namespace) -> None:
                 f"seqtag.train(..., output_dir={str(out)!r}, resume=True)"
             )
         train_config = _config_from_args(TrainConfig, args, base=TrainConfig.from_dict(saved["train_config"]))
-        data = _absolute(_config_from_args(DataConfig, args, base=DataConfig.from_dict(saved["data_config"])))
+        data = sources.absolute_paths(_config_from_args(DataConfig, args, base=DataConfig.from_dict(saved["data_config"])))
         # Refused changes are refused before the data is read (train() checks them again).
         resumed_config(saved, train_config, TrainConfig, "train_config")
         resumed_config(saved, data, DataConfig, "data_config")
         config = TaggerConfig.from_dict(saved["model_config"])
         vocabs = Vocabularies.from_dict(saved["vocab"]) if data.hf_dataset else None
-        train_data, dev_data = _training_data(data, config, train_config, vocabs)
+        train_data, dev_data = sources.training_data(data, config, train_config, vocabs)
         train(train_data, dev_data, None, train_config, output_dir=out, quiet=args.quiet, resume=source,
               dist_backend=args.dist_backend, data_config=data)  # fmt: skip
     if is_main_process():
         print(f"model saved in {out}", file=sys.stderr)
 
 
-def _trained_data_config(model: Path) -> DataConfig | None:
-    """The data settings the model directory's run was trained with: config.json's ``data``, or
-    (from a model saved without it) its newest checkpoint's; None if neither has them."""
-    try:
-        meta = json.loads((model / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = None
-    stored = meta.get("data") if isinstance(meta, dict) else None
-    if stored is None and (model / CHECKPOINT_DIR / LAST).is_file():
-        stored = read_checkpoint(model / CHECKPOINT_DIR / LAST)["data_config"]
-    if stored is None:
-        return None
-    try:
-        return DataConfig.from_dict(stored)
-    except ValueError as e:
-        raise SeqtagError(f"{model / CONFIG_FILE}: unreadable data settings ({e})") from None
-
-
 def _evaluation_data(args: argparse.Namespace, model: Path):
     """The gold data to score, read with the options given, else the columns the model was trained on."""
-    trained = _trained_data_config(model)
+    trained = sources.trained_data_config(model)
     given = _config_from_args(DataConfig, args)
     if trained is not None and bool(trained.hf_dataset) == bool(args.hf_dataset):  # the same kind of input
         inherited = {f.name: getattr(trained, f.name) for f in dataclasses.fields(DataConfig) if f.metadata.get("from_model")}
         given = _config_from_args(DataConfig, args, base=DataConfig(**inherited))
-    if not args.hf_dataset:
-        return _read_files(given, args.data)
-    from . import hf  # imports datasets: only when asked for
-
-    splits = hf.load_splits(given.hf_dataset, given.hf_config or None, cache_dir=given.cache_dir or None)
-    split = args.split or ("test" if "test" in splits else None)
-    return hf.sentences(hf.pick_split(splits, split, given.hf_dataset), **_hf_columns(given))
+    return sources.evaluation_data(given, args.data, args.split)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -382,7 +308,7 @@ def _cmd_plot(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     _set_threads(args.threads)
     config = _config_from_args(TaggerConfig, args)
-    sentences = synthetic_corpus() if args.corpus == "synthetic" else _read_files(_config_from_args(DataConfig, args), args.corpus)
+    sentences = synthetic_corpus() if args.corpus == "synthetic" else sources.read_files(_config_from_args(DataConfig, args), args.corpus)
     device = resolve_device(args.device)
     batch_sizes = args.batch_size or [TrainConfig.batch_size]
     results = bench(sentences, config, batch_sizes, args.precision, str(device), args.steps, args.repeats)
