@@ -22,6 +22,7 @@ import importlib
 # ``import seqtag`` and its torch-free modules (``seqtag.onnx_tagger``, ``seqtag.corpus``,
 # ``seqtag.config``) work where ``import torch`` fails.
 _EXPORTS = {
+    "DataConfig": "config",
     "TaggerConfig": "config",
     "TrainConfig": "config",
     "CorpusError": "corpus",
@@ -60,6 +61,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CorpusError",
+    "DataConfig",
     "SeqtagError",
     "Sentence",
     "Tagger",
