@@ -3,6 +3,7 @@ CNN, the CPU dropout, the choice of LSTM path."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seqtag.data import collate, encode_tokens
 from seqtag.layers import PackedLSTM, PaddedLSTM, reverse_padded
@@ -71,3 +72,22 @@ def test_rnn_mode_resolves_in_one_place():
     tagger.set_rnn_mode(cuda)  # only chooses the path; nothing moves
     assert isinstance(tagger.rnn, PackedLSTM)
     assert not list(tagger.rnn.parameters())  # the weights stay in tagger.lstm
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_char_cnn_equals_the_convolution_it_computes(kernel):
+    """The matrix product over shifted copies is Ma & Hovy's convolution: ``F.conv1d`` with
+    ``padding=kernel // 2`` over the embedded characters, then the max over each word's own
+    characters (float64, words of every length, one all-padding word)."""
+    from seqtag.layers import CharCNN
+
+    torch.manual_seed(kernel)
+    cnn = CharCNN(30, 6, 7, kernel).double()
+    chars = torch.randint(1, 30, (9, 11))
+    for i, n in enumerate([1, 2, 3, 5, 8, 9, 11, 4, 0]):
+        chars[i, n:] = 0
+    x = F.conv1d(cnn.embedding(chars).transpose(1, 2), cnn.conv.weight, cnn.conv.bias, padding=kernel // 2)
+    expected = torch.stack([x[i, :, :n].amax(dim=1) if n else torch.zeros(7, dtype=torch.float64)
+                            for i, n in enumerate((chars != 0).sum(1).tolist())])  # fmt: skip
+    torch.testing.assert_close(cnn.encode_words(chars), expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(cnn(chars.view(3, 3, 11)).view(9, 7), expected, atol=1e-12, rtol=0)
