@@ -545,3 +545,30 @@ def test_a_full_disk_at_the_metrics_row_is_one_line_and_resume_rewrites_the_rows
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".metrics")]
     seqtag.train(*data, output_dir=tmp_path, quiet=True, resume=True)  # epoch 2 is in the checkpoint
     assert [r["epoch"] for r in rows(tmp_path)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e6], ids=["clipped", "within"])
+def test_train_step_clips_the_gradient_norm_to_clip_and_reports_it(clip):
+    """With SGD at lr 1 the step is minus the gradient scaled by ``min(1, clip / norm)``; the
+    result's ``norm`` is the norm before clipping."""
+    from seqtag.data import TaggingDataset, collate
+    from seqtag.training import train_step
+
+    from .helpers import small_tagger
+
+    sentences = random_sentences(6, seed=4)
+    tagger = small_tagger(sentences, crf=True).train()
+    dataset = TaggingDataset(sentences, tagger.vocabs, tagger.config)
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    before = {n: p.detach().clone() for n, p in tagger.named_parameters()}
+    tagger.zero_grad()
+    tagger.loss(tagger(batch.words, batch.cases, batch.chars, batch.lengths), batch.tags, batch.lengths).backward()
+    grads = {n: p.grad.clone() for n, p in tagger.named_parameters() if p.grad is not None}
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()])))
+    optimizer = torch.optim.SGD(tagger.parameters(), lr=1.0)
+    result = train_step(tagger, optimizer, batch, clip=clip)
+    assert result.norm == pytest.approx(norm, rel=1e-5)
+    scale = min(1.0, clip / norm)
+    for n, p in tagger.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(p.detach(), before[n] - scale * grads[n], atol=1e-6, rtol=1e-5)
