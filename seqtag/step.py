@@ -144,7 +144,13 @@ def _update(
         scaler.unscale_(optimizer)
     norm = 0.0
     if clip > 0:
-        total = float(torch.nn.utils.clip_grad_norm_(tagger.parameters(), clip))
+        grads = [p.grad for p in tagger.parameters() if p.grad is not None]
+        total_norm = torch.nn.utils.get_total_norm(grads)
+        total = float(total_norm)
+        # clip_grad_norm_ would scale every gradient, by 1.0 when the norm is within ``clip``:
+        # a pass over the word embedding's gradient each step for nothing.
+        if total > clip:
+            torch.nn.utils.clip_grads_with_norm_(tagger.parameters(), clip, total_norm)
         if scaler is None:  # the scaler skips steps with overflowing gradients by itself
             norm = total
     if not math.isfinite(norm):
