@@ -78,8 +78,8 @@ class CharCNN(nn.Module):
         shifted = torch.cat([x[:, j : j + w] for j in range(k)], dim=2)  # shape: (N, W, k * E)
         weight = self.conv.weight.permute(2, 1, 0).reshape(-1, self.filters)  # shape: (k * E, F)
         bias = self.conv.bias
-        assert bias is not None  # for TorchScript: nn.Conv1d has a bias here
-        x = torch.addmm(bias, shifted.reshape(n * w, -1), weight).reshape(n, w, self.filters)  # shape: (N, W, F)
+        flat = shifted.reshape(n * w, -1)
+        x = (flat @ weight if bias is None else torch.addmm(bias, flat, weight)).reshape(n, w, self.filters)  # shape: (N, W, F)
         x = x.masked_fill((chars == 0).unsqueeze(2), float("-inf")).amax(dim=1)  # shape: (N, F)
         return x.masked_fill(torch.isinf(x), 0.0)
 
