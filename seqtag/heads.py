@@ -6,17 +6,20 @@ num_tags)`` and a ``(batch, seq_len)`` bool prefix ``mask``: ``loss(emissions, t
 :class:`CRFHead` is a linear-chain CRF (:class:`~seqtag.crf.CRF`); :class:`SoftmaxHead` is an
 independent softmax per token. ``Tagger`` builds one of them (``TaggerConfig.crf``); a new head
 is a new class here with the same four methods (TorchScript compiles them), an option in
-``config.py``, a line in ``Tagger.__init__`` and its graph in ``onnx_export.py``, which knows
+``config.py``, a branch in :func:`build_head` and its graph in ``onnx_export.py``, which knows
 each head by its exact class: ``docs/design.md``, "Adding a head".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .crf import CRF
+from .config import TaggerConfig
+from .crf import CRF, allowed_transitions
 
 
 def _promote(emissions: Tensor) -> Tensor:
@@ -120,3 +123,15 @@ class CRFHead(nn.Module):
         # log Z in float64: in float32 it is off by up to ~1e-3 on long sentences
         log_z = self.crf.log_partition(emissions.double(), mask).unsqueeze(1)
         return paths, (scores.double() - log_z).to(scores.dtype)
+
+
+def build_head(config: TaggerConfig, tags: Sequence[str], scheme: str) -> nn.Module:
+    """The head ``config`` names, for the tag set ``tags`` (names in id order) of span scheme
+    ``scheme`` (``"none"`` or one of :func:`~seqtag.crf.allowed_transitions`'s): the one place
+    a head is chosen and built, so a new head is added here and in ``config.py``."""
+    if not config.crf:
+        return SoftmaxHead(len(tags))
+    head = CRFHead(len(tags))
+    if config.constrain and scheme != "none":
+        head.crf.set_constraints(*allowed_transitions(list(tags), scheme))
+    return head

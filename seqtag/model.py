@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from .config import TaggerConfig, TrainConfig
-from .crf import allowed_transitions
 from .data import (
     Encoded,
     TaggingDataset,
@@ -38,7 +37,7 @@ from .data import (
     plan_batches,
     string_rules,
 )
-from .heads import CRFHead, SoftmaxHead
+from .heads import build_head
 from .layers import CharCNN, PackedLSTM, PaddedLSTM, dropout, resolve_rnn_mode
 from .metrics import detect_scheme
 from .model_dir import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_tagger, save_tagger  # noqa: F401 (re-exported)
@@ -134,12 +133,7 @@ class Tagger(nn.Module):
         directions = 2 if config.bidirectional else 1
         self.output = nn.Linear(config.hidden_dim * directions, self.num_tags)
         self.tag_scheme = resolve_scheme(config.tag_scheme, vocabs.tags.itos)
-        if config.crf:
-            self.head: nn.Module = CRFHead(self.num_tags)
-            if config.constrain and self.tag_scheme != "none":
-                self.head.crf.set_constraints(*allowed_transitions(vocabs.tags.itos, self.tag_scheme))
-        else:
-            self.head = SoftmaxHead(self.num_tags)
+        self.head: nn.Module = build_head(config, vocabs.tags.itos, self.tag_scheme)
 
     # -- tensor methods (TorchScript-compatible) ------------------------------------------
 
