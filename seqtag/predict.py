@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import json
 import multiprocessing
 import os
 import sys
@@ -190,13 +189,14 @@ def _input_format(args: argparse.Namespace) -> str:
 
 
 def _trained_tag_column(model: str) -> str | None:
-    """The tag column a model directory was trained on (config.json ``data.tag_column``)."""
-    try:
-        saved = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
-        column = (saved.get("data") or {}).get("tag_column")
-    except (OSError, ValueError, AttributeError):
+    """The tag column a model directory was trained on (its run's ``DataConfig.tag_column``;
+    None for an exported file or a run without one)."""
+    if not Path(model).is_dir():
         return None
-    return str(column) if column else None
+    from .sources import trained_data_config  # imports torch: only for a model directory
+
+    trained = trained_data_config(Path(model))
+    return trained.tag_column or None if trained is not None else None
 
 
 def _int_column(value: str | None, flag: str, default: int | None) -> int | None:
