@@ -142,7 +142,7 @@ class _JsonConfig:
             raise ValueError(f"expected {cls.__name__} fields, got unknown keys {unknown}")
         missing = [n for n in required_fields(cls) if n not in d]
         if complete and missing:
-            raise ValueError(f"expected every {cls.__name__} field, got no {', '.join(missing)}")
+            raise ValueError(f"{cls.__name__} lacks {', '.join(missing)} (no defaults are assumed for a saved file)")
         return cls(**d)
 
     def replace(self, **changes: Any):

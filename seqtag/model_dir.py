@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .config import TaggerConfig, TrainConfig, required_fields
+from .config import TaggerConfig, TrainConfig
 from .device import resolve_device
 from .errors import SeqtagError
 from .fileio import atomic_write_bytes, atomic_write_text
@@ -89,13 +89,10 @@ def _read_config(path: Path) -> TaggerConfig:
     model = meta.get("model") if isinstance(meta, dict) else None
     if not isinstance(model, dict):
         raise SeqtagError(f'{path}: expected a JSON object with a "model" object')
-    missing = [name for name in required_fields(TaggerConfig) if name not in model]
-    if missing:
-        raise SeqtagError(f'{path}: "model" lacks {", ".join(missing)} (no defaults are assumed for a saved model)')
     try:
-        return TaggerConfig.from_dict(model)
+        return TaggerConfig.from_dict(model, complete=True)
     except (TypeError, ValueError) as e:
-        raise SeqtagError(f'{path}: bad "model" ({e})') from None
+        raise SeqtagError(f'{path}: bad "model": {e}') from None
 
 
 def _read_vocabs(path: Path) -> Vocabularies:

@@ -64,7 +64,7 @@ def _remove_word(vocab):
         (lambda d: _edit_json(d / "vocab.json", _remove_word),
          "weights.pt does not match config.json/vocab.json: word_embedding.weight has shape"),
         (lambda d: _edit_json(d / "config.json", lambda c: c["model"].pop("hidden_dim")),
-         'config.json: "model" lacks hidden_dim'),
+         'config.json: bad "model": TaggerConfig lacks hidden_dim'),
         (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(hidden_dim=9)),
          "weights.pt does not match config.json/vocab.json: lstm.weight_ih_l0 has shape"),
         (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(crf=False)),

@@ -508,7 +508,7 @@ def test_resume_reads_the_data_settings_from_the_checkpoint_and_allows_moved_fil
     "edit, message",
     [
         (lambda s: s["train_config"].update(lr="fast"), "expected lr a number, got 'fast'"),
-        (lambda s: s["model_config"].pop("hidden_dim"), "got no hidden_dim"),
+        (lambda s: s["model_config"].pop("hidden_dim"), "TaggerConfig lacks hidden_dim"),
         (lambda s: s["data_config"].update(num_proc=0), "expected num_proc >= 1, got 0"),
         (lambda s: s.update(progress={"epoch": 1, "bogus": 2}), "bogus"),
     ],
