@@ -74,7 +74,10 @@ def _add_config_options(
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         choices = f.metadata.get("choices")
-        metavar = None if choices else f.metadata.get("metavar", f.name.split("_")[-1].upper())
+        # a number is N or X unless the field names its own (DIM, SIZE, FILE); argparse's default
+        # (the dest upper-cased: --dropout DROPOUT) repeats the flag and says nothing
+        default_metavar = {int: "N", float: "X"}.get(kind, f.name.split("_")[-1].upper())
+        metavar = None if choices else f.metadata.get("metavar", default_metavar)
         options = dict(dest=f.name, type=kind, default=None, choices=choices, metavar=metavar)
         group.add_argument(flag, help=help_text, **options)
         for alias in aliases:

@@ -229,7 +229,7 @@ class TrainConfig(_JsonConfig):
         0.25, "replace training word w by <unk> with probability a/(a+count(w)) for this a (0 = off)", min=0.0,
     )
     min_freq: int = _f(1, "keep training words seen at least this often", min=1)
-    vectors: str = _f("", "pretrained word vectors (word2vec/GloVe text, optionally .gz) to start the word embedding from")
+    vectors: str = _f("", "pretrained word vectors (word2vec/GloVe text, optionally .gz) to start the word embedding from", metavar="FILE")
     vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary", min=1)
     freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
     seed: int = _f(1, "seed for Python, NumPy and torch")
