@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqtag import SeqtagError, Tagger, resolve_device
+from seqtag import Tagger
 from seqtag.data import collate, encode_tokens
 
 from .helpers import ARCHS, random_sentences, small_tagger
@@ -41,20 +41,6 @@ def test_predict_handles_empty_input_and_keeps_order():
     assert batched[0] == [] and batched[-1] == []
     assert batched[1:-1] == [tagger.predict([t])[0] for t in tokens]
     assert tagger.predict([]) == []
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
-@pytest.mark.parametrize("spec", ["cuda", "cuda:1"])
-def test_cuda_requested_without_cuda_is_an_error(spec):
-    with pytest.raises(SeqtagError, match="CUDA is not available"):
-        resolve_device(spec)
-
-
-def test_device_auto_and_bad_names():
-    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
-    assert resolve_device("CPU") == torch.device("cpu")
-    with pytest.raises(SeqtagError, match="unknown device"):
-        resolve_device("gpu")
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch 2.13
