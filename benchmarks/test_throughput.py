@@ -13,6 +13,7 @@ import torch
 from seqtag import Tagger, TaggerConfig, TrainConfig, Vocabularies
 from seqtag.crf import CRF
 from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
+from seqtag.device import cpu_bf16_problem
 from seqtag.training import train_step, word_dropout_probabilities
 
 CPU = torch.device("cpu")
@@ -43,6 +44,8 @@ def _tokens(batches):
 def test_train_steps(benchmark, corpus, arch, batch_size, precision):
     if batch_size == 1 and arch != "tutorial-arch":
         pytest.skip("batch 1 is timed for the tutorial architecture only")
+    if precision == "bf16" and cpu_bf16_problem():
+        pytest.skip(f"this CPU cannot run the LSTM in bf16 ({cpu_bf16_problem()})")
     tagger, batches = _setup(corpus, ARCHS[arch], batch_size, rounds_batches=max(2, 256 // batch_size))
     tagger.train()
     optimizer = torch.optim.Adam(tagger.parameters(), lr=1e-3, fused=True)

@@ -21,8 +21,7 @@ import torch
 from .config import TaggerConfig, TrainConfig
 from .corpus import Sentence
 from .data import TaggingDataset, collate, make_loader, plan_batches
-from .device import PRECISIONS, autocast, resolve_device
-from .errors import SeqtagError
+from .device import autocast, check_precision, resolve_device
 from .model import Tagger
 from .training import train_step, word_dropout_probabilities
 from .vocab import Vocabularies
@@ -128,9 +127,8 @@ def bench(
     steps (the DataLoader's collate included) or ``steps`` inference batches; each rate is the
     median over ``repeats`` segments, after ``warmup`` untimed steps.
     """
-    if precision not in PRECISIONS:
-        raise SeqtagError(f"expected precision fp32, bf16 or fp16, got {precision!r}")
     dev = resolve_device(device)
+    check_precision(dev, precision)
     vocabs = Vocabularies.build(sentences, lowercase=config.lowercase)
     dataset = TaggingDataset(sentences, vocabs, config)
     flush = torch.set_flush_denormal(True)

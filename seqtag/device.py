@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -51,14 +52,42 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context for ``precision`` (``fp32``, ``bf16``, ``fp16``) on ``device``:
-    none for fp32; fp16 needs CUDA (it also needs a gradient scaler when training)."""
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse a ``precision`` that ``device`` cannot run (:class:`SeqtagError`): fp16 needs CUDA,
+    and bf16 on a CPU needs oneDNN's bf16 LSTM, which CPUs without AVX-512 or AMX lack (there
+    torch fails in the LSTM, "could not create a primitive descriptor"). A request the machine
+    cannot serve is an error, never fp32 in its place."""
     if precision not in PRECISIONS:
         raise SeqtagError(f"expected precision fp32, bf16 or fp16, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise SeqtagError(f"--precision fp16 needs CUDA (gradient scaling); on {device.type} use bf16 or fp32")
+    if precision == "bf16" and device.type == "cpu":
+        problem = cpu_bf16_problem()
+        if problem:
+            raise SeqtagError(f"--precision bf16: this CPU cannot run the LSTM in bf16 ({problem}); use fp32")
+
+
+@functools.cache
+def cpu_bf16_problem() -> str:
+    """Why an LSTM under CPU bf16 autocast fails on this machine ("" if it runs): tried once on
+    a 1-token input with zero weights (no random numbers drawn)."""
+    x, h = torch.zeros(1, 1, 2), torch.zeros(1, 1, 2)
+    weights = [torch.zeros(8, 2), torch.zeros(8, 2), torch.zeros(8), torch.zeros(8)]
+    try:
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            torch.lstm(x, [h, h], weights, True, 1, 0.0, False, False, True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"oneDNN needs AVX-512 or AMX for it: {first.split('. ')[0]}"
+    return ""
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for ``precision`` (``fp32``, ``bf16``, ``fp16``) on ``device``:
+    none for fp32; :func:`check_precision` first (fp16 also needs a gradient scaler when
+    training)."""
+    check_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise SeqtagError(f"fp16 needs CUDA; on {device.type} use --precision bf16")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)

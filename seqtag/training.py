@@ -51,7 +51,7 @@ from .checkpoint import (
 )
 from .config import DataConfig, TaggerConfig, TrainConfig
 from .data import EncodedDataset, check_encoding, check_tags, make_loader
-from .device import autocast
+from .device import autocast, check_precision
 from .distributed import Distributed
 from .errors import SeqtagError
 from .evaluation import evaluate
@@ -273,10 +273,7 @@ def train(
         world = distributed.setup(tc.device, dist_backend)
         try:
             quiet = quiet or not world.is_main
-            if tc.precision == "fp16" and world.device.type != "cuda":
-                raise SeqtagError(
-                    f"--precision fp16 needs CUDA (gradient scaling); on {world.device.type} use --precision bf16"
-                )
+            check_precision(world.device, tc.precision)
             seed_everything(tc.seed)
             tagger = _build_tagger(train_data, config, tc, saved["vocab"] if saved is not None else None, quiet)
             # Encoded once, here: the loop below sees only encoded datasets.

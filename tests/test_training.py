@@ -19,6 +19,7 @@ import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, write_conll, write_conllu
 from seqtag.checkpoint import numbered_checkpoints, read_checkpoint
 from seqtag.cli import main
+from seqtag.device import cpu_bf16_problem
 from seqtag.model import Tagger
 from seqtag.training import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
 from seqtag.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
@@ -256,6 +257,8 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_pa
 # -- precision ------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(bool(cpu_bf16_problem()) and not torch.cuda.is_available(),
+                    reason="this CPU cannot run the LSTM in bf16 (tests/test_device.py checks the refusal)")
 def test_bf16_training_learns_the_tutorial():
     corpus = tutorial_corpus()
     tagger = seqtag.train(corpus, config=TUTORIAL_MODEL, train_config=TUTORIAL_TRAINING.replace(precision="bf16"),
