@@ -5,7 +5,8 @@ operators, opset :data:`OPSET`) runs for any batch size, sentence length and wor
 
 - inputs ``words``, ``cases`` ``(batch, seq_len)``, ``chars`` ``(batch, seq_len, word_len)``
   and ``lengths`` ``(batch,)``, all int64, 0 at padding, every length >= 1 (``word_len >= 1``;
-  ``cases`` and ``chars`` are read only when the model has those features);
+  ``cases`` and ``chars`` are read only when the model has those features), and the optional
+  boolean ``with_marginals`` (default true; false skips the forward-backward: :data:`WITH_MARGINALS`);
 - outputs ``tags`` ``(batch, seq_len)`` int64 (0 at padding), ``confidence`` ``(batch, seq_len)``
   (the probability of each chosen tag), ``marginals`` ``(batch, seq_len, num_tags)``,
   ``emissions`` ``(batch, seq_len, num_tags)``, float32, and ``log_partition`` ``(batch,)``,
@@ -18,14 +19,14 @@ one specializes the LSTM's length the same way (see :mod:`seqtag.export`). Here 
 ONNX ``LSTM`` operator with ``sequence_lens`` (its backward direction starts at each sentence's
 own end, as packing does), the character CNN is ``Gather``/``MatMul``/masked ``ReduceMax`` over
 words grouped by length (as the eager CharCNN groups them), and the
-CRF's constrained Viterbi (with its backtracking) and forward-backward marginals are two ``Loop``
-operators over the time steps.
+CRF's constrained Viterbi (with its backtracking) and forward-backward marginals are two pairs
+of ``Loop`` operators over the time steps, the second inside an ``If`` on ``with_marginals``.
 
 The vocabularies, the encoding rules and the tag names are stored as JSON in the model's
 ``metadata_props`` under :data:`METADATA_KEY`; :class:`seqtag.onnx_tagger.OnnxTagger` reads
 them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
 
-One module (about 500 lines) on purpose: it is one graph, built in the order the data flows
+One module (about 540 lines) on purpose: it is one graph, built in the order the data flows
 (embeddings, LSTM, head), and every part reads the arrays of :func:`_tagger_arrays`, the one
 place that knows the Tagger's layout; split, a reader would follow the graph across files.
 
@@ -64,6 +65,9 @@ OPSET = 17
 PAD_SCORE = -1e30
 """Added to the character convolution at padding, so that the max over a word ignores it."""
 INPUTS = ("words", "cases", "chars", "lengths")
+WITH_MARGINALS = "with_marginals"
+"""The optional boolean input (default true): false skips the CRF's forward-backward, and
+``confidence``, ``marginals`` and ``log_partition`` are then 0 (``tags`` alone costs about half)."""
 OUTPUTS = ("tags", "confidence", "marginals", "emissions", "log_partition")
 CASE_RULE = "seqtag.vocab.case_id/1"
 """The case feature: 1 when lowercasing changes nothing, 2 when it changes only the first
@@ -267,122 +271,152 @@ def _bilstm(g: _Graph, arrays: dict, x: str, lengths: str) -> str:
     return x
 
 
-def _crf_outputs(g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: str) -> tuple[str, str, str]:
-    """Constrained Viterbi and forward-backward over time-major emissions ``em`` ``(T, B, K)``.
+def _crf_outputs(
+    g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: str, with_marginals: str
+) -> tuple[str, str, str]:
+    """Constrained Viterbi over time-major emissions ``em`` ``(T, B, K)`` (:func:`_viterbi`), and
+    forward-backward (:func:`_forward_backward`) in an ``If`` node on the graph input
+    ``with_marginals``: ONNX Runtime runs every node of a graph whatever outputs are asked for,
+    and the marginals cost about as much as the Viterbi again.
 
     Returns:
         ``(tags, marginals, log_partition)``: ``(T, B)`` int64, ``(T, B, K)`` float32 (both
-        meaningless at padding) and ``(B,)`` float64.
-
-    Note:
-        One function of about 110 lines on purpose: the two ``Loop`` bodies (forward, then
-        backward with the backtracking) read the same constants and the node names of the
-        outer graph (``em``, ``mask``, the forward loop's backpointers), and each is half of
-        one algorithm; split, every part would take a dozen graph names as arguments.
+        meaningless at padding) and ``(B,)`` float64; the last two are zeros when
+        ``with_marginals`` is false.
     """
     k = crf["start"].shape[0]
-    start = g.const(np.where(crf["start_mask"], crf["start"], NEG_SCORE).astype(np.float32), "crf_start")
-    trans = g.const(np.where(crf["transition_mask"], crf["transitions"], NEG_SCORE).astype(np.float32), "crf_trans")
-    end = g.const(np.where(crf["end_mask"], crf["end"], NEG_SCORE).astype(np.float32), "crf_end")
-    one = g.const(1, "one", np.int64)
-    zero = g.const(0, "zero", np.int64)
-    zero_d = g.const(0.0, "zero_d", np.float64)
-    axis1, axis2 = g.const([1], "axis1", np.int64), g.const([2], "axis2", np.int64)
-    t_scalar = g.op("Squeeze", time, g.const([0], "axis0", np.int64))
-    last_step = g.op("Sub", t_scalar, one)
+    c = {
+        "start": g.const(np.where(crf["start_mask"], crf["start"], NEG_SCORE).astype(np.float32), "crf_start"),
+        "trans": g.const(np.where(crf["transition_mask"], crf["transitions"], NEG_SCORE).astype(np.float32), "crf_trans"),
+        "end": g.const(np.where(crf["end_mask"], crf["end"], NEG_SCORE).astype(np.float32), "crf_end"),
+        "one": g.const(1, "one", np.int64), "zero": g.const(0, "zero", np.int64),
+        "minus_one": g.const(-1, "minus_one", np.int64), "zero_d": g.const(0.0, "zero_d", np.float64),
+        "true": g.const(True, "true", np.bool_), "axis1": g.const([1], "axis1", np.int64),
+        "axis2": g.const([2], "axis2", np.int64), "k": k, "em": em, "mask": mask, "lengths": lengths,
+    }  # fmt: skip
+    c["t_scalar"] = g.op("Squeeze", time, g.const([0], "axis0", np.int64))
+    c["last_step"] = g.op("Sub", c["t_scalar"], c["one"])
+    c["reverse"] = g.op("Range", c["last_step"], c["minus_one"], c["minus_one"])  # T - 1, ..., 0
     batch = g.op("Shape", em, start=1, end=2)
-    zeros_bk = g.op("ConstantOfShape", g.op("Concat", batch, g.const([k], "k", np.int64), axis=0),
-                    value=numpy_helper.from_array(np.zeros(1, np.float32)))
-    true = g.const(True, "true", np.bool_)
+    c["zeros_bk"] = g.op("ConstantOfShape", g.op("Concat", batch, g.const([k], "k", np.int64), axis=0),
+                         value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    c["zeros_b1"] = g.op("ConstantOfShape", g.op("Concat", batch, g.const([1], "one_dim", np.int64), axis=0),
+                         value=numpy_helper.from_array(np.zeros(1, np.float64)))
+    tags = _viterbi(g, c)
+    info = helper.make_tensor_value_info
+    with_fb = _Graph("fb_")
+    marginals, log_partition = _forward_backward(with_fb, c)
+    without = _Graph("no_fb_")
+    zeros = without.op("ConstantOfShape", without.op("Shape", em), value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    no_log_z = without.op("ConstantOfShape", batch, value=numpy_helper.from_array(np.zeros(1, np.float64)))
+    branches = [
+        helper.make_graph(b.nodes, name, [], [info(m, TensorProto.FLOAT, None), info(z, TensorProto.DOUBLE, None)],
+                          initializer=b.initializers)
+        for b, name, m, z in ((with_fb, "forward_backward", marginals, log_partition),
+                              (without, "no_marginals", zeros, no_log_z))
+    ]  # fmt: skip
+    marginals, log_partition = g.op("If", with_marginals, outputs=2, then_branch=branches[0], else_branch=branches[1])
+    return tags, marginals, log_partition
 
-    # Forward: Viterbi scores (best) and log-sum scores (alpha) of the prefixes ending in each tag,
-    # carried unchanged through the padding; scan outputs the backpointers and every alpha. Alpha
-    # is shifted to a maximum of 0 at each step (the shifts add up to log Z, in float64): unshifted,
-    # float32 alphas grow with the sentence and lose the 1e-4 accuracy of the marginals within a
-    # few hundred tokens.
-    body = _Graph("fwd_")
-    step, cond = "fwd_step", "fwd_cond"
-    best_in, alpha_in, shift_in = "fwd_best_in", "fwd_alpha_in", "fwd_shift_in"
+
+def _viterbi(g: _Graph, c: dict) -> str:
+    """The CRF's constrained Viterbi as two ``Loop`` operators over the time steps (``c``: the
+    constants of :func:`_crf_outputs`): forward, the best score of the prefixes ending in each
+    tag (carried unchanged through the padding) and the backpointers; then backward, from the
+    last step to the first, following the backpointers inside each sentence (the tag chosen at
+    its last token is carried through the padding). Returns the tags ``(T, B)`` int64."""
+    k, em, mask, start, trans, end = (c[n] for n in ("k", "em", "mask", "start", "trans", "end"))
+    body = _Graph("vit_fwd_")
+    step, cond, best_in = body.name("step"), body.name("cond"), body.name("best_in")
     e = body.op("Gather", em, step, axis=0)  # (B, K)
-    m = body.op("Unsqueeze", body.op("Gather", mask, step, axis=0), axis1)  # (B, 1)
-    first = body.op("Equal", step, zero)
-    initial = body.op("Add", start, e)
-    moves = body.op("Add", body.op("Unsqueeze", best_in, axis2), trans)  # (B, K [from], K [to])
+    m = body.op("Unsqueeze", body.op("Gather", mask, step, axis=0), c["axis1"])  # (B, 1)
+    moves = body.op("Add", body.op("Unsqueeze", best_in, c["axis2"]), trans)  # (B, K [from], K [to])
     pointer = body.op("ArgMax", moves, axis=1, keepdims=0)  # (B, K), first best on ties (as torch.max)
     best = body.op("Add", body.op("ReduceMax", moves, axes=[1], keepdims=0), e)
-    best = body.op("Where", first, initial, body.op("Where", m, best, best_in))
-    sums = body.op("Add", body.op("Unsqueeze", alpha_in, axis2), trans)
-    alpha = body.op("Where", first, initial, body.op("Add", body.op("ReduceLogSumExp", sums, axes=[1], keepdims=0), e))
+    best = body.op("Where", body.op("Equal", step, c["zero"]), body.op("Add", start, e),
+                   body.op("Where", m, best, best_in))
+    best, pointers = g.op("Loop", c["t_scalar"], c["true"], c["zeros_bk"], outputs=2, body=_loop_body(
+        body, "viterbi_forward", step, cond, [(best_in, best, TensorProto.FLOAT, ["batch", k])],
+        [(pointer, TensorProto.INT64, ["batch", k])]))  # fmt: skip
+    last_tag = g.op("ArgMax", g.op("Add", best, end), axis=1, keepdims=0)  # (B,)
+
+    body = _Graph("vit_bwd_")
+    step, cond, tag_in = body.name("step"), body.name("cond"), body.name("tag_in")
+    t = body.op("Sub", c["last_step"], step)
+    m = body.op("Gather", mask, t, axis=0)  # (B,)
+    path = body.op("Where", m, tag_in, c["zero"])
+    pointer_t = body.op("Gather", pointers, t, axis=0)  # (B, K)
+    previous = body.op("GatherElements", pointer_t, body.op("Unsqueeze", tag_in, c["axis1"]), axis=1)
+    tag = body.op("Where", m, body.op("Squeeze", previous, c["axis1"]), tag_in)
+    _, paths_reversed = g.op("Loop", c["t_scalar"], c["true"], last_tag, outputs=2, body=_loop_body(
+        body, "viterbi_backward", step, cond, [(tag_in, tag, TensorProto.INT64, ["batch"])],
+        [(path, TensorProto.INT64, ["batch"])]))  # fmt: skip
+    return g.op("Gather", paths_reversed, c["reverse"], axis=0)
+
+
+def _forward_backward(g: _Graph, c: dict) -> tuple[str, str]:
+    """The CRF's marginals by forward-backward, two ``Loop`` operators in graph ``g`` (the
+    ``If`` branch of :func:`_crf_outputs`, whose constants ``c`` are). Returns ``(marginals,
+    log_partition)``: ``(T, B, K)`` float32 (meaningless at padding) and ``(B,)`` float64.
+
+    Alpha (the log-sum scores of the prefixes ending in each tag, carried through the padding)
+    is shifted to a maximum of 0 at each step, and the shifts add up to log Z in float64:
+    unshifted, float32 alphas grow with the sentence and lose the 1e-4 accuracy of the
+    marginals within a few hundred tokens. Beta (the log-sum of the suffixes after each tag,
+    ``end`` at a sentence's last token) is shifted the same way.
+    """
+    k, em, mask, lengths, start, trans, end = (c[n] for n in ("k", "em", "mask", "lengths", "start", "trans", "end"))
+    axis1, axis2 = c["axis1"], c["axis2"]
+    body = _Graph("fb_fwd_")
+    step, cond = body.name("step"), body.name("cond")
+    alpha_in, shift_in = body.name("alpha_in"), body.name("shift_in")
+    e = body.op("Gather", em, step, axis=0)  # (B, K)
+    m = body.op("Unsqueeze", body.op("Gather", mask, step, axis=0), axis1)  # (B, 1)
+    sums = body.op("Add", body.op("Unsqueeze", alpha_in, axis2), trans)  # (B, K [from], K [to])
+    alpha = body.op("Where", body.op("Equal", step, c["zero"]), body.op("Add", start, e),
+                    body.op("Add", body.op("ReduceLogSumExp", sums, axes=[1], keepdims=0), e))
     top = body.op("ReduceMax", alpha, axes=[1], keepdims=1)  # (B, 1)
     alpha = body.op("Where", m, body.op("Sub", alpha, top), alpha_in)
-    shift = body.op("Add", shift_in, body.op("Where", m, body.op("Cast", top, to=TensorProto.DOUBLE), zero_d))
-    # a value that is both carried and scanned needs a second name (Identity); the rest are direct
-    body_outputs = [cond, best, alpha, shift, pointer, body.op("Identity", alpha)]
-    forward_body = helper.make_graph(
-        body.nodes, "crf_forward",
-        [helper.make_tensor_value_info(step, TensorProto.INT64, []),
-         helper.make_tensor_value_info(cond, TensorProto.BOOL, []),
-         helper.make_tensor_value_info(best_in, TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(alpha_in, TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(shift_in, TensorProto.DOUBLE, ["batch", 1])],
-        [helper.make_tensor_value_info(body_outputs[0], TensorProto.BOOL, []),
-         helper.make_tensor_value_info(body_outputs[1], TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(body_outputs[2], TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(body_outputs[3], TensorProto.DOUBLE, ["batch", 1]),
-         helper.make_tensor_value_info(body_outputs[4], TensorProto.INT64, ["batch", k]),
-         helper.make_tensor_value_info(body_outputs[5], TensorProto.FLOAT, ["batch", k])],
-        initializer=body.initializers,
-    )
-    zeros_b1 = g.op("ConstantOfShape", g.op("Concat", batch, g.const([1], "one_dim", np.int64), axis=0),
-                    value=numpy_helper.from_array(np.zeros(1, np.float64)))
-    best, alpha, shift, pointers, alphas = g.op("Loop", t_scalar, true, zeros_bk, zeros_bk, zeros_b1, outputs=5,
-                                                body=forward_body)
-    last_tag = g.op("ArgMax", g.op("Add", best, end), axis=1, keepdims=0)  # (B,)
+    shift = body.op("Add", shift_in, body.op("Where", m, body.op("Cast", top, to=TensorProto.DOUBLE), c["zero_d"]))
+    # a value that is both carried and scanned needs a second name (Identity)
+    alpha, shift, alphas = g.op("Loop", c["t_scalar"], c["true"], c["zeros_bk"], c["zeros_b1"], outputs=3,
+                                body=_loop_body(body, "crf_forward", step, cond,
+                                                [(alpha_in, alpha, TensorProto.FLOAT, ["batch", k]),
+                                                 (shift_in, shift, TensorProto.DOUBLE, ["batch", 1])],
+                                                [(body.op("Identity", alpha), TensorProto.FLOAT, ["batch", k])]))
     rest = g.op("ReduceLogSumExp", g.op("Add", alpha, end), axes=[1], keepdims=0)  # (B,)
     log_partition = g.op("Add", g.op("Squeeze", shift, axis1), g.op("Cast", rest, to=TensorProto.DOUBLE))  # (B,)
 
-    # Backward, from the last step to the first: follow the backpointers inside each sentence (the
-    # tag chosen at its last token is carried through the padding) and compute beta, the log-sum
-    # of the suffixes after each tag (``end`` at a sentence's last token).
-    body = _Graph("bwd_")
-    step, cond = "bwd_step", "bwd_cond"
-    tag_in, beta_in = "bwd_tag_in", "bwd_beta_in"
-    t = body.op("Sub", last_step, step)
-    m = body.op("Gather", mask, t, axis=0)  # (B,)
-    path = body.op("Where", m, tag_in, zero)
-    pointer_t = body.op("Gather", pointers, t, axis=0)  # (B, K)
-    previous = body.op("Squeeze", body.op("GatherElements", pointer_t, body.op("Unsqueeze", tag_in, axis1), axis=1),
-                       axis1)
-    tag = body.op("Where", m, previous, tag_in)
-    following = body.op("Add", t, one)
-    e_next = body.op("Gather", em, body.op("Min", following, last_step), axis=0)  # (B, K), used where t + 1 is real
+    body = _Graph("fb_bwd_")
+    step, cond, beta_in = body.name("step"), body.name("cond"), body.name("beta_in")
+    following = body.op("Add", body.op("Sub", c["last_step"], step), c["one"])
+    e_next = body.op("Gather", em, body.op("Min", following, c["last_step"]), axis=0)  # (B, K), where t + 1 is real
     inside = body.op("Unsqueeze", body.op("Less", following, lengths), axis1)  # (B, 1)
     suffix = body.op("Add", trans, body.op("Unsqueeze", body.op("Add", e_next, beta_in), axis1))  # (B, K, K)
     beta = body.op("Where", inside, body.op("ReduceLogSumExp", suffix, axes=[2], keepdims=0), end)
-    beta = body.op("Sub", beta, body.op("ReduceMax", beta, axes=[1], keepdims=1))  # shifted as alpha is
-    body_outputs = [cond, tag, beta, path, body.op("Identity", beta)]
-    backward_body = helper.make_graph(
-        body.nodes, "crf_backward",
-        [helper.make_tensor_value_info(step, TensorProto.INT64, []),
-         helper.make_tensor_value_info(cond, TensorProto.BOOL, []),
-         helper.make_tensor_value_info(tag_in, TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info(beta_in, TensorProto.FLOAT, ["batch", k])],
-        [helper.make_tensor_value_info(body_outputs[0], TensorProto.BOOL, []),
-         helper.make_tensor_value_info(body_outputs[1], TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info(body_outputs[2], TensorProto.FLOAT, ["batch", k]),
-         helper.make_tensor_value_info(body_outputs[3], TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info(body_outputs[4], TensorProto.FLOAT, ["batch", k])],
-        initializer=body.initializers,
-    )
-    _, _, paths_reversed, betas_reversed = g.op("Loop", t_scalar, true, last_tag, zeros_bk, outputs=4,
-                                                body=backward_body)
-    reverse = g.op("Range", last_step, g.const(-1, "minus_one", np.int64), g.const(-1, "minus_one", np.int64))
-    tags = g.op("Gather", paths_reversed, reverse, axis=0)  # (T, B)
-    betas = g.op("Gather", betas_reversed, reverse, axis=0)  # (T, B, K)
+    beta = body.op("Sub", beta, body.op("ReduceMax", beta, axes=[1], keepdims=1))
+    _, betas_reversed = g.op("Loop", c["t_scalar"], c["true"], c["zeros_bk"], outputs=2, body=_loop_body(
+        body, "crf_backward", step, cond, [(beta_in, beta, TensorProto.FLOAT, ["batch", k])],
+        [(body.op("Identity", beta), TensorProto.FLOAT, ["batch", k])]))  # fmt: skip
+    betas = g.op("Gather", betas_reversed, c["reverse"], axis=0)  # (T, B, K)
     # shifted alpha + beta is log p(y_t = k) up to a constant per position: normalize each position
     joint = g.op("Add", alphas, betas)  # (T, B, K)
     marginals = g.op("Exp", g.op("Sub", joint, g.op("ReduceLogSumExp", joint, axes=[2], keepdims=1)))
-    return tags, marginals, log_partition
+    return marginals, log_partition
+
+
+def _loop_body(body: _Graph, name: str, step: str, cond: str, carried: list, scanned: list) -> onnx.GraphProto:
+    """A ``Loop`` body: inputs ``step``, ``cond`` and each carried value's input name; outputs
+    ``cond``, each carried value's new name, then the scanned values (``(name, type, shape)``)."""
+    info = helper.make_tensor_value_info
+    return helper.make_graph(
+        body.nodes, name,
+        [info(step, TensorProto.INT64, []), info(cond, TensorProto.BOOL, [])]
+        + [info(old, kind, shape) for old, _, kind, shape in carried],
+        [info(cond, TensorProto.BOOL, [])] + [info(new, kind, shape) for _, new, kind, shape in carried]
+        + [info(n, kind, shape) for n, kind, shape in scanned],
+        initializer=body.initializers,
+    )
 
 
 def _softmax_outputs(g: _Graph, em: str, mask: str) -> tuple[str, str, str]:
@@ -414,7 +448,7 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
     mask = g.op("Less", g.op("Unsqueeze", steps, g.const([1], "axis1", np.int64)),
                 g.op("Unsqueeze", lengths, g.const([0], "axis0", np.int64)))  # (T, B)
     if arrays["crf"] is not None:
-        tags, marginals, log_partition = _crf_outputs(g, arrays["crf"], em, mask, lengths, time)
+        tags, marginals, log_partition = _crf_outputs(g, arrays["crf"], em, mask, lengths, time, WITH_MARGINALS)
     else:
         tags, marginals, log_partition = _softmax_outputs(g, em, mask)
     marginals = g.op("Where", g.op("Unsqueeze", mask, g.const([2], "axis2", np.int64)), marginals,
@@ -431,13 +465,15 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
         [helper.make_tensor_value_info(words, TensorProto.INT64, ["batch", "seq_len"]),
          helper.make_tensor_value_info(cases, TensorProto.INT64, ["batch", "seq_len"]),
          helper.make_tensor_value_info(chars, TensorProto.INT64, ["batch", "seq_len", "word_len"]),
-         helper.make_tensor_value_info(lengths, TensorProto.INT64, ["batch"])],
+         helper.make_tensor_value_info(lengths, TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info(WITH_MARGINALS, TensorProto.BOOL, [])],
         [helper.make_tensor_value_info("tags", TensorProto.INT64, ["batch", "seq_len"]),
          helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", "seq_len"]),
          helper.make_tensor_value_info("marginals", TensorProto.FLOAT, ["batch", "seq_len", k]),
          helper.make_tensor_value_info("emissions", TensorProto.FLOAT, ["batch", "seq_len", k]),
          helper.make_tensor_value_info("log_partition", TensorProto.DOUBLE, ["batch"])],
-        initializer=g.initializers,
+        # an input with an initializer of its name: the default when a caller does not feed it
+        initializer=[*g.initializers, numpy_helper.from_array(np.array(True), WITH_MARGINALS)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="seqtag",
                               producer_version=__version__)

@@ -28,6 +28,8 @@ from .errors import SeqtagError
 
 ONNX_FORMAT = "seqtag.onnx"
 METADATA_KEY = "seqtag.json"
+WITH_MARGINALS = "with_marginals"  # seqtag.onnx_export.WITH_MARGINALS (that module imports torch)
+_WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
 DEFAULT_BATCH_SIZE = 256
 TOKENS_PER_SENTENCE = 128
 """The padded-token cap of a batch is ``batch_size * TOKENS_PER_SENTENCE``, as in eager prediction."""
@@ -78,6 +80,9 @@ class OnnxTagger:
             )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise SeqtagError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:200]})") from None
+        # an input with a default is an "overridable initializer" to ONNX Runtime, not an input
+        overridable = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
+        self._skips_marginals = WITH_MARGINALS in {i.name for i in overridable}
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
             meta = json.loads(raw) if raw else {}
@@ -179,6 +184,8 @@ class OnnxTagger:
         if chars.shape[2] == 0:  # the graph takes at least one character per word (all padding here)
             chars = np.zeros((*chars.shape[:2], 1), np.int64)
         feed = {"words": words, "cases": cases, "chars": chars, "lengths": lengths}
+        if self._skips_marginals:  # files of seqtag 0.2.0 always compute them
+            feed[WITH_MARGINALS] = np.array(not set(outputs) <= _WITHOUT_MARGINALS)
         return self.session.run(list(outputs), feed)
 
     def _batches(self, sentences: Sequence[Sequence[str]], batch_size: int, outputs: list[str]):

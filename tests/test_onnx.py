@@ -125,6 +125,42 @@ def test_onnx_tags_equal_eager(pair):
     assert any(len(set(tags)) > 1 for tags in expected), "degenerate predictions make a weak oracle"
 
 
+def test_without_marginals_the_graph_gives_the_same_tags_and_zeros(pair):
+    """``with_marginals=False`` skips forward-backward: the tags and emissions are those of the
+    full graph, the outputs that need it are 0; not fed, it defaults to true."""
+    tagger, runner = pair
+    words, cases, chars, lengths = runner.encode(odd_sentences(tagger, seed=5))
+    feed = {"words": words, "cases": cases, "chars": chars, "lengths": lengths}
+    default = runner.session.run(None, feed)
+    full = runner.session.run(None, {**feed, "with_marginals": np.array(True)})
+    fast = runner.session.run(None, {**feed, "with_marginals": np.array(False)})
+    names = [o.name for o in runner.session.get_outputs()]
+    for name, a, b, c in zip(names, default, full, fast):
+        np.testing.assert_array_equal(a, b)
+        if name in ("tags", "emissions"):
+            np.testing.assert_array_equal(c, a)
+        elif tagger.config.crf:
+            assert c.shape == a.shape and not c.any() and a.any(), name
+        else:  # a softmax head computes its marginals either way
+            np.testing.assert_array_equal(c, a)
+    assert any(len(set(row)) > 1 for row in fast[0].tolist()), "degenerate predictions make a weak oracle"
+
+
+def test_a_graph_that_takes_no_with_marginals_input_still_tags(crf_tagger, onnx_files, tmp_path):
+    """Files of seqtag 0.2.0 have no ``with_marginals`` input: the runner feeds it only to a
+    graph that takes it (here the input is removed, its value stays a constant true)."""
+    model = onnx.load(str(onnx_files["crf_tagger"]))
+    kept = [i for i in model.graph.input if i.name != "with_marginals"]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    runner = OnnxTagger(tmp_path / "old.onnx")
+    sentences = odd_sentences(crf_tagger, seed=6)
+    assert runner.predict(sentences) == crf_tagger.predict(sentences)
+    confident = runner.predict_with_confidence(sentences)
+    assert all(0 < p <= 1 for _, probs in confident for p in probs)
+
+
 def test_batch_size_and_order_do_not_change_tags(pair):
     tagger, runner = pair
     sentences = odd_sentences(tagger, seed=3)
@@ -353,10 +389,12 @@ def test_metadata(crf_tagger, softmax_tagger, onnx_files):
     encoding = meta["encoding"]
     assert encoding["words"] == crf_tagger.vocabs.words.itos and encoding["chars"] == crf_tagger.vocabs.chars.itos
     assert encoding["lower_map"] == crf_tagger.vocabs.lower_map and encoding["use_chars"] and encoding["use_case"]
-    assert [i.name for i in model.graph.input] == ["words", "cases", "chars", "lengths"]
+    assert [i.name for i in model.graph.input] == ["words", "cases", "chars", "lengths", "with_marginals"]
     assert [o.name for o in model.graph.output] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
-    assert dims == [["batch", "seq_len"], ["batch", "seq_len"], ["batch", "seq_len", "word_len"], ["batch"]]
+    assert dims == [["batch", "seq_len"], ["batch", "seq_len"], ["batch", "seq_len", "word_len"], ["batch"], []]
+    default = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}["with_marginals"]
+    assert default.dtype == np.bool_ and bool(default)  # a caller that does not feed it gets every output
     softmax = OnnxTagger(onnx_files["softmax_tagger"]).metadata
     assert softmax["head"] == "softmax" and softmax["crf"] is None
     assert not softmax["encoding"]["use_chars"] and not softmax["encoding"]["use_case"]
