@@ -121,14 +121,11 @@ def encode_strings(
     entry, starts, words, cases, chars, widths = encode_table(
         tokens, word_ids, char_ids, lower_map, lowercase, char_width
     )
-    return (
-        _int64(entry),
-        starts,
-        _int64(words),
-        _int64(cases),
-        _int64(chars).view(len(words), char_width),
-        _int64(widths),
-    )
+    counts = _int64(widths)
+    padded = torch.zeros((len(words), char_width), dtype=torch.long)
+    if char_width > 0:  # row r holds its counts[r] ids, then zeros
+        padded = padded.masked_scatter(torch.arange(char_width)[None, :] < counts[:, None], _int64(chars))
+    return _int64(entry), starts, _int64(words), _int64(cases), padded, counts
 
 
 def _int64(ints: list[int]) -> Tensor:

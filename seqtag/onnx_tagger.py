@@ -212,13 +212,16 @@ class OnnxTagger:
         entry, starts, words, cases, chars, widths = encode_table(
             sentences, self._word_ids, self._char_ids, self._lower_map, self._lowercase, self._width
         )
+        counts = np.asarray(widths, np.int64)
+        padded = np.zeros((len(words), self._width), np.int64)
+        padded[np.arange(self._width)[None, :] < counts[:, None]] = chars  # row r: counts[r] ids, then 0
         return (
             np.asarray(entry, np.int64),
             np.asarray(starts, np.int64),
             np.asarray(words, np.int64),
             np.asarray(cases, np.int64),
-            np.asarray(chars, np.int64).reshape(len(words), self._width),
-            np.asarray(widths, np.int64),
+            padded,
+            counts,
         )
 
     def _collate(self, table, lens: list[int], chunk: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
