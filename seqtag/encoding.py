@@ -30,6 +30,11 @@ def code_points(s: str) -> list[str]:
     """
     if len("é") == 1:  # Python: a str indexes by code point (TorchScript folds this to False)
         return list(s)
+    if s.isprintable() and not "é".isprintable():
+        # TorchScript: isprintable tests each byte, true only for printable ASCII in a C or
+        # UTF-8 locale, where each byte is a code point (a locale that takes the bytes of "é"
+        # for printable characters, such as Latin-1, goes the byte-by-byte way below)
+        return list(s)
     out: list[str] = []
     start = 0
     n = len(s)

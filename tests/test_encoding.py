@@ -19,7 +19,9 @@ import seqtag
 from seqtag.encoding import code_points, lowercase_table, plan_batches
 
 SEQTAG_DIR = Path(seqtag.__file__).resolve().parent
-TOKENS = ["", "dog", "naïve", "日本", "🙂", "👍🏽", "e\u0301", "¢5", "ÉCOLE", "\u0080\u00bf"]
+# printable ASCII (TorchScript's one-step split), then control characters and non-ASCII (byte by byte)
+TOKENS = ["", "dog", "Dog's, e.g. 5-7 (a b)~", "naïve", "日本", "🙂", "👍🏽", "e\u0301", "¢5", "ÉCOLE",
+          "\u0080\u00bf", "tab\tx", "\x7f", "\x00a", "a\x1b[0m", "aé", "éa"]
 
 
 SCRIPTING = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
