@@ -94,7 +94,7 @@ def _config_from_args(cls: type, args: argparse.Namespace, base=None):
         raise SeqtagError(str(e)) from None
 
 
-def _ranged(kind: type, name: str, **bounds):
+def _checked_type(kind: type, name: str, **bounds):
     """An argparse type for an option outside the dataclasses, checked like their fields."""
 
     def parse(text: str):
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file in "
                    "DIR/checkpoints) with its saved settings, data included; --epochs N trains up to N epochs in all")
     p.add_argument("--overwrite", action="store_true", help="replace the model or run already in --output-dir")
-    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0, metavar="N",
+    p.add_argument("--threads", type=_checked_type(int, "threads", min=0), default=0, metavar="N",
                    help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--dist-backend", choices=BACKENDS, default=None,
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or an error (the default for other tag sets)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
-    p.add_argument("--batch-size", type=_ranged(int, "batch_size", min=1), default=TrainConfig.eval_batch_size,
+    p.add_argument("--batch-size", type=_checked_type(int, "batch_size", min=1), default=TrainConfig.eval_batch_size,
                    help=f"sentences per batch (default: {TrainConfig.eval_batch_size})")
     _add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", command="evaluate")
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "onnx: one ONNX graph for ONNX Runtime, any batch and sentence length, vocabularies in its "
                    "metadata (needs the onnx extra; see docs/serving.md); "
                    "torch-export: id tensors in, one program per sentence-length bucket (see docs/export.md)")
-    p.add_argument("--max-length", type=_ranged(int, "max_length", min=1), default=DEFAULT_MAX_LENGTH, metavar="N",
+    p.add_argument("--max-length", type=_checked_type(int, "max_length", min=1), default=DEFAULT_MAX_LENGTH, metavar="N",
                    help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
 
     predict.add_parser(sub)
@@ -166,15 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure training and inference tokens/s against the device's matmul rate")
     p.add_argument("--corpus", default="synthetic", metavar="FILE", help="a corpus file, or 'synthetic' (default)")
-    p.add_argument("--batch-size", type=_ranged(int, "batch_size", min=1), nargs="+", default=None, metavar="N",
+    p.add_argument("--batch-size", type=_checked_type(int, "batch_size", min=1), nargs="+", default=None, metavar="N",
                    help=f"batch sizes to time (default: {TrainConfig.batch_size})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (default: fp32)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=_ranged(int, "threads", min=0), default=0, metavar="N",
+    p.add_argument("--threads", type=_checked_type(int, "threads", min=0), default=0, metavar="N",
                    help="intra-op CPU threads (default: torch's choice)")
-    p.add_argument("--steps", type=_ranged(int, "steps", min=1), default=20,
+    p.add_argument("--steps", type=_checked_type(int, "steps", min=1), default=20,
                    help="steps per timed segment (default: 20)")
-    p.add_argument("--repeats", type=_ranged(int, "repeats", min=1), default=5,
+    p.add_argument("--repeats", type=_checked_type(int, "repeats", min=1), default=5,
                    help="timed segments; the median is reported (default: 5)")
     p.add_argument("--baseline", action="store_true", help="also time the tutorial's one-sentence-per-step loop")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -159,7 +159,7 @@ class TaggerConfig(_JsonConfig):
     num_layers: int = _f(1, "stacked LSTM layers", min=1)
     bidirectional: bool = _f(True, "run a backward LSTM too and concatenate")
     dropout: float = _f(0.33, "dropout on the LSTM's input and output (and between layers)", min=0.0, below=1.0)
-    crf: bool = _f(True, "decode with a linear-chain CRF instead of per-token softmax")
+    crf: bool = _f(True, "a linear-chain CRF head (its loss and Viterbi decoding) instead of per-token softmax")
     tag_scheme: str = _f(
         "auto",
         "span scheme of the tags, for CRF constraints and span F1 (auto = detect from the tag set)",

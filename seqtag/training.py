@@ -218,7 +218,8 @@ def train(
         data_config: where ``train_data`` and ``dev`` came from (files or a dataset, columns),
             kept in every checkpoint and in ``config.json`` so that ``seqtag train --resume``
             reads the same data and ``seqtag evaluate`` the same tag column; on resume, None
-            keeps the saved one.
+            keeps the saved one. It is recorded, not applied: ``train_data`` and ``dev`` are
+            used as given (read them with :func:`seqtag.sources.training_data` to apply it).
         evaluator: scores the model on ``dev`` after each epoch: ``evaluator(tagger, dataset,
             batch_size) -> dict`` with the ``select`` metric (default:
             :func:`seqtag.evaluation.evaluate`).

@@ -180,5 +180,6 @@ def test_every_data_field_names_the_subcommands_that_offer_it():
             if command in f.metadata["commands"]:
                 assert f.name in dests, f"{command} does not offer DataConfig.{f.name}"
             elif command in ("train", "evaluate", "bench", "predict"):
+                # predict has a --format of its own (the input's format, with more choices)
                 assert f.name not in dests or f.name == "format", f"{command} offers DataConfig.{f.name}"
     assert command_fields(DataConfig, "bench") == ("format", "token_column", "tag_column")
