@@ -9,6 +9,7 @@ The TorchScript export, strings in and strings out, is :mod:`seqtag.export`.
 """
 
 import copy
+import io
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from . import __version__
 from .config import TaggerConfig
 from .data import collate_strings, encode_strings, plan_batches, string_rules
 from .errors import SeqtagError
-from .fileio import WriteError, atomic_write_text, make_dir
+from .fileio import WriteError, atomic_write_bytes, atomic_write_text, make_dir
 from .model import Tagger, as_tagger, check_id_batch
 from .vocab import Vocabularies
 
@@ -144,10 +145,14 @@ def to_torch_export(
             )
             with torch.no_grad():
                 program = torch.export.export(module, example, dynamic_shapes=dynamic)
+            # into memory first: torch.export.save writing to a full disk aborts the process from
+            # C++ (no exception to catch); a Python write fails with ENOSPC as every other file
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer)
             try:
-                torch.export.save(program, tmp / _bucket_file(length))
-            except (OSError, RuntimeError) as e:  # a full disk surfaces as a RuntimeError from C++
-                raise WriteError(path, str(e).splitlines()[0] if isinstance(e, RuntimeError) else e) from None
+                atomic_write_bytes(tmp / _bucket_file(length), buffer.getvalue())
+            except WriteError as e:  # named by the directory asked for, not the temporary one
+                raise WriteError(path, e.reason) from None
         manifest = _manifest(tagger, lengths, word_length)
         atomic_write_text(tmp / METADATA_FILE, json.dumps(manifest, indent=2) + "\n")
         atomic_write_text(tmp / EXPORT_VOCAB_FILE, json.dumps(tagger.vocabs.to_dict(), ensure_ascii=False))

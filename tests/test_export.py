@@ -216,6 +216,26 @@ def test_torch_export_without_crf_or_chars(softmax_tagger, tmp_path):
         to_torch_export(softmax_tagger, tmp_path / "softmax", max_length=4)
 
 
+def test_torch_export_onto_a_full_disk_is_one_line_and_leaves_nothing(softmax_tagger, tmp_path, monkeypatch):
+    """torch.export.save onto a full disk aborts the process from C++; the programs are saved
+    into memory and written by Python, so a full disk is a WriteError naming the directory."""
+    import errno
+    import os
+
+    from seqtag.fileio import WriteError
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(WriteError) as info:
+        to_torch_export(softmax_tagger, out / "pt2", max_length=4)
+    assert str(info.value) == f"cannot write {out / 'pt2'}: No space left on device"
+    assert list(out.iterdir()) == []
+
+
 # -- a real corpus --------------------------------------------------------------------------
 
 
