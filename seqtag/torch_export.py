@@ -111,7 +111,7 @@ def to_torch_export(
         Exporting takes time roughly proportional to the sum of the bucket lengths: with the
         default architecture, on a busy 2-core CPU, about 2 minutes for buckets 8 to 81.
 
-        About 80 lines, 30 of them this docstring, on purpose: the checks, the dynamic
+        About 85 lines, 35 of them this docstring, on purpose: the checks, the dynamic
         dimensions, the loop over buckets and the temporary directory are one transaction
         (nothing is left behind on an error), read best in one place.
     """
