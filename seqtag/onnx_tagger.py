@@ -82,7 +82,7 @@ class OnnxTagger:
             raise SeqtagError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:200]})") from None
         # an input with a default is an "overridable initializer" to ONNX Runtime, not an input
         overridable = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
-        self._skips_marginals = WITH_MARGINALS in {i.name for i in overridable}
+        self._has_marginals_switch = WITH_MARGINALS in {i.name for i in overridable}
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         try:
             meta = json.loads(raw) if raw else {}
@@ -184,7 +184,7 @@ class OnnxTagger:
         if chars.shape[2] == 0:  # the graph takes at least one character per word (all padding here)
             chars = np.zeros((*chars.shape[:2], 1), np.int64)
         feed = {"words": words, "cases": cases, "chars": chars, "lengths": lengths}
-        if self._skips_marginals:  # files of seqtag 0.2.0 always compute them
+        if self._has_marginals_switch:  # files of seqtag 0.2.0 always compute them
             feed[WITH_MARGINALS] = np.array(not set(outputs) <= _WITHOUT_MARGINALS)
         return self.session.run(list(outputs), feed)
 

@@ -393,6 +393,10 @@ def test_metadata(crf_tagger, softmax_tagger, onnx_files):
     assert [o.name for o in model.graph.output] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
     assert dims == [["batch", "seq_len"], ["batch", "seq_len"], ["batch", "seq_len", "word_len"], ["batch"], []]
+    from seqtag import onnx_export, onnx_tagger
+
+    # the runner keeps its own copies (it imports no torch): they must name the same things
+    assert (onnx_tagger.WITH_MARGINALS, onnx_tagger.METADATA_KEY) == (onnx_export.WITH_MARGINALS, METADATA_KEY)
     default = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}["with_marginals"]
     assert default.dtype == np.bool_ and bool(default)  # a caller that does not feed it gets every output
     softmax = OnnxTagger(onnx_files["softmax_tagger"]).metadata
