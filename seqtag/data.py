@@ -161,8 +161,7 @@ def collate_strings(
     # not a slice per sentence: 6 instead of 9 ms per pass over EWT test at batch 256)
     first = torch.tensor([starts[i] for i in chunk], dtype=torch.long)
     before = torch.cumsum(lengths, 0) - lengths  # tokens of the chunk ahead of each sentence
-    total = int(lengths.sum()) if b > 0 else 0
-    rows = entry[torch.repeat_interleave(first - before, lengths) + torch.arange(total)]
+    rows = entry[torch.repeat_interleave(first - before, lengths) + torch.arange(int(lengths.sum()))]
     mask = lengths_to_mask(lengths, t, torch.device("cpu"))  # shape: (B, T)
     batch_words = torch.zeros((b, t), dtype=torch.long).masked_scatter(mask, words[rows])
     batch_cases = torch.zeros((b, t), dtype=torch.long).masked_scatter(mask, cases[rows])

@@ -95,8 +95,7 @@ def encode_table(
         sentence), and per row of the ``E``-row table its word id, its case id, its at most
         ``char_width`` character ids (unpadded, row after row: ``sum(widths)`` ints) and its
         count of character ids (``E`` ints each). The callers pad ``chars`` into an
-        ``(E, char_width)`` array in one vectorized step; padding here, element by element,
-        was a third of the encoder's time in TorchScript.
+        ``(E, char_width)`` array in one vectorized step rather than element by element here.
     """
     rows: dict[str, int] = {}
     entry: list[int] = []

@@ -146,6 +146,29 @@ def test_without_marginals_the_graph_gives_the_same_tags_and_zeros(pair):
     assert any(len(set(row)) > 1 for row in fast[0].tolist()), "degenerate predictions make a weak oracle"
 
 
+class _RecordingSession:
+    """An InferenceSession stand-in that records what each run was fed."""
+
+    def __init__(self, session):
+        self.session, self.feeds = session, []
+
+    def run(self, outputs, feed):
+        self.feeds.append(dict(feed))
+        return self.session.run(outputs, feed)
+
+
+def test_the_runner_switches_the_marginals_off_only_for_tags(crf_tagger, onnx_files):
+    runner = OnnxTagger(onnx_files["crf_tagger"])
+    runner.session = recorder = _RecordingSession(runner.session)
+    sentences = odd_sentences(crf_tagger, seed=7)
+    runner.predict(sentences)
+    assert recorder.feeds and all(not bool(f["with_marginals"]) for f in recorder.feeds)
+    recorder.feeds.clear()
+    runner.predict_with_confidence(sentences)
+    runner.nbest(sentences, 2)
+    assert recorder.feeds and all(bool(f["with_marginals"]) for f in recorder.feeds)
+
+
 def test_a_graph_that_takes_no_with_marginals_input_still_tags(crf_tagger, onnx_files, tmp_path):
     """Files of seqtag 0.2.0 have no ``with_marginals`` input: the runner feeds it only to a
     graph that takes it (here the input is removed, its value stays a constant true)."""
@@ -155,8 +178,10 @@ def test_a_graph_that_takes_no_with_marginals_input_still_tags(crf_tagger, onnx_
     model.graph.input.extend(kept)
     onnx.save(model, str(tmp_path / "old.onnx"))
     runner = OnnxTagger(tmp_path / "old.onnx")
+    runner.session = recorder = _RecordingSession(runner.session)
     sentences = odd_sentences(crf_tagger, seed=6)
     assert runner.predict(sentences) == crf_tagger.predict(sentences)
+    assert recorder.feeds and all("with_marginals" not in f for f in recorder.feeds)
     confident = runner.predict_with_confidence(sentences)
     assert all(0 < p <= 1 for _, probs in confident for p in probs)
 
