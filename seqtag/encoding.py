@@ -19,6 +19,21 @@ comprehensions with conditions.
 from __future__ import annotations
 
 
+def printable_ascii(s: str) -> bool:
+    """Whether every character of ``s`` is printable ASCII (space to ``~``): one byte each, and
+    lowercased by ``str.lower`` as :func:`seqtag.vocab.normalize` lowercases ASCII tokens.
+
+    >>> [printable_ascii(t) for t in ["Dog's, e.g. 5-7 (a b)~", "naïve", "tab\\tx", ""]]
+    [True, False, False, True]
+    """
+    if len("é") == 1:  # Python: a str indexes by code point (TorchScript folds this to False)
+        return s.lstrip(" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") == ""
+    # TorchScript: isprintable tests each byte, true only for printable ASCII in a C or UTF-8
+    # locale (a locale that takes the bytes of "é" for printable characters, such as Latin-1,
+    # gets False for every string, and so the general path of the callers)
+    return s.isprintable() and not "é".isprintable()
+
+
 def code_points(s: str) -> list[str]:
     """Split ``s`` into its characters (Unicode code points).
 
@@ -28,12 +43,7 @@ def code_points(s: str) -> list[str]:
     >>> code_points("naïve")
     ['n', 'a', 'ï', 'v', 'e']
     """
-    if len("é") == 1:  # Python: a str indexes by code point (TorchScript folds this to False)
-        return list(s)
-    if s.isprintable() and not "é".isprintable():
-        # TorchScript: isprintable tests each byte, true only for printable ASCII in a C or
-        # UTF-8 locale, where each byte is a code point (a locale that takes the bytes of "é"
-        # for printable characters, such as Latin-1, goes the byte-by-byte way below)
+    if len("é") == 1 or printable_ascii(s):  # Python, or one byte per character
         return list(s)
     out: list[str] = []
     start = 0
@@ -61,22 +71,38 @@ def encode_token(
     lower_map: dict[str, str],
     lowercase: bool,
     char_width: int,
-) -> tuple[int, int, list[int]]:
-    """Word id, case id and character ids of one token, as :func:`seqtag.data.encode_tokens`
-    gives them (``lower_map`` from :func:`lowercase_table`; ``char_width`` 0 without character
-    features)."""
-    cps = code_points(token)
-    lowered = [lower_map.get(c, c) for c in cps]  # one code point each (lowercase_table's values)
-    normalized = "".join(lowered)
-    word = word_ids.get(normalized if lowercase else token, 1)
-    if normalized == token:
-        case = 1
-    elif lowered[1:] == cps[1:]:
-        case = 2
+    chars: list[int],
+) -> tuple[int, int, int]:
+    """Word id and case id of one token, as :func:`seqtag.data.encode_tokens` gives them, with
+    its at most ``char_width`` character ids appended to ``chars`` (``lower_map`` from
+    :func:`lowercase_table`; ``char_width`` 0 without character features).
+
+    Returns:
+        ``(word, case, n_chars)``, ``n_chars`` the count of ids appended.
+    """
+    if printable_ascii(token):  # nearly every token: str.lower, and string slices for the case
+        normalized = token.lower()
+        cps = list(token[:char_width])
+        if normalized == token:
+            case = 1
+        elif normalized[1:] == token[1:]:
+            case = 2
+        else:
+            case = 3
     else:
-        case = 3
-    chars = [char_ids.get(c, 1) for c in cps[:char_width]]
-    return word, case, chars
+        all_cps = code_points(token)
+        lowered = [lower_map.get(c, c) for c in all_cps]  # one code point each (lowercase_table's values)
+        normalized = "".join(lowered)
+        cps = all_cps[:char_width]
+        if normalized == token:
+            case = 1
+        elif lowered[1:] == all_cps[1:]:
+            case = 2
+        else:
+            case = 3
+    for c in cps:  # appended here: one pass, and no list per token to copy into ``chars``
+        chars.append(char_ids.get(c, 1))
+    return word_ids.get(normalized if lowercase else token, 1), case, len(cps)
 
 
 def encode_table(
@@ -111,12 +137,10 @@ def encode_table(
             if row < 0:
                 row = len(words)
                 rows[token] = row
-                word, case, ids = encode_token(token, word_ids, char_ids, lower_map, lowercase, char_width)
+                word, case, width = encode_token(token, word_ids, char_ids, lower_map, lowercase, char_width, chars)
                 words.append(word)
                 cases.append(case)
-                widths.append(len(ids))
-                for i in ids:  # not chars.extend(ids): TorchScript's extend reserves the exact
-                    chars.append(i)  # size, so every call copies the whole list (quadratic)
+                widths.append(width)
             entry.append(row)
     return entry, starts, words, cases, chars, widths
 

@@ -114,8 +114,11 @@ def test_a_very_long_sentence_gets_its_own_batch_and_every_batch_respects_the_to
 
 # -- the string encoder and the batch plan (every inference format runs these) ------------
 
+# non-ASCII and printable ASCII (the encoder's two paths), and ASCII with control characters,
+# which takes the general path: every case class in each
 ODD = ["Über", "ÉCOLE", "naïve", "日本", "🙂", "👍🏽", "e\u0301", "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "", "x" * 45,
-       "The", "THE", "the", "qqzzxq", "a"]
+       "The", "THE", "the", "qqzzxq", "a", "iPhone", "Dog's", "e.g.", "5-7", "X", "éa", "Éa", "aÉ",
+       "Tab\tx", "TAB\tX", "tab\tx", "\x7f", "A\x1b[0m", "\x00", "Ünter", "ÜNTER"]
 
 
 @SCRIPTING
@@ -130,6 +133,7 @@ def test_string_encoder_gives_the_ids_of_encode_tokens(config, scripted):
     vocabs = Vocabularies.build(sentences, lowercase=cfg.lowercase)
     rng = np.random.default_rng(0)
     known = [t for s in sentences for t in s.tokens]
+    known += [t.title() for t in known[:9]] + [t.upper() for t in known[9:18]]  # known once lowercased
     tokens = [list(rng.choice(ODD + known, size=int(rng.integers(0, 12)))) for _ in range(30)]
     tokens = [[str(t) for t in s] for s in tokens] + [ODD, []]
     encode, pad = encode_strings, collate_strings

@@ -1,8 +1,9 @@
 """seqtag.encoding: the torch-free string encoder and batch planner, in Python and TorchScript.
 
 The encoder's oracle (the ids of ``seqtag.data.encode_tokens``) is in tests/test_data.py and
-tests/test_onnx.py; here: code points, the lowercasing table, the plan against a brute-force
-sort, and that the module imports in a process that cannot import torch.
+tests/test_onnx.py; here: code points, the printable-ASCII test that picks the encoder's fast
+path, the lowercasing table, the plan against a brute-force sort, and that the module imports
+in a process that cannot import torch.
 """
 
 import json
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 import seqtag
-from seqtag.encoding import code_points, lowercase_table, plan_batches
+from seqtag.encoding import code_points, lowercase_table, plan_batches, printable_ascii
 
 SEQTAG_DIR = Path(seqtag.__file__).resolve().parent
 # printable ASCII (TorchScript's one-step split), then control characters and non-ASCII (byte by byte)
@@ -32,6 +33,14 @@ SCRIPTING = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:
 def test_code_points_are_the_characters_of_the_string(scripted):
     split = torch.jit.script(code_points) if scripted else code_points
     assert [split(t) for t in TOKENS] == [list(t) for t in TOKENS]
+
+
+@SCRIPTING
+@pytest.mark.parametrize("scripted", [False, True], ids=["python", "torchscript"])
+def test_printable_ascii_means_ascii_and_printable(scripted):
+    check = torch.jit.script(printable_ascii) if scripted else printable_ascii
+    strings = [chr(i) for i in range(0x400)] + TOKENS + ["".join(chr(i) for i in range(32, 127)), "a" * 300]
+    assert [check(s) for s in strings] == [s.isascii() and s.isprintable() for s in strings]
 
 
 def test_lowercase_table_adds_ascii_and_keeps_the_vocabulary_entries():
