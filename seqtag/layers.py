@@ -38,11 +38,14 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 
     Padding positions stay where they are; applying it twice gives ``x`` back.
     """
-    t = x.size(1)
+    b, t, d = x.shape
     steps = torch.arange(t, device=x.device).unsqueeze(0)  # shape: (1, T)
     lens = lengths.to(x.device).unsqueeze(1)  # shape: (B, 1)
     index = torch.where(steps < lens, lens - 1 - steps, steps)  # shape: (B, T)
-    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.size(2)))
+    # rows of the flattened batch, not x.gather(1, index expanded over dim): a row copy instead
+    # of an index per element, 5.5 -> 0.9 ms for (256, 40, 220) on the CPU (docs/design.md)
+    rows = index + torch.arange(b, device=x.device).unsqueeze(1) * t  # shape: (B, T)
+    return x.reshape(b * t, d).index_select(0, rows.reshape(-1)).reshape(b, t, d)
 
 
 class CharCNN(nn.Module):
