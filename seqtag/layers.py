@@ -80,10 +80,13 @@ class CharCNN(nn.Module):
         x = F.pad(self.embedding(chars), (0, 0, pad, k - 1 - pad))  # shape: (N, W + k - 1, E)
         shifted = torch.cat([x[:, j : j + w] for j in range(k)], dim=2)  # shape: (N, W, k * E)
         weight = self.conv.weight.permute(2, 1, 0).reshape(-1, self.filters)  # shape: (k * E, F)
-        bias = self.conv.bias
-        flat = shifted.reshape(n * w, -1)
-        x = (flat @ weight if bias is None else torch.addmm(bias, flat, weight)).reshape(n, w, self.filters)  # shape: (N, W, F)
+        x = (shifted.reshape(n * w, -1) @ weight).reshape(n, w, self.filters)  # shape: (N, W, F)
         x = x.masked_fill((chars == 0).unsqueeze(2), float("-inf")).amax(dim=1)  # shape: (N, F)
+        bias = self.conv.bias
+        if bias is not None:
+            # after the max, not in the product: max(x + b) = max(x) + b exactly (rounding is
+            # monotonic), for W times fewer additions (docs/design.md)
+            x = x + bias
         return x.masked_fill(torch.isinf(x), 0.0)
 
     def forward(self, chars: Tensor) -> Tensor:

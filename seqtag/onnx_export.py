@@ -245,12 +245,12 @@ def _encode_words(g: _Graph, params: dict, group: str) -> str:
     ]  # each (n, w, Ec)
     x = g.op("Concat", *shifted, axis=2) if kernel > 1 else shifted[0]  # (n, w, k * Ec)
     y = g.op("MatMul", x, params["weight"])  # (n, w, F)
-    if params["bias"] is not None:
-        y = g.op("Add", y, params["bias"])
     padding = g.op("Cast", g.op("Equal", group, g.const(0, "zero", np.int64)), to=TensorProto.FLOAT)
     offset = g.op("Unsqueeze", g.op("Mul", padding, g.const(PAD_SCORE, "pad_score", np.float32)),
                   g.const([2], "axis2", np.int64))  # (n, w, 1): 0 at characters, PAD_SCORE at padding
-    return g.op("ReduceMax", g.op("Add", y, offset), axes=[1], keepdims=0)  # (n, F)
+    y = g.op("ReduceMax", g.op("Add", y, offset), axes=[1], keepdims=0)  # (n, F)
+    # the bias after the max, as the eager CharCNN adds it: the same values, w times fewer additions
+    return g.op("Add", y, params["bias"]) if params["bias"] is not None else y
 
 
 def _bilstm(g: _Graph, arrays: dict, x: str, lengths: str) -> str:

@@ -78,7 +78,7 @@ def test_rnn_mode_resolves_in_one_place():
 def test_char_cnn_equals_the_convolution_it_computes(kernel):
     """The matrix product over shifted copies is Ma & Hovy's convolution: ``F.conv1d`` with
     ``padding=kernel // 2`` over the embedded characters, then the max over each word's own
-    characters (float64, words of every length, one all-padding word)."""
+    characters (float64, words of every length, one all-padding word), in values and gradients."""
     from seqtag.layers import CharCNN
 
     torch.manual_seed(kernel)
@@ -91,3 +91,10 @@ def test_char_cnn_equals_the_convolution_it_computes(kernel):
                             for i, n in enumerate((chars != 0).sum(1).tolist())])  # fmt: skip
     torch.testing.assert_close(cnn.encode_words(chars), expected, atol=1e-12, rtol=0)
     torch.testing.assert_close(cnn(chars.view(3, 3, 11)).view(9, 7), expected, atol=1e-12, rtol=0)
+    # and the same gradients (the bias enters after the max: each word's max position takes it)
+    upstream = torch.randn(9, 7, dtype=torch.float64)
+    params = [cnn.embedding.weight, cnn.conv.weight, cnn.conv.bias]
+    want = torch.autograd.grad((expected * upstream).sum(), params)
+    got = torch.autograd.grad((cnn(chars.view(3, 3, 11)).view(9, 7) * upstream).sum(), params)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=0)
