@@ -137,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "BIO: conlleval counts such a chunk as missed; a note on stderr says what was mapped), "
                    "or an error (the default for other tag sets)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=_checked_type(int, "batch_size", min=1), default=TrainConfig.eval_batch_size,
-                   help=f"sentences per batch (default: {TrainConfig.eval_batch_size})")
+                   metavar="N", help=f"sentences per batch (default: {TrainConfig.eval_batch_size})")
     _add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", command="evaluate")
 
     p = sub.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out), ONNX or "
@@ -169,12 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_checked_type(int, "batch_size", min=1), nargs="+", default=None, metavar="N",
                    help=f"batch sizes to time (default: {TrainConfig.batch_size})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (default: fp32)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--threads", type=_checked_type(int, "threads", min=0), default=0, metavar="N",
                    help="intra-op CPU threads (default: torch's choice)")
-    p.add_argument("--steps", type=_checked_type(int, "steps", min=1), default=20,
+    p.add_argument("--steps", type=_checked_type(int, "steps", min=1), default=20, metavar="N",
                    help="steps per timed segment (default: 20)")
-    p.add_argument("--repeats", type=_checked_type(int, "repeats", min=1), default=5,
+    p.add_argument("--repeats", type=_checked_type(int, "repeats", min=1), default=5, metavar="N",
                    help="timed segments; the median is reported (default: 5)")
     p.add_argument("--baseline", action="store_true", help="also time the tutorial's one-sentence-per-step loop")
     p.add_argument("--json", action="store_true", help="print one JSON object")

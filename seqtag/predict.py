@@ -176,7 +176,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--split", metavar="SPLIT", help="the split to tag (default: all)")
     group.add_argument("--output-column", default=DEFAULT_OUTPUT_COLUMN, metavar="NAME",
                        help=f"the new column of predicted tags (default: {DEFAULT_OUTPUT_COLUMN})")
-    group.add_argument("--num-proc", dest="workers", type=int, help=argparse.SUPPRESS)  # = --workers
+    group.add_argument("--num-proc", dest="workers", type=int, metavar="N", help=argparse.SUPPRESS)  # = --workers
     _add_config_options(p, PredictConfig, "prediction")
 
 

@@ -208,6 +208,21 @@ def test_the_former_dataset_column_spellings_are_hidden_aliases():
     assert "--tags-column COLUMN" not in parser._subparsers._group_actions[0].choices["train"].format_usage()
 
 
+def test_every_option_that_takes_a_value_names_it():
+    """Usage shows ``--dropout X``, ``--steps N``, ``--vectors FILE``: a metavar or the choices,
+    never argparse's upper-cased destination (``--dropout DROPOUT``)."""
+    import argparse
+
+    from seqtag.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    unnamed = [(name, a.option_strings[0]) for name, p in commands.items() for a in p._actions
+               if a.option_strings and a.nargs != 0 and a.metavar is None and a.choices is None
+               and not isinstance(a, argparse._HelpAction)]  # fmt: skip
+    assert unnamed == []
+    assert "--steps N" in commands["bench"].format_usage() and "--dropout X" in commands["train"].format_usage()
+
+
 @pytest.mark.parametrize("where", ["a file", "under a file"])
 def test_an_output_dir_that_cannot_be_a_directory_is_one_line(tmp_path, tutorial_file, capsys, where):
     blocker = tmp_path / "blocker"
