@@ -80,26 +80,23 @@ def encode_token(
     Returns:
         ``(word, case, n_chars)``, ``n_chars`` the count of ids appended.
     """
-    if printable_ascii(token):  # nearly every token: str.lower, and string slices for the case
+    ascii = printable_ascii(token)  # nearly every token: str.lower, string slices for the case
+    all_cps: list[str] = []
+    lowered: list[str] = []
+    if ascii:
         normalized = token.lower()
         cps = list(token[:char_width])
-        if normalized == token:
-            case = 1
-        elif normalized[1:] == token[1:]:
-            case = 2
-        else:
-            case = 3
     else:
         all_cps = code_points(token)
         lowered = [lower_map.get(c, c) for c in all_cps]  # one code point each (lowercase_table's values)
         normalized = "".join(lowered)
         cps = all_cps[:char_width]
-        if normalized == token:
-            case = 1
-        elif lowered[1:] == all_cps[1:]:
-            case = 2
-        else:
-            case = 3
+    if normalized == token:
+        case = 1
+    elif (normalized[1:] == token[1:]) if ascii else (lowered[1:] == all_cps[1:]):
+        case = 2  # (code-point lists when not ASCII: TorchScript slices a string by bytes)
+    else:
+        case = 3
     for c in cps:  # appended here: one pass, and no list per token to copy into ``chars``
         chars.append(char_ids.get(c, 1))
     return word_ids.get(normalized if lowercase else token, 1), case, len(cps)
