@@ -55,9 +55,10 @@ class CharCNN(nn.Module):
     Padding characters embed to zero and are excluded from the max, so a word's vector does not
     depend on how much the batch pads it; an all-padding word gives zeros.
 
-    Most words are short while ``word_len`` is set by the batch's longest word, so words are
-    encoded in groups by length (up to 8 characters, up to 16, longer), each group cut to its
-    own longest word: the same result for a fraction of the convolution work.
+    On the CPU the convolution runs over the real characters only (:meth:`encode_characters`):
+    ``word_len`` is set by the batch's longest word, and about three quarters of the slots of an
+    EWT batch are padding. Elsewhere, and wherever ``dense`` is set (``torch.export`` traces
+    it), it runs over every slot (:meth:`encode_words`): the same values.
     """
 
     def __init__(self, num_chars: int, embedding_dim: int, filters: int, kernel_size: int) -> None:
@@ -65,10 +66,24 @@ class CharCNN(nn.Module):
         self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
         self.conv = nn.Conv1d(embedding_dim, filters, kernel_size, padding=kernel_size // 2)
         self.filters = filters
-        self.group_limits = [8, 16]
+        self.dense = False
+
+    def _product_weight(self) -> Tensor:
+        """``self.conv.weight`` ``(F, E, k)`` as the ``(k * E, F)`` matrix of the product over
+        ``k`` shifted copies: row ``j * E + e`` is ``weight[:, e, j]``."""
+        return self.conv.weight.permute(2, 1, 0).reshape(-1, self.filters)
+
+    def _finish(self, x: Tensor) -> Tensor:
+        """Each word's max ``(N, F)`` (``-inf`` for a word without characters) ► its vector."""
+        bias = self.conv.bias
+        if bias is not None:
+            # after the max, not in the product: max(x + b) = max(x) + b exactly (rounding is
+            # monotonic), for W times fewer additions (docs/design.md)
+            x = x + bias
+        return x.masked_fill(torch.isinf(x), 0.0)
 
     def encode_words(self, chars: Tensor) -> Tensor:
-        """``(num_words, word_len)`` character ids ► ``(num_words, filters)``.
+        """``(num_words, word_len)`` character ids ► ``(num_words, filters)``, over every slot.
 
         The convolution is one matrix product over ``kernel_size`` shifted copies of the
         embedded characters (``(N * W, k * E) @ (k * E, F)``): the same sums as ``self.conv``,
@@ -79,15 +94,26 @@ class CharCNN(nn.Module):
         pad = k // 2
         x = F.pad(self.embedding(chars), (0, 0, pad, k - 1 - pad))  # shape: (N, W + k - 1, E)
         shifted = torch.cat([x[:, j : j + w] for j in range(k)], dim=2)  # shape: (N, W, k * E)
-        weight = self.conv.weight.permute(2, 1, 0).reshape(-1, self.filters)  # shape: (k * E, F)
-        x = (shifted.reshape(n * w, -1) @ weight).reshape(n, w, self.filters)  # shape: (N, W, F)
-        x = x.masked_fill((chars == 0).unsqueeze(2), float("-inf")).amax(dim=1)  # shape: (N, F)
-        bias = self.conv.bias
-        if bias is not None:
-            # after the max, not in the product: max(x + b) = max(x) + b exactly (rounding is
-            # monotonic), for W times fewer additions (docs/design.md)
-            x = x + bias
-        return x.masked_fill(torch.isinf(x), 0.0)
+        x = (shifted.reshape(n * w, -1) @ self._product_weight()).reshape(n, w, self.filters)  # shape: (N, W, F)
+        return self._finish(x.masked_fill((chars == 0).unsqueeze(2), float("-inf")).amax(dim=1))
+
+    def encode_characters(self, chars: Tensor) -> Tensor:
+        """``(num_words, word_len)`` character ids ► ``(num_words, filters)``, over the real
+        characters only: the same values as :meth:`encode_words` without the padding's work.
+
+        Each real character's window of ``kernel_size`` ids (0 beyond its word) is embedded as
+        one row, so the product is ``(R, k * E) @ (k * E, F)`` for the ``R`` real characters,
+        and each word's max is a ``scatter_reduce`` over its own rows (docs/design.md)."""
+        n, w = chars.shape
+        k = self.conv.kernel_size[0]
+        pad = k // 2
+        windows = F.pad(chars, (pad, k - 1 - pad)).unfold(1, k, 1).reshape(n * w, k)  # shape: (N * W, k)
+        slots = (chars != 0).reshape(-1).nonzero().squeeze(1)  # shape: (R,) the real characters
+        x = self.embedding(windows.index_select(0, slots)).reshape(slots.shape[0], k * self.embedding.embedding_dim)  # shape: (R, k * E)
+        x = x @ self._product_weight()  # shape: (R, F)
+        word = torch.div(slots, w, rounding_mode="floor").unsqueeze(1).expand(-1, self.filters)  # shape: (R, F)
+        out = x.new_full((n, self.filters), float("-inf")).scatter_reduce(0, word, x, "amax")  # shape: (N, F)
+        return self._finish(out)
 
     def forward(self, chars: Tensor) -> Tensor:
         """``(batch, seq_len, word_len)`` character ids (0 = padding) to ``(batch, seq_len, filters)``
@@ -96,19 +122,9 @@ class CharCNN(nn.Module):
         if w == 0:
             return torch.zeros((b, t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)
         flat = chars.reshape(b * t, w)
-        if w <= self.group_limits[0] or chars.device.type != "cpu":
+        if self.dense or chars.device.type != "cpu":
             return self.encode_words(flat).reshape(b, t, self.filters)
-        lengths = (flat != 0).sum(dim=1)  # shape: (N,)
-        out = torch.zeros((b * t, self.filters), dtype=self.conv.weight.dtype, device=chars.device)
-        low = 0
-        for high in self.group_limits + [w]:
-            index = ((lengths > low) & (lengths <= high)).nonzero().squeeze(1)
-            if index.numel() > 0:
-                out = out.index_copy(0, index, self.encode_words(flat.index_select(0, index)[:, : min(high, w)]))
-            low = high
-            if high >= w:
-                break
-        return out.reshape(b, t, self.filters)
+        return self.encode_characters(flat).reshape(b, t, self.filters)
 
 
 class PackedLSTM(nn.Module):

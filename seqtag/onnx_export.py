@@ -64,6 +64,8 @@ OPSET = 17
 """ONNX opset of the graph (ONNX Runtime 1.13 and later run it)."""
 PAD_SCORE = -1e30
 """Added to the character convolution at padding, so that the max over a word ignores it."""
+CHAR_GROUPS = (8, 16)
+"""Word-length limits of the graph's character groups: up to 8 characters, up to 16, longer."""
 INPUTS = ("words", "cases", "chars", "lengths")
 WITH_MARGINALS = "with_marginals"
 """The optional boolean input (default true): false skips the CRF's forward-backward, and
@@ -94,8 +96,7 @@ def _tagger_arrays(tagger: Tagger) -> dict:
     Returns:
         A dict: ``word_embedding`` ``(V, E)``; ``case_embedding`` ``(4, C)`` or None;
         ``char_embedding`` ``(num_chars, Ec)``, ``conv_weight`` ``(F, Ec, kernel)``,
-        ``conv_bias`` ``(F,)`` or None; ``char_groups``: the CharCNN's word-length group
-        limits (None without it); ``lstm``: one ``[(w_ih, w_hh, b_ih, b_hh), ...]`` list per layer, one tuple per direction, in PyTorch's gate order (i, f, g, o);
+        ``conv_bias`` ``(F,)`` or None; ``lstm``: one ``[(w_ih, w_hh, b_ih, b_hh), ...]`` list per layer, one tuple per direction, in PyTorch's gate order (i, f, g, o);
         ``hidden_size``; ``output_weight`` ``(K, D)``, ``output_bias`` ``(K,)``; ``crf``: None
         or a dict of ``start`` ``(K,)``, ``transitions`` ``(K, K)``, ``end`` ``(K,)`` and their
         bool masks; ``tags``, ``words``, ``chars`` (id order), ``lower_map``, ``lowercase``,
@@ -136,7 +137,6 @@ def _tagger_arrays(tagger: Tagger) -> dict:
         "char_embedding": _np(char_cnn.embedding.weight) if char_cnn is not None else None,
         "conv_weight": _np(char_cnn.conv.weight) if char_cnn is not None else None,
         "conv_bias": _np(char_cnn.conv.bias) if char_cnn is not None and char_cnn.conv.bias is not None else None,
-        "char_groups": list(char_cnn.group_limits) if char_cnn is not None else None,
         "lstm": layers,
         "hidden_size": lstm.hidden_size,
         "output_weight": _np(tagger.output.weight),
@@ -190,9 +190,10 @@ def _char_features(g: _Graph, arrays: dict, chars: str, batch: str, time: str) -
     """``chars`` ``(B, T, W)`` ► ``(B, T, F)``: the CharCNN's embedding, convolution and max over
     the real characters (padding excluded; an all-padding word gives zeros).
 
-    As the eager CharCNN does, words are encoded in groups by length (its ``group_limits``: up to
-    8 characters, up to 16, longer), each group cut to its own width: most words are short while ``W`` is set by the
-    batch's longest word. Each group is ``NonZero``-selected, encoded by :func:`_encode_words`
+    Words are encoded in groups by length (:data:`CHAR_GROUPS`: up to 8 characters, up to 16,
+    longer), each group cut to its own width: most words are short while ``W`` is set by the
+    batch's longest word. (Eager's CPU path over the real characters alone needs
+    ``ScatterElements`` with ``reduction="max"``, which is opset 18.) Each group is ``NonZero``-selected, encoded by :func:`_encode_words`
     and scattered back; padding words belong to no group and stay zero. Measured on EWT test,
     batch 256: the ungrouped convolution and its masking were 70% of the graph's time.
     """
@@ -213,7 +214,7 @@ def _char_features(g: _Graph, arrays: dict, chars: str, batch: str, time: str) -
                                        g.const([filters], "filters", np.int64), axis=0),
                value=numpy_helper.from_array(np.zeros(1, np.float32)))  # (N, F)
     low = 0
-    for high in [*arrays["char_groups"], None]:
+    for high in [*CHAR_GROUPS, None]:
         selected = g.op("Greater", word_lengths, g.const(low, f"above_{low}", np.int64))
         if high is not None:
             selected = g.op("And", selected, g.op("LessOrEqual", word_lengths, g.const(high, f"upto_{high}", np.int64)))

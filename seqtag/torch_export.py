@@ -48,15 +48,15 @@ class TagIds(nn.Module):
     ``(B,)`` int64 tensors (``lengths >= 1``) and returns ``(B, T)`` int64 tag ids, 0 at padding.
     """
 
-    def __init__(self, tagger: Tagger, word_length: int) -> None:
+    def __init__(self, tagger: Tagger) -> None:
         super().__init__()
         self.tagger = copy.deepcopy(tagger).cpu().eval().requires_grad_(False)
         self.tagger.set_rnn_mode(torch.device("cpu"), exporting=True)
         if self.tagger.char_cnn is not None:
-            # One convolution over the batch's word width: CharCNN's grouping of words by length
-            # on the CPU branches on data (index.numel() > 0), which torch.export cannot trace.
-            # Same result up to float rounding.
-            self.tagger.char_cnn.group_limits = [max(word_length, 1)]
+            # One convolution over every character slot: CharCNN's CPU path over the real
+            # characters has a data-dependent row count (nonzero), which torch.export cannot
+            # trace. Same result up to float rounding.
+            self.tagger.char_cnn.dense = True
 
     def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
         return self.tagger.tag_ids(words, cases, chars, lengths)
@@ -126,7 +126,7 @@ def to_torch_export(
         raise SeqtagError(f"{path} already exists; choose a new directory for the torch.export programs")
     config = tagger.config
     word_length = config.max_word_length if config.char_filters > 0 else 0
-    module = TagIds(tagger, word_length)
+    module = TagIds(tagger)
     batch = torch.export.Dim("batch", min=1)
     char_dims = {0: batch}
     if word_length >= MIN_WORD_LENGTH:

@@ -76,9 +76,10 @@ def test_rnn_mode_resolves_in_one_place():
 
 @pytest.mark.parametrize("kernel", [1, 3, 5])
 def test_char_cnn_equals_the_convolution_it_computes(kernel):
-    """The matrix product over shifted copies is Ma & Hovy's convolution: ``F.conv1d`` with
-    ``padding=kernel // 2`` over the embedded characters, then the max over each word's own
-    characters (float64, words of every length, one all-padding word), in values and gradients."""
+    """Both paths (the product over every slot, and the CPU path over the real characters) are
+    Ma & Hovy's convolution: ``F.conv1d`` with ``padding=kernel // 2`` over the embedded
+    characters, then the max over each word's own characters (float64, words of every length,
+    one all-padding word), in values and gradients."""
     from seqtag.layers import CharCNN
 
     torch.manual_seed(kernel)
@@ -89,12 +90,30 @@ def test_char_cnn_equals_the_convolution_it_computes(kernel):
     x = F.conv1d(cnn.embedding(chars).transpose(1, 2), cnn.conv.weight, cnn.conv.bias, padding=kernel // 2)
     expected = torch.stack([x[i, :, :n].amax(dim=1) if n else torch.zeros(7, dtype=torch.float64)
                             for i, n in enumerate((chars != 0).sum(1).tolist())])  # fmt: skip
-    torch.testing.assert_close(cnn.encode_words(chars), expected, atol=1e-12, rtol=0)
-    torch.testing.assert_close(cnn(chars.view(3, 3, 11)).view(9, 7), expected, atol=1e-12, rtol=0)
-    # and the same gradients (the bias enters after the max: each word's max position takes it)
     upstream = torch.randn(9, 7, dtype=torch.float64)
     params = [cnn.embedding.weight, cnn.conv.weight, cnn.conv.bias]
     want = torch.autograd.grad((expected * upstream).sum(), params)
-    got = torch.autograd.grad((cnn(chars.view(3, 3, 11)).view(9, 7) * upstream).sum(), params)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, atol=1e-12, rtol=0)
+    for dense in (True, False):
+        cnn.dense = dense
+        got = cnn(chars.view(3, 3, 11)).view(9, 7)
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+        # and the same gradients (the bias enters after the max: each word's max position takes it)
+        for g, w in zip(torch.autograd.grad((got * upstream).sum(), params), want):
+            torch.testing.assert_close(g, w, atol=1e-12, rtol=0)
+    torch.testing.assert_close(cnn.encode_characters(chars), cnn.encode_words(chars), atol=1e-12, rtol=0)
+
+
+def test_char_cnn_paths_agree_on_degenerate_batches():
+    """One-character words, a batch of padding words only, and a word filling the whole width
+    give the same vectors on both paths (zeros where a word has no characters)."""
+    from seqtag.layers import CharCNN
+
+    torch.manual_seed(0)
+    cnn = CharCNN(20, 4, 5, 3).double()
+    for chars in (torch.randint(1, 20, (2, 3, 1)), torch.zeros(2, 3, 4, dtype=torch.long), torch.randint(1, 20, (1, 1, 6))):
+        out = cnn(chars)
+        cnn.dense = True
+        torch.testing.assert_close(out, cnn(chars), atol=1e-12, rtol=0)
+        cnn.dense = False
+        assert out.shape == (*chars.shape[:2], 5)
+        assert torch.equal(out[(chars != 0).sum(2) == 0], torch.zeros_like(out[(chars != 0).sum(2) == 0]))
