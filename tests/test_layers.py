@@ -104,16 +104,28 @@ def test_char_cnn_equals_the_convolution_it_computes(kernel):
 
 
 def test_char_cnn_paths_agree_on_degenerate_batches():
-    """One-character words, a batch of padding words only, and a word filling the whole width
-    give the same vectors on both paths (zeros where a word has no characters)."""
+    """One-character words, a batch of padding words only, a word filling the whole width and
+    words of one repeated character (equal windows: ties at the max, whose gradient both paths
+    split evenly) give the same vectors and gradients on both paths, zeros where a word has no
+    characters."""
     from seqtag.layers import CharCNN
 
     torch.manual_seed(0)
     cnn = CharCNN(20, 4, 5, 3).double()
-    for chars in (torch.randint(1, 20, (2, 3, 1)), torch.zeros(2, 3, 4, dtype=torch.long), torch.randint(1, 20, (1, 1, 6))):
-        out = cnn(chars)
-        cnn.dense = True
-        torch.testing.assert_close(out, cnn(chars), atol=1e-12, rtol=0)
-        cnn.dense = False
+    repeated = torch.tensor([[[7, 7, 7, 7, 7, 0], [3, 3, 3, 0, 0, 0], [5, 9, 5, 9, 5, 9]]])
+    batches = (torch.randint(1, 20, (2, 3, 1)), torch.zeros(2, 3, 4, dtype=torch.long), torch.randint(1, 20, (1, 1, 6)), repeated)
+    params = list(cnn.parameters())
+    for chars in batches:
+        upstream = torch.randn(*chars.shape[:2], 5, dtype=torch.float64)
+        results = []
+        for dense in (False, True):
+            cnn.dense = dense
+            out = cnn(chars)
+            results.append((out, torch.autograd.grad((out * upstream).sum(), params, allow_unused=True)))
+        (out, grads), (dense_out, dense_grads) = results
+        torch.testing.assert_close(out, dense_out, atol=1e-12, rtol=0)
+        for g, d in zip(grads, dense_grads):
+            torch.testing.assert_close(g, d, atol=1e-12, rtol=0)
         assert out.shape == (*chars.shape[:2], 5)
         assert torch.equal(out[(chars != 0).sum(2) == 0], torch.zeros_like(out[(chars != 0).sum(2) == 0]))
+    cnn.dense = False
