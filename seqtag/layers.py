@@ -49,7 +49,7 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     return x.reshape(b * t, d).index_select(0, rows.reshape(-1)).reshape(b, t, d)
 
 
-def word_max(x: Tensor, word: Tensor, num_words: int) -> Tensor:
+def _word_max(x: Tensor, word: Tensor, num_words: int) -> Tensor:
     """Each word's max over its rows: ``x`` ``(R, F)``, ``word`` ``(R,)`` the word of each row ►
     ``(num_words, F)``, ``-inf`` for a word without rows."""
     index = word.unsqueeze(1).expand(-1, x.shape[1])  # shape: (R, F)
@@ -57,7 +57,7 @@ def word_max(x: Tensor, word: Tensor, num_words: int) -> Tensor:
 
 
 class _WordMax(torch.autograd.Function):
-    """:func:`word_max` with its gradient from rows, not elements: each word's gradient goes to
+    """:func:`_word_max` with its gradient from rows, not elements: each word's gradient goes to
     the rows at its max, split evenly among ties, as ``amax`` and ``scatter_reduce`` split it.
     The same values as autograd's ``scatter_reduce`` backward, which gathers and scatters with
     an index per element: 0.70 ms of an EWT training step's backward, 0.27 ms this way (0.5 ms
@@ -65,7 +65,7 @@ class _WordMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, word, num_words):
-        out = word_max(x, word, num_words)
+        out = _word_max(x, word, num_words)
         at_max = (x == out.index_select(0, word)).to(x.dtype)  # shape: (R, F)
         ties = torch.zeros_like(out).index_add_(0, word, at_max)  # shape: (N, F), >= 1 where rows exist
         ctx.save_for_backward(word, at_max, ties)
@@ -144,7 +144,7 @@ class CharCNN(nn.Module):
         word = torch.div(slots, w, rounding_mode="floor")  # shape: (R,) the word of each row
         if not torch.jit.is_scripting() and x.requires_grad:
             return self._finish(_WordMax.apply(x, word, n))
-        return self._finish(word_max(x, word, n))
+        return self._finish(_word_max(x, word, n))
 
     def forward(self, chars: Tensor) -> Tensor:
         """``(batch, seq_len, word_len)`` character ids (0 = padding) to ``(batch, seq_len, filters)``
