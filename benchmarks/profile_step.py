@@ -3,9 +3,9 @@
 Times ``--steps`` steps of :func:`seqtag.training.train_step` (the default clipping and word
 dropout, the optimizer of ``seqtag train``) on bucketed batches of a corpus, after a warm-up,
 and prints the unprofiled step time, then the operators by self CPU time. The CPU model and
-thread count come first, as in every benchmark here. For what one part of the model costs,
-compare runs without it (``--char-filters 0``, ``--no-crf``, ``--dropout 0``), alternating. Architecture options are ``seqtag train``'s (``--no-crf``,
-``--char-filters 0``, ...).
+thread count come first, as in every benchmark here. Architecture options are ``seqtag
+train``'s; for what one part of the model costs, compare runs without it (``--char-filters 0``,
+``--no-crf``, ``--dropout 0``), alternating.
 
     python benchmarks/profile_step.py --threads 2
     python benchmarks/profile_step.py --threads 2 --no-bidirectional --no-crf --char-filters 0 --case-embedding-dim 0
