@@ -139,8 +139,8 @@ class CharCNN(nn.Module):
         pad = k // 2
         windows = F.pad(chars, (pad, k - 1 - pad)).unfold(1, k, 1).reshape(n * w, k)  # shape: (N * W, k)
         slots = (chars != 0).reshape(-1).nonzero().squeeze(1)  # shape: (R,) the real characters
-        x = self.embedding(windows.index_select(0, slots)).reshape(slots.shape[0], k * self.embedding.embedding_dim)  # shape: (R, k * E)
-        x = x @ self._product_weight()  # shape: (R, F)
+        e = self.embedding.embedding_dim
+        x = self.embedding(windows.index_select(0, slots)).reshape(-1, k * e) @ self._product_weight()  # shape: (R, F)
         word = torch.div(slots, w, rounding_mode="floor")  # shape: (R,) the word of each row
         if not torch.jit.is_scripting() and x.requires_grad:
             return self._finish(_WordMax.apply(x, word, n))

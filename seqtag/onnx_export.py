@@ -192,10 +192,11 @@ def _char_features(g: _Graph, arrays: dict, chars: str, batch: str, time: str) -
 
     Words are encoded in groups by length (:data:`CHAR_GROUPS`: up to 8 characters, up to 16,
     longer), each group cut to its own width: most words are short while ``W`` is set by the
-    batch's longest word. (Eager's CPU path over the real characters alone needs
-    ``ScatterElements`` with ``reduction="max"``, which is opset 18.) Each group is ``NonZero``-selected, encoded by :func:`_encode_words`
+    batch's longest word. Each group is ``NonZero``-selected, encoded by :func:`_encode_words`
     and scattered back; padding words belong to no group and stay zero. Measured on EWT test,
-    batch 256: the ungrouped convolution and its masking were 70% of the graph's time.
+    batch 256: the ungrouped convolution and its masking were 70% of the graph's time. (Eager's
+    CPU path over the real characters alone would need ``ScatterElements`` with
+    ``reduction="max"``, which is opset 18.)
     """
     width = g.op("Shape", chars, start=2, end=3)
     flat = g.op("Reshape", chars, g.op("Concat", g.const([-1], "minus_one", np.int64), width, axis=0))  # (N, W)
