@@ -1,4 +1,4 @@
-"""Time the CRF's training cost and Viterbi decoding against another revision of seqtag/crf.py.
+"""Time the CRF's training cost and Viterbi decoding against another revision of seqtag/model/crf.py.
 
 Training cost is ``CRF.forward(emissions, tags, mask).sum().backward()`` (the negative
 log-likelihood and its gradient); decoding is ``CRF.decode(emissions, mask)``. The shapes are
@@ -52,13 +52,13 @@ def host() -> str:
 
 
 def load_revision(revision: str):
-    """The ``seqtag.crf`` module of a git revision, imported under another name."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{revision}:seqtag/crf.py"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    """The ``seqtag.model.crf`` module of a git revision, imported under another name."""
+    for where in ("seqtag/model/crf.py", "seqtag/crf.py"):  # the module's path since 0.3.0, before
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{where}"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    shown.check_returncode()
+    source = shown.stdout
     path = Path(tempfile.mkdtemp()) / "crf_at_revision.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("crf_at_revision", path)
@@ -139,9 +139,9 @@ def profile(kind: str, shape) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as run_profiler
 
-    import seqtag.crf
+    import seqtag.model.crf
 
-    (crf,) = make_crfs([seqtag.crf], shape[2])
+    (crf,) = make_crfs([seqtag.model.crf], shape[2])
     args = make_batch(*shape)
     call = train_call if kind == "train" else decode_call
     for _ in range(5):
@@ -162,14 +162,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
-    import seqtag.crf
+    import seqtag.model.crf
 
     print(host())
     torch.manual_seed(0)
     if args.profile:
         profile(args.profile, (32, 40, 17) if args.profile == "train" else (256, 40, 17))
         return
-    modules = [load_revision(args.against), seqtag.crf]
+    modules = [load_revision(args.against), seqtag.model.crf]
     print(f"{'':8} {'shape':>12} {args.against:>12} {'this':>10} {'speed-up':>9}")
     cases = [("train", TRAIN_SHAPES, train_call), ("decode", DECODE_SHAPES, decode_call)]
     for kind, shapes, call in cases:

@@ -31,9 +31,14 @@ from pathlib import Path
 import torch
 
 import seqtag
-from seqtag.data import encode_tokens
-from seqtag.export import load_torch_export, load_torchscript, to_torch_export, to_torchscript
+from seqtag.data.dataset import encode_tokens
 from seqtag.host import host_info
+from seqtag.serving.torchscript import (
+    load_torch_export,
+    load_torchscript,
+    to_torch_export,
+    to_torchscript,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "ud_english_ewt" / "en_ewt-ud-test.conllu"
@@ -124,8 +129,8 @@ def make_runners(tagger, formats: list[str], inputs: dict[str, list[list[str]]],
 
         runners["torchscript"] = run_script
     if "onnx" in formats:
-        from seqtag.onnx_export import to_onnx
-        from seqtag.onnx_tagger import OnnxTagger
+        from seqtag.serving.onnx_export import to_onnx
+        from seqtag.serving.onnx_runner import OnnxTagger
 
         start = time.perf_counter()
         onnx_tagger = OnnxTagger(to_onnx(tagger, tmp / "tagger.onnx"), intra_op_num_threads=threads)

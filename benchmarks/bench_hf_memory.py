@@ -39,12 +39,13 @@ import datasets
 import numpy as np
 import torch
 
-from seqtag import TaggerConfig, hf
-from seqtag.arrow_data import ArrowTaggingDataset
-from seqtag.data import make_loader
+from seqtag import TaggerConfig
+from seqtag.data import hf
+from seqtag.data.arrow import ArrowTaggingDataset
+from seqtag.data.dataset import make_loader
 from seqtag.host import host_info
-from seqtag.model import Tagger
-from seqtag.training import train_step
+from seqtag.model.tagger import Tagger
+from seqtag.training.loop import train_step
 
 TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
         "PUNCT", "SCONJ", "SYM", "VERB", "X"]  # fmt: skip

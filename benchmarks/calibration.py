@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 import seqtag
-from seqtag.calibration import expected_calibration_error, plot_reliability
 from seqtag.host import host_info
+from seqtag.serving.calibration import expected_calibration_error, plot_reliability
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT = "ud_english_ewt/en_ewt-ud-{}.conllu"

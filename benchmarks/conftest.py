@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import seqtag
-from seqtag.bench import synthetic_corpus
+from seqtag.training.bench import synthetic_corpus
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT_TRAIN = CORPORA / "ud_english_ewt" / "en_ewt-ud-train.conllu"

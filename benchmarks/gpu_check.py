@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 import seqtag
-from seqtag.bench import bench, matmul_gflops, synthetic_corpus
-from seqtag.data import collate, encode_tokens
+from seqtag.data.dataset import collate, encode_tokens
 from seqtag.host import host_info
-from seqtag.model import PackedLSTM, PaddedLSTM
+from seqtag.model.tagger import PackedLSTM, PaddedLSTM
+from seqtag.training.bench import bench, matmul_gflops, synthetic_corpus
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT = CORPORA / "ud_english_ewt"
@@ -71,7 +71,7 @@ def check_devices(train, dev) -> dict:
     out["max_abs_score_difference"] = float((e_cpu - e_cuda)[mask].abs().max())
     out["scores_close_1e-4"] = out["max_abs_score_difference"] < 1e-4
 
-    from seqtag import export
+    from seqtag.serving import torchscript as export
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -88,7 +88,7 @@ def check_devices(train, dev) -> dict:
 
 
 def torchscript_inference(train, batch_size: int, precision: str) -> float:
-    from seqtag import export
+    from seqtag.serving import torchscript as export
 
     vocabs = seqtag.Vocabularies.build(train)
     tagger = seqtag.Tagger(seqtag.TaggerConfig(), vocabs).to("cuda").eval()

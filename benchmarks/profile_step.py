@@ -1,6 +1,6 @@
 """Where a training step's time goes: torch.profiler over the step that training runs.
 
-Times ``--steps`` steps of :func:`seqtag.training.train_step` (the default clipping and word
+Times ``--steps`` steps of :func:`seqtag.training.loop.train_step` (the default clipping and word
 dropout, the optimizer of ``seqtag train``) on bucketed batches of a corpus, after a warm-up,
 and prints the unprofiled step time, then the operators by self CPU time. The CPU model and
 thread count come first, as in every benchmark here. Architecture options are ``seqtag
@@ -20,11 +20,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import seqtag
-from seqtag.cli import _add_config_options, _config_from_args
+from seqtag.cli.app import _add_config_options, _config_from_args
 from seqtag.config import TaggerConfig, TrainConfig
-from seqtag.data import TaggingDataset, make_loader
+from seqtag.data.dataset import TaggingDataset, make_loader
 from seqtag.host import host_info
-from seqtag.training import _optimizer, train_step, word_dropout_probabilities
+from seqtag.training.loop import _optimizer, train_step, word_dropout_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "ud_english_ewt" / "en_ewt-ud-train.conllu"

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from seqtag import Tagger, TaggerConfig, TrainConfig, Vocabularies
-from seqtag.crf import CRF
-from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
+from seqtag.data.dataset import BucketBatchSampler, TaggingDataset, collate, make_loader
 from seqtag.device import cpu_bf16_problem
-from seqtag.training import train_step, word_dropout_probabilities
+from seqtag.model.crf import CRF
+from seqtag.training.loop import train_step, word_dropout_probabilities
 
 CPU = torch.device("cpu")
 ARCHS = {

@@ -1,7 +1,7 @@
 """seqtag: neural sequence tagging (POS, NER, chunking) on PyTorch.
 
 A small BiLSTM-CRF with character features, trained in minibatches on the PyTorch LSTM
-tutorial's two sentences (the tutorial's own settings are ``seqtag.tutorial.TUTORIAL_MODEL``
+tutorial's two sentences (the tutorial's own settings are ``seqtag.data.tutorial.TUTORIAL_MODEL``
 and ``TUTORIAL_TRAINING``):
 
 >>> import seqtag
@@ -19,28 +19,28 @@ __version__ = "0.2.0"
 import importlib
 
 # Names and the module that defines each. They are imported on first use (PEP 562), so that
-# ``import seqtag`` and its torch-free modules (``seqtag.onnx_tagger``, ``seqtag.corpus``,
-# ``seqtag.config``) work where ``import torch`` fails.
+# ``import seqtag`` and its torch-free modules (``seqtag.serving.onnx_runner``,
+# ``seqtag.data.corpus``, ``seqtag.config``) work where ``import torch`` fails.
 _EXPORTS = {
     "DataConfig": "config",
     "TaggerConfig": "config",
     "TrainConfig": "config",
-    "CorpusError": "corpus",
-    "Sentence": "corpus",
-    "read_conll": "corpus",
-    "read_conllu": "corpus",
-    "read_corpus": "corpus",
-    "write_conll": "corpus",
-    "write_conllu": "corpus",
+    "CorpusError": "data.corpus",
+    "Sentence": "data.corpus",
+    "read_conll": "data.corpus",
+    "read_conllu": "data.corpus",
+    "read_corpus": "data.corpus",
+    "write_conll": "data.corpus",
+    "write_conllu": "data.corpus",
     "resolve_device": "device",
     "SeqtagError": "errors",
-    "Tagger": "model",
-    "evaluate": "evaluation",
-    "train": "training",
-    "sonnet_corpus": "tutorial",
-    "tutorial_corpus": "tutorial",
-    "Vocab": "vocab",
-    "Vocabularies": "vocab",
+    "Tagger": "model.tagger",
+    "evaluate": "training.evaluation",
+    "train": "training.loop",
+    "sonnet_corpus": "data.tutorial",
+    "tutorial_corpus": "data.tutorial",
+    "Vocab": "data.vocab",
+    "Vocabularies": "data.vocab",
 }
 
 

@@ -293,7 +293,7 @@ class DataConfig(_JsonConfig):
         return self.label_names.split(",") if self.label_names else None
 
     def file_reader_options(self) -> dict[str, Any]:
-        """``format``, ``tag_column`` and ``token_column`` as :func:`seqtag.corpus.read_corpus`
+        """``format``, ``tag_column`` and ``token_column`` as :func:`seqtag.data.corpus.read_corpus`
         takes them."""
         if self.token_column and not self.token_column.lstrip("-").isdigit():
             raise ValueError(f"expected an integer token column for a CoNLL file, got {self.token_column!r}")

@@ -7,7 +7,7 @@ import functools
 
 import torch
 
-from .errors import SeqtagError
+from seqtag.errors import SeqtagError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import SeqtagError
+from seqtag.errors import SeqtagError
 
 LOCK_FILE = ".seqtag.lock"
 # Temporary files of atomic writes: ".NAME.tmpPID" beside NAME.

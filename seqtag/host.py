@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .bench import matmul_gflops
-from .device import resolve_device
+from seqtag import __version__
+from seqtag.device import resolve_device
+from seqtag.training.bench import matmul_gflops
 
 CPUINFO = Path("/proc/cpuinfo")
 # The flags that decide which kernels run: AVX-512 for fp32, AVX-512 BF16 and AMX for bf16.
@@ -85,7 +85,7 @@ def host_info(device: str | torch.device | None = None, matmul: bool = True) -> 
         device: the device the benchmark ran on (default: the CPU); its name and its measured
             matrix-multiply rates are recorded.
         matmul: measure the fp32 and bf16 matrix-multiply rates on ``device`` with
-            :func:`seqtag.bench.matmul_gflops` (a second or so on a CPU); False leaves
+            :func:`seqtag.training.bench.matmul_gflops` (a second or so on a CPU); False leaves
             ``matmul_gflops`` empty.
 
     Returns:

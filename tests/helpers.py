@@ -44,7 +44,7 @@ def emissions_of(tagger: Tagger, sentences):
     """``(emissions, batch)``: the tagger's emissions for ``sentences`` collated as in training."""
     import torch
 
-    from seqtag.data import collate, encode_tokens
+    from seqtag.data.dataset import collate, encode_tokens
 
     batch = collate([encode_tokens(s.tokens, tagger.vocabs, tagger.config) for s in sentences])
     with torch.no_grad():

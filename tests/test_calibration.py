@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from seqtag.calibration import expected_calibration_error, plot_reliability
+from seqtag.serving.calibration import expected_calibration_error, plot_reliability
 
 
 def brute_force(confidences, correct, bins):

@@ -5,8 +5,8 @@ import torch
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig
-from seqtag.checkpoint import Progress, read_checkpoint
-from seqtag.model import Tagger
+from seqtag.model.tagger import Tagger
+from seqtag.training.checkpoint import Progress, read_checkpoint
 
 from .helpers import random_sentences
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from seqtag import read_conllu, write_conllu
-from seqtag.cli import main
-from seqtag.tutorial import tutorial_corpus
+from seqtag.cli.app import main
+from seqtag.data.tutorial import tutorial_corpus
 
 TINY = ["--embedding-dim", "16", "--hidden-dim", "16", "--char-filters", "8", "--threads", "1"]
 
@@ -199,7 +199,7 @@ def test_options_out_of_range_are_one_line_before_anything_runs(tmp_path, capsys
 
 
 def test_the_former_dataset_column_spellings_are_hidden_aliases():
-    from seqtag.cli import build_parser
+    from seqtag.cli.app import build_parser
 
     parser = build_parser()
     old = parser.parse_args(["train", "--tags-column", "ner", "--tokens-column", "words"])
@@ -213,7 +213,7 @@ def test_every_option_that_takes_a_value_names_it():
     never argparse's upper-cased destination (``--dropout DROPOUT``)."""
     import argparse
 
-    from seqtag.cli import build_parser
+    from seqtag.cli.app import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
     unnamed = [(name, a.option_strings[0]) for name, p in commands.items() for a in p._actions
@@ -242,7 +242,7 @@ def _seqtag(*args: str) -> subprocess.Popen:
 
 def test_a_second_run_into_a_directory_in_use_fails_at_once_and_the_first_stays_itself(tmp_path):
     from seqtag import Tagger, write_conll
-    from seqtag.checkpoint import read_checkpoint
+    from seqtag.training.checkpoint import read_checkpoint
 
     from .helpers import random_sentences
 

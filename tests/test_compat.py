@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seqtag.predictors import load_predictor
+from seqtag.serving.predictor import load_predictor
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0.2.0"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_seqtag_imports_where_torch_cannot():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import seqtag, seqtag.config, seqtag.corpus\n"
+        "import seqtag, seqtag.config, seqtag.data.corpus\n"
         "print(seqtag.__version__, seqtag.TaggerConfig().hidden_dim, 'train' in seqtag.__all__)\n"
         "try:\n"
         "    seqtag.Tagger\n"
@@ -29,8 +29,8 @@ def test_seqtag_imports_where_torch_cannot():
 
 def test_lazy_names_are_the_modules_objects():
     import seqtag
-    from seqtag.model import Tagger
-    from seqtag.training import train
+    from seqtag.model.tagger import Tagger
+    from seqtag.training.loop import train
 
     assert seqtag.train is train and seqtag.load == Tagger.load
     assert set(seqtag.__all__) <= set(dir(seqtag))
@@ -169,7 +169,7 @@ def test_every_data_field_names_the_subcommands_that_offer_it():
     everywhere by default would show up in ``seqtag evaluate`` or ``bench`` and do nothing."""
     import dataclasses
 
-    from seqtag.cli import build_parser
+    from seqtag.cli.app import build_parser
     from seqtag.config import DataConfig, command_fields
 
     subcommands = build_parser()._subparsers._group_actions[0].choices

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from seqtag.corpus import (
+from seqtag.data.corpus import (
     CONLLU_COLUMNS,
     CorpusError,
     Sentence,
@@ -464,7 +464,7 @@ def test_training_and_tagging_readers_reject_a_conllu_line_alike(tmp_path, line,
     """One line parser: a bad line is the same error whether the file is read to train or to tag."""
     import io
 
-    from seqtag.corpus_formats import read_items
+    from seqtag.data.formats import read_items
 
     data = TEN + line + "\n\n"
     path = tmp_path / "bad.conllu"

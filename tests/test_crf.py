@@ -1,4 +1,4 @@
-"""Oracles and invariants for seqtag.crf: brute-force enumeration, batched vs one at a time,
+"""Oracles and invariants for seqtag.model.crf: brute-force enumeration, batched vs one at a time,
 padded vs unpadded, constrained vs hand-written rules, scripted (and exported) vs eager."""
 
 import itertools
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqtag.crf import CRF, NEG_SCORE, _LogPartition, allowed_transitions
+from seqtag.model.crf import CRF, NEG_SCORE, _LogPartition, allowed_transitions
 
 BIO_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 BIOES_TAGS = BIO_TAGS + ["E-PER", "S-PER", "E-LOC", "S-LOC"]

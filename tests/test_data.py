@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from seqtag import TaggerConfig, Vocabularies, read_conllu
-from seqtag.data import BucketBatchSampler, TaggingDataset, collate, make_loader
+from seqtag.data.dataset import BucketBatchSampler, TaggingDataset, collate, make_loader
 
 from .helpers import random_sentences
 
@@ -126,7 +126,7 @@ ODD = ["Über", "ÉCOLE", "naïve", "日本", "🙂", "👍🏽", "e\u0301", "İ
                          ids=["default", "cased-no-chars", "short-words"])
 @pytest.mark.parametrize("scripted", [False, True], ids=["python", "torchscript"])
 def test_string_encoder_gives_the_ids_of_encode_tokens(config, scripted):
-    from seqtag.data import collate_strings, encode_strings, encode_tokens, string_rules
+    from seqtag.data.dataset import collate_strings, encode_strings, encode_tokens, string_rules
 
     sentences = random_sentences(20, max_len=8)
     cfg = TaggerConfig(**config)

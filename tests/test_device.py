@@ -44,8 +44,8 @@ def test_the_cpu_bf16_probe_agrees_with_a_real_lstm():
 
 def test_bf16_on_a_cpu_that_cannot_is_refused_before_anything_is_written(monkeypatch, tmp_path, capsys):
     from seqtag import device, write_conll
-    from seqtag.cli import main
-    from seqtag.tutorial import tutorial_corpus
+    from seqtag.cli.app import main
+    from seqtag.data.tutorial import tutorial_corpus
 
     monkeypatch.setattr(device, "cpu_bf16_problem", lambda: "no bf16 here")
     data = tmp_path / "tutorial.conll"

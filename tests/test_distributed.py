@@ -21,11 +21,11 @@ import torch
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig
-from seqtag.checkpoint import read_checkpoint
-from seqtag.cli import main
-from seqtag.data import BucketBatchSampler
-from seqtag.distributed import setup
-from seqtag.training import WALL_CLOCK_FIELDS
+from seqtag.cli.app import main
+from seqtag.data.dataset import BucketBatchSampler
+from seqtag.training.checkpoint import read_checkpoint
+from seqtag.training.distributed import setup
+from seqtag.training.loop import WALL_CLOCK_FIELDS
 
 from .conftest import EWT
 
@@ -50,8 +50,8 @@ import torch.distributed as dist
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig
-from seqtag.model import Tagger
-from seqtag.training import TrainingInterrupted
+from seqtag.model.tagger import Tagger
+from seqtag.training.loop import TrainingInterrupted
 
 torch.set_num_threads(1)
 work = Path(sys.argv[1])

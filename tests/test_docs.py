@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import seqtag
-from seqtag.cli import build_parser
+from seqtag.cli.app import build_parser
 from seqtag.config import TaggerConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

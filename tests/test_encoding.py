@@ -1,6 +1,6 @@
-"""seqtag.encoding: the torch-free string encoder and batch planner, in Python and TorchScript.
+"""seqtag.data.encoding: the torch-free string encoder and batch planner, in Python and TorchScript.
 
-The encoder's oracle (the ids of ``seqtag.data.encode_tokens``) is in tests/test_data.py and
+The encoder's oracle (the ids of ``seqtag.data.dataset.encode_tokens``) is in tests/test_data.py and
 tests/test_onnx.py; here: code points, the printable-ASCII test that picks the encoder's fast
 path, the lowercasing table, the plan against a brute-force sort, and that the module imports
 in a process that cannot import torch.
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import seqtag
-from seqtag.encoding import code_points, lowercase_table, plan_batches, printable_ascii
+from seqtag.data.encoding import code_points, lowercase_table, plan_batches, printable_ascii
 
 SEQTAG_DIR = Path(seqtag.__file__).resolve().parent
 # printable ASCII (TorchScript's one-step split), then control characters and non-ASCII (byte by byte)
@@ -97,11 +97,11 @@ def test_imports_in_a_process_that_cannot_import_torch(tmp_path):
         "package = types.ModuleType('seqtag')\n"
         f"package.__path__ = [{str(SEQTAG_DIR)!r}]\n"
         "sys.modules['seqtag'] = package\n"
-        "from seqtag.encoding import code_points, plan_batches\n"
+        "from seqtag.data.encoding import code_points, plan_batches\n"
         "print(json.dumps([plan_batches([3, 0, 1, 3, 2], 2), code_points('naïve'),\n"
         "                  sorted(m for m in sys.modules if m.startswith('seqtag.'))]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(SEQTAG_DIR.parent)})
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [[[2, 4], [0, 3]], list("naïve"), ["seqtag.encoding"]]
+    assert json.loads(done.stdout) == [[[2, 4], [0, 3]], list("naïve"), ["seqtag.data", "seqtag.data.encoding"]]

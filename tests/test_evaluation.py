@@ -3,8 +3,8 @@
 import pytest
 
 from seqtag import Sentence, SeqtagError
-from seqtag.evaluation import evaluate, map_unknown_tags
 from seqtag.metrics import span_f1
+from seqtag.training.evaluation import evaluate, map_unknown_tags
 
 from .helpers import random_sentences, small_tagger
 

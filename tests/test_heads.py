@@ -1,11 +1,11 @@
-"""seqtag.heads: the softmax and CRF heads behind one interface (loss, decode, marginals, n-best)."""
+"""seqtag.model.heads: the softmax and CRF heads behind one interface (loss, decode, marginals, n-best)."""
 
 import itertools
 
 import pytest
 import torch
 
-from seqtag.heads import CRFHead, SoftmaxHead
+from seqtag.model.heads import CRFHead, SoftmaxHead
 
 from .helpers import emissions_of, random_sentences, small_tagger
 

@@ -1,4 +1,4 @@
-"""The Hugging Face ``datasets`` adapter (seqtag/hf.py). Offline; every cache under tmp_path."""
+"""The Hugging Face ``datasets`` adapter (seqtag/data/hf.py). Offline; every cache under tmp_path."""
 
 import json
 import re
@@ -17,13 +17,13 @@ from seqtag import (
     TaggerConfig,
     TrainConfig,
     Vocabularies,
-    arrow_data,
     evaluate,
-    hf,
     train,
 )
-from seqtag.corpus import read_conll, read_conllu, write_conll
-from seqtag.data import TaggingDataset, collate, make_loader
+from seqtag.data import arrow as arrow_data
+from seqtag.data import hf
+from seqtag.data.corpus import read_conll, read_conllu, write_conll
+from seqtag.data.dataset import TaggingDataset, collate, make_loader
 
 from .helpers import random_sentences
 
@@ -372,7 +372,7 @@ def test_arrow_encoding_of_a_read_only_saved_dataset_goes_to_the_datasets_cache(
 
 def test_cli_trains_resumes_and_evaluates_on_a_saved_dataset_dict(tmp_path, capsys):
     from seqtag import Tagger
-    from seqtag.cli import main
+    from seqtag.cli.app import main
 
     splits = {"train": random_sentences(60, seed=1), "validation": random_sentences(20, seed=2),
               "test": random_sentences(20, seed=3)}  # fmt: skip

@@ -1,12 +1,12 @@
-"""seqtag.layers: the two LSTM paths agree in scores and gradients, reverse_padded, the character
+"""seqtag.model.layers: the two LSTM paths agree in scores and gradients, reverse_padded, the character
 CNN, the CPU dropout, the choice of LSTM path."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from seqtag.data import collate, encode_tokens
-from seqtag.layers import PackedLSTM, PaddedLSTM, reverse_padded
+from seqtag.data.dataset import collate, encode_tokens
+from seqtag.model.layers import PackedLSTM, PaddedLSTM, reverse_padded
 
 from .helpers import ARCHS, random_sentences, small_tagger
 
@@ -51,7 +51,7 @@ def test_char_cnn_gives_unknown_words_distinct_vectors():
 
 
 def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
-    from seqtag.layers import dropout
+    from seqtag.model.layers import dropout
 
     x = torch.ones(200_000)
     y = dropout(x, 0.33, True)
@@ -61,7 +61,7 @@ def test_cpu_dropout_keeps_the_expected_fraction_and_scale():
 
 
 def test_rnn_mode_resolves_in_one_place():
-    from seqtag.layers import resolve_rnn_mode
+    from seqtag.model.layers import resolve_rnn_mode
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert [resolve_rnn_mode(m, cpu) for m in ("auto", "packed", "padded")] == ["padded", "packed", "padded"]
@@ -80,7 +80,7 @@ def test_char_cnn_equals_the_convolution_it_computes(kernel):
     Ma & Hovy's convolution: ``F.conv1d`` with ``padding=kernel // 2`` over the embedded
     characters, then the max over each word's own characters (float64, words of every length,
     one all-padding word), in values and gradients."""
-    from seqtag.layers import CharCNN
+    from seqtag.model.layers import CharCNN
 
     torch.manual_seed(kernel)
     cnn = CharCNN(30, 6, 7, kernel).double()
@@ -108,7 +108,7 @@ def test_char_cnn_paths_agree_on_degenerate_batches():
     words of one repeated character (equal windows: ties at the max, whose gradient both paths
     split evenly) give the same vectors and gradients on both paths, zeros where a word has no
     characters."""
-    from seqtag.layers import CharCNN
+    from seqtag.model.layers import CharCNN
 
     torch.manual_seed(0)
     cnn = CharCNN(20, 4, 5, 3).double()

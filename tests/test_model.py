@@ -1,4 +1,4 @@
-"""seqtag.model: the Tagger's tensor methods (padding invariance, scripted = eager, the id-level
+"""seqtag.model.tagger: the Tagger's tensor methods (padding invariance, scripted = eager, the id-level
 entry points) and string methods (batched = one at a time, confidence and n-best by brute force)."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seqtag import Tagger
-from seqtag.data import collate, encode_tokens
+from seqtag.data.dataset import collate, encode_tokens
 
 from .helpers import ARCHS, random_sentences, small_tagger
 from .helpers import emissions_of as _emissions
@@ -81,7 +81,7 @@ def test_config_refuses_a_value_outside_the_field_choices(cls, field):
 
 @pytest.mark.parametrize("crf", [True, False])
 def test_disabled_parts_are_not_built_and_a_softmax_model_saves_no_crf(crf, tmp_path):
-    from seqtag.heads import CRFHead, SoftmaxHead
+    from seqtag.model.heads import CRFHead, SoftmaxHead
 
     tagger = small_tagger(random_sentences(6), crf=crf, char_filters=0, case_embedding_dim=0)
     assert tagger.case_embedding is None and tagger.char_cnn is None

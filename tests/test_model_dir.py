@@ -1,4 +1,4 @@
-"""seqtag.model_dir: Tagger.save / Tagger.load round trips, and a model directory checked as a
+"""seqtag.model.directory: Tagger.save / Tagger.load round trips, and a model directory checked as a
 whole, each problem reported in one line of our own."""
 
 import json

@@ -21,11 +21,11 @@ from onnx import TensorProto, helper
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, read_conllu
-from seqtag.cli import main
-from seqtag.crf import NEG_SCORE
-from seqtag.data import collate, cut_batches, encode_tokens
-from seqtag.onnx_export import METADATA_KEY, to_onnx
-from seqtag.onnx_tagger import OnnxTagger, kbest_viterbi, plan_batches
+from seqtag.cli.app import main
+from seqtag.data.dataset import collate, cut_batches, encode_tokens
+from seqtag.model.crf import NEG_SCORE
+from seqtag.serving.onnx_export import METADATA_KEY, to_onnx
+from seqtag.serving.onnx_runner import OnnxTagger, kbest_viterbi, plan_batches
 
 from .helpers import odd_sentences, random_sentences, small_tagger
 
@@ -418,7 +418,8 @@ def test_metadata(crf_tagger, softmax_tagger, onnx_files):
     assert [o.name for o in model.graph.output] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
     assert dims == [["batch", "seq_len"], ["batch", "seq_len"], ["batch", "seq_len", "word_len"], ["batch"], []]
-    from seqtag import onnx_export, onnx_tagger
+    from seqtag.serving import onnx_export
+    from seqtag.serving import onnx_runner as onnx_tagger
 
     # the runner keeps its own copies (it imports no torch): they must name the same things
     assert (onnx_tagger.WITH_MARGINALS, onnx_tagger.METADATA_KEY) == (onnx_export.WITH_MARGINALS, METADATA_KEY)
@@ -457,8 +458,8 @@ def test_cli_export_onnx(crf_tagger, tmp_path, capsys):
 
 # -- a process where torch cannot be imported -----------------------------------------------
 
-# Loads seqtag/onnx_tagger.py (and the torch-free seqtag/encoding.py and seqtag/errors.py it
-# imports) as members of a bare "seqtag" package, so that seqtag/__init__.py (which imports
+# Loads seqtag/serving/onnx_runner.py (and the torch-free seqtag/data/encoding.py and
+# seqtag/errors.py it imports) as members of a bare "seqtag" package, so that seqtag/__init__.py (which imports
 # torch) does not run.
 _BARE_PACKAGE = (
     "import types\n"
@@ -475,7 +476,7 @@ def _tag_without_torch(path: Path, sentences, tmp_path: Path, prelude: str) -> s
         "try:\n    import torch\nexcept ImportError:\n    pass\nelse:\n    sys.exit('torch importable')\n"
         f"{prelude}"
         "import json\n"
-        "from seqtag.onnx_tagger import OnnxTagger\n"
+        "from seqtag.serving.onnx_runner import OnnxTagger\n"
         f"tagger = OnnxTagger({str(path)!r}, intra_op_num_threads=1)\n"
         "sentences = json.load(open('in.json', encoding='utf-8'))\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('seqtag.'))\n"
@@ -503,7 +504,7 @@ def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_fil
     sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, _BARE_PACKAGE)
-    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.encoding", "seqtag.errors", "seqtag.onnx_tagger"])
+    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.serving", "seqtag.serving.onnx_runner"])
 
 
 def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):
@@ -517,8 +518,8 @@ def test_a_head_the_graph_cannot_translate_is_refused(softmax_tagger, tmp_path):
     import copy
 
     from seqtag.errors import SeqtagError
-    from seqtag.heads import SoftmaxHead
-    from seqtag.onnx_export import to_onnx
+    from seqtag.model.heads import SoftmaxHead
+    from seqtag.serving.onnx_export import to_onnx
 
     class OtherHead(SoftmaxHead):  # could decode differently: the graph must not guess
         pass

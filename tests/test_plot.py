@@ -6,7 +6,7 @@ import pytest
 
 import seqtag
 from seqtag import TaggerConfig, TrainConfig
-from seqtag.cli import main
+from seqtag.cli.app import main
 
 from .helpers import random_sentences
 

@@ -1,4 +1,4 @@
-"""``seqtag predict`` and seqtag.predict: streaming equals in-memory for every model format, the
+"""``seqtag predict`` and seqtag.cli.predict: streaming equals in-memory for every model format, the
 corpus formats written back byte for byte, input decoding, atomic output, workers, HF datasets."""
 
 import io
@@ -12,11 +12,11 @@ import pytest
 
 import seqtag
 from seqtag import read_conll, read_conllu, write_conll, write_conllu
-from seqtag.cli import main
-from seqtag.corpus_formats import read_items
-from seqtag.hf_tagging import tag_dataset
-from seqtag.model import Tagger
-from seqtag.predictors import PredictConfig, load_predictor
+from seqtag.cli.app import main
+from seqtag.data.formats import read_items
+from seqtag.model.tagger import Tagger
+from seqtag.serving.hf_tagging import tag_dataset
+from seqtag.serving.predictor import PredictConfig, load_predictor
 
 EXPORT_BUCKETS = [8, 16]  # small buckets export in seconds; the sentences tagged with them fit
 MODEL_KINDS = ["directory", "torchscript", "torch-export", "onnx"]
@@ -29,7 +29,7 @@ def models(tmp_path_factory):
 
     if not (EWT / "en_ewt-ud-train.conllu").exists():
         pytest.skip(f"UD English-EWT not found at {EWT}")
-    from seqtag.export import _torchscript_warnings, to_torch_export, to_torchscript
+    from seqtag.serving.torchscript import _torchscript_warnings, to_torch_export, to_torchscript
 
     root = tmp_path_factory.mktemp("predict_models")
     train = read_conllu(EWT / "en_ewt-ud-train.conllu")[:400]
@@ -42,7 +42,7 @@ def models(tmp_path_factory):
     to_torch_export(root / "model", root / "pt2", buckets=EXPORT_BUCKETS)
     paths = {"directory": root / "model", "torchscript": root / "tagger.pt", "torch-export": root / "pt2"}
     if "onnx" in MODEL_KINDS:
-        from seqtag.onnx_export import to_onnx
+        from seqtag.serving.onnx_export import to_onnx
 
         to_onnx(root / "model", root / "tagger.onnx")
         paths["onnx"] = root / "tagger.onnx"

@@ -1,4 +1,4 @@
-"""seqtag.sources: what a DataConfig names, as data (files and a local Hugging Face dataset),
+"""seqtag.data.sources: what a DataConfig names, as data (files and a local Hugging Face dataset),
 the data settings a model directory was trained with, and the paths a checkpoint keeps."""
 
 import json
@@ -9,16 +9,16 @@ import pytest
 import seqtag
 from seqtag import SeqtagError, write_conll
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig
-from seqtag.corpus import Sentence, read_conllu
-from seqtag.data import TaggingDataset
-from seqtag.sources import (
+from seqtag.data.corpus import Sentence, read_conllu
+from seqtag.data.dataset import TaggingDataset
+from seqtag.data.sources import (
     absolute_paths,
     evaluation_data,
     read_files,
     trained_data_config,
     training_data,
 )
-from seqtag.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
+from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 
 from .helpers import random_sentences
 

@@ -17,16 +17,16 @@ import torch
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, write_conll, write_conllu
-from seqtag.checkpoint import numbered_checkpoints, read_checkpoint
-from seqtag.cli import main
+from seqtag.cli.app import main
+from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 from seqtag.device import cpu_bf16_problem
-from seqtag.model import Tagger
-from seqtag.training import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
-from seqtag.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
+from seqtag.model.tagger import Tagger
+from seqtag.training.checkpoint import numbered_checkpoints, read_checkpoint
+from seqtag.training.loop import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
 
 from .helpers import random_sentences
 
-train_module = importlib.import_module("seqtag.training")
+train_module = importlib.import_module("seqtag.training.loop")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TaggerConfig(embedding_dim=8, hidden_dim=8, char_embedding_dim=4, char_filters=4, dropout=0.2)
@@ -554,8 +554,8 @@ def test_a_full_disk_at_the_metrics_row_is_one_line_and_resume_rewrites_the_rows
 def test_train_step_clips_the_gradient_norm_to_clip_and_reports_it(clip):
     """With SGD at lr 1 the step is minus the gradient scaled by ``min(1, clip / norm)``; the
     result's ``norm`` is the norm before clipping."""
-    from seqtag.data import TaggingDataset, collate
-    from seqtag.training import train_step
+    from seqtag.data.dataset import TaggingDataset, collate
+    from seqtag.training.loop import train_step
 
     from .helpers import small_tagger
 

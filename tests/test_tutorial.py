@@ -1,7 +1,7 @@
 """The PyTorch LSTM tutorial, reproduced with seqtag's batched machinery."""
 
 import seqtag
-from seqtag.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, sonnet_corpus, tutorial_corpus
+from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, sonnet_corpus, tutorial_corpus
 
 
 def test_tutorial_tagger_learns_the_two_sentences():
@@ -32,7 +32,7 @@ def test_sonnet_next_word_loss_falls_every_epoch(tmp_path):
 def test_demo_prints_the_tagged_sentence(capsys):
     from io import StringIO
 
-    from seqtag.tutorial import demo
+    from seqtag.data.tutorial import demo
 
     out = StringIO()
     demo(out)

@@ -6,7 +6,7 @@ import torch
 
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig
-from seqtag.vectors import read_vectors
+from seqtag.data.vectors import read_vectors
 
 from .helpers import random_sentences
 
@@ -64,7 +64,7 @@ def test_vector_dimension_must_match(tmp_path):
 
 
 def test_vectors_through_the_cli(tmp_path):
-    from seqtag.cli import main
+    from seqtag.cli.app import main
 
     seqtag.write_conll(seqtag.tutorial_corpus(), tmp_path / "t.conll")
     path = _write(tmp_path / "v.txt", ["the 1 0 0", "dog 0 1 0"])

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqtag.corpus import Sentence
-from seqtag.vocab import (
+from seqtag.data.corpus import Sentence
+from seqtag.data.vocab import (
     CASE_LOWER,
     CASE_OTHER,
     CASE_TITLE,

@@ -3,7 +3,7 @@
 seqtag's docstrings are Google style with two reStructuredText habits that Markdown does not
 know, so they are rewritten before mkdocstrings renders them (the source is left alone):
 
-- Sphinx roles (``:class:`~seqtag.model.Tagger```, ``:func:`train```) become code spans
+- Sphinx roles (``:class:`~seqtag.model.tagger.Tagger```, ``:func:`train```) become code spans
   (`` `Tagger` ``, `` `train` ``), with ``~`` keeping only the last name as Sphinx does;
 - griffe reads doctests in an ``Examples:`` section as code, but takes ``Example:`` for an
   admonition whose body is Markdown: ``Example:`` is read as ``Examples:``;

@@ -6,7 +6,7 @@ A page asks for generated text with a marker line, replaced when the site is bui
   command-line flag, type, default, help), read from ``dataclasses.fields`` and the fields'
   ``metadata["help"]``, with each flag looked up in the real parser;
 - ``<!-- gen:cli -->``: the ``--help`` of ``seqtag`` and of each subcommand, from
-  ``seqtag.cli.build_parser()``.
+  ``seqtag.cli.app.build_parser()``.
 
 So neither the option list nor the CLI text is kept by hand in a second place. The hook also
 writes the stylesheet (Pygments colours, as code is highlighted at build time and nothing is
@@ -88,7 +88,7 @@ def config_table(cls: type, parser: argparse.ArgumentParser | None = None) -> st
     the command line does not expose).
     """
     if parser is None:
-        from seqtag.cli import build_parser
+        from seqtag.cli.app import build_parser
 
         parser = build_parser()
     options = {name: config_options(sub, cls) for name, sub in subcommands(parser).items()}
@@ -138,7 +138,7 @@ def help_text(parser: argparse.ArgumentParser) -> str:
 def cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
     """Markdown: ``seqtag --help``, then a section with the ``--help`` of each subcommand."""
     if parser is None:
-        from seqtag.cli import build_parser
+        from seqtag.cli.app import build_parser
 
         parser = build_parser()
     parts = ["```text", "$ seqtag --help", help_text(parser), "```"]

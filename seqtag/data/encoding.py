@@ -1,0 +1,185 @@
+"""Token strings to ids, and the inference batch plan: plain Python without torch.
+
+Every way of tagging strings runs this code: eager ``Tagger.predict`` and the ``torch.export``
+loader (through :mod:`seqtag.data.dataset`, which turns the lists into tensors), the TorchScript file
+(TorchScript compiles these functions into it) and the ONNX runner :mod:`seqtag.serving.onnx_runner`
+(which turns them into NumPy arrays, in processes that cannot import torch). So this module
+imports nothing, not even from seqtag.
+
+- :func:`encode_table` encodes each distinct token of a call once (:func:`encode_token`: the
+  ids that :func:`seqtag.data.dataset.encode_tokens` gives in training); :func:`lowercase_table` is the
+  lowercasing table it takes.
+- :func:`plan_batches` is the batch plan: sentences sorted by length, cut by a sentence count
+  and a padded-token cap.
+
+Everything here is written in the Python that TorchScript compiles: typed, no lambdas, no
+comprehensions with conditions.
+"""
+
+from __future__ import annotations
+
+
+def printable_ascii(s: str) -> bool:
+    """Whether every character of ``s`` is printable ASCII (space to ``~``): one byte each, and
+    lowercased by ``str.lower`` as :func:`seqtag.data.vocab.normalize` lowercases ASCII tokens.
+
+    >>> [printable_ascii(t) for t in ["Dog's, e.g. 5-7 (a b)~", "naïve", "tab\\tx", ""]]
+    [True, False, False, True]
+    """
+    if len("é") == 1:  # Python: a str indexes by code point (TorchScript folds this to False)
+        return s.lstrip(" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") == ""
+    # TorchScript: isprintable tests each byte, true only for printable ASCII in a C or UTF-8
+    # locale (a locale that takes the bytes of "é" for printable characters, such as Latin-1,
+    # gets False for every string, and so the general path of the callers)
+    return s.isprintable() and not "é".isprintable()
+
+
+def code_points(s: str) -> list[str]:
+    """Split ``s`` into its characters (Unicode code points).
+
+    TorchScript strings are UTF-8 bytes: indexing gives bytes, so a code point is a lead byte
+    plus the continuation bytes (``10xxxxxx``) after it. In Python, ``list(s)``.
+
+    >>> code_points("naïve")
+    ['n', 'a', 'ï', 'v', 'e']
+    """
+    if len("é") == 1 or printable_ascii(s):  # Python, or one byte per character
+        return list(s)
+    out: list[str] = []
+    start = 0
+    n = len(s)
+    for i in range(1, n + 1):
+        if i == n or (ord(s[i]) & 0xC0) != 0x80:
+            out.append(s[start:i])
+            start = i
+    return out
+
+
+def lowercase_table(lower_map: dict[str, str]) -> dict[str, str]:
+    """The per-character lowercasing table of :func:`encode_token`: a vocabulary's ``lower_map``
+    plus A-Z (:func:`seqtag.data.vocab.normalize` lowercases ASCII tokens with ``str.lower``)."""
+    table = dict(lower_map)
+    for c in range(65, 91):
+        table[chr(c)] = chr(c + 32)
+    return table
+
+
+def encode_token(
+    token: str,
+    word_ids: dict[str, int],
+    char_ids: dict[str, int],
+    lower_map: dict[str, str],
+    lowercase: bool,
+    char_width: int,
+    chars: list[int],
+) -> tuple[int, int, int]:
+    """Word id and case id of one token, as :func:`seqtag.data.dataset.encode_tokens` gives them, with
+    its at most ``char_width`` character ids appended to ``chars`` (``lower_map`` from
+    :func:`lowercase_table`; ``char_width`` 0 without character features).
+
+    Returns:
+        ``(word, case, n_chars)``, ``n_chars`` the count of ids appended.
+    """
+    ascii = printable_ascii(token)  # nearly every token: str.lower, string slices for the case
+    all_cps: list[str] = []
+    lowered: list[str] = []
+    if ascii:
+        normalized = token.lower()
+        cps = list(token[:char_width])
+    else:
+        all_cps = code_points(token)
+        lowered = [lower_map.get(c, c) for c in all_cps]  # one code point each (lowercase_table's values)
+        normalized = "".join(lowered)
+        cps = all_cps[:char_width]
+    if normalized == token:
+        case = 1
+    elif (normalized[1:] == token[1:]) if ascii else (lowered[1:] == all_cps[1:]):
+        case = 2  # (code-point lists when not ASCII: TorchScript slices a string by bytes)
+    else:
+        case = 3
+    for c in cps:  # appended here: one pass, and no list per token to copy into ``chars``
+        chars.append(char_ids.get(c, 1))
+    return word_ids.get(normalized if lowercase else token, 1), case, len(cps)
+
+
+def encode_table(
+    tokens: list[list[str]],
+    word_ids: dict[str, int],
+    char_ids: dict[str, int],
+    lower_map: dict[str, str],
+    lowercase: bool,
+    char_width: int,
+) -> tuple[list[int], list[int], list[int], list[int], list[int], list[int]]:
+    """Encode each distinct token of ``tokens`` (sentences of token strings) once.
+
+    Returns:
+        ``(entry, starts, words, cases, chars, widths)``: the table row of each of the ``N``
+        tokens in sentence order (``N`` ints), where each sentence starts in it (one int per
+        sentence), and per row of the ``E``-row table its word id, its case id, its at most
+        ``char_width`` character ids (unpadded, row after row: ``sum(widths)`` ints) and its
+        count of character ids (``E`` ints each). The callers pad ``chars`` into an
+        ``(E, char_width)`` array in one vectorized step rather than element by element here.
+    """
+    rows: dict[str, int] = {}
+    entry: list[int] = []
+    starts: list[int] = []
+    words: list[int] = []
+    cases: list[int] = []
+    chars: list[int] = []
+    widths: list[int] = []
+    for sentence in tokens:
+        starts.append(len(entry))
+        for token in sentence:
+            row = rows.get(token, -1)
+            if row < 0:
+                row = len(words)
+                rows[token] = row
+                word, case, width = encode_token(token, word_ids, char_ids, lower_map, lowercase, char_width, chars)
+                words.append(word)
+                cases.append(case)
+                widths.append(width)
+            entry.append(row)
+    return entry, starts, words, cases, chars, widths
+
+
+def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """The inference batch plan: the indices of the non-empty sentences, sorted (stable) by
+    length, cut into batches of at most ``batch_size`` sentences and ``max_tokens`` tokens
+    counting padding (default ``batch_size * 128``); a sentence longer than ``max_tokens`` is a
+    batch of its own. Every format (eager, TorchScript, torch.export, ONNX) and ``seqtag bench``
+    plan with it; TorchScript compiles it.
+
+    Raises:
+        ValueError: ``batch_size < 1`` or ``max_tokens < 1``.
+
+    >>> plan_batches([3, 0, 1, 3, 2], batch_size=2)
+    [[2, 4], [0, 3]]
+    >>> plan_batches([5, 1, 1, 9], batch_size=8, max_tokens=6)
+    [[1, 2], [0], [3]]
+    """
+    if batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size}")
+    cap = batch_size * 128 if max_tokens is None else max_tokens  # BucketBatchSampler's default too
+    if cap < 1:
+        raise ValueError(f"expected max_tokens >= 1, got {cap}")
+    n_all = len(lengths)
+    # a stable sort by length without a key function (TorchScript has none): each key is
+    # length * n + index, so equal lengths keep their input order
+    keys: list[int] = []
+    for i in range(n_all):
+        if lengths[i] > 0:
+            keys.append(lengths[i] * n_all + i)
+    keys.sort()
+    order: list[int] = []
+    for key in keys:
+        order.append(key % n_all)
+    batches: list[list[int]] = []
+    start = 0
+    n = len(order)
+    for end in range(1, n + 1):
+        full = end - start == batch_size
+        over = end < n and (end + 1 - start) * lengths[order[end]] > cap
+        if end == n or full or over:
+            batches.append(order[start:end])
+            start = end
+    return batches

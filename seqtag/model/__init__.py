@@ -1,0 +1,1 @@
+"""The tagger: layers, heads, the CRF, the model directory."""

@@ -1,0 +1,138 @@
+"""Model directories: what ``Tagger.save`` writes and ``Tagger.load`` reads, checked as a whole.
+
+A model directory holds ``config.json`` (``seqtag_version``, ``model``: the
+:class:`~seqtag.config.TaggerConfig`, and optionally ``training`` and ``data``), ``vocab.json``
+(the :class:`~seqtag.data.vocab.Vocabularies`) and ``weights.pt`` (the state dict, tensors only).
+:func:`save_tagger` writes each file atomically; :func:`load_tagger` checks that the three
+agree and raises :class:`~seqtag.errors.SeqtagError` with one line when they do not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from seqtag import __version__
+from seqtag.config import TaggerConfig, TrainConfig
+from seqtag.data.vocab import Vocabularies
+from seqtag.device import resolve_device
+from seqtag.errors import SeqtagError
+from seqtag.fileio import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from seqtag.model.tagger import Tagger
+
+CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "weights.pt"
+
+
+def save_tagger(
+    tagger: Tagger, directory: str | Path, training: TrainConfig | None = None, data: Mapping[str, Any] | None = None
+) -> None:
+    """:meth:`Tagger.save <seqtag.model.tagger.Tagger.save>`: write ``config.json``, ``vocab.json`` and
+    ``weights.pt`` into ``directory``, each to a temporary name and renamed."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in tagger.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    meta: dict[str, Any] = {"seqtag_version": __version__, "model": tagger.config.to_dict()}
+    if training is not None:
+        meta["training"] = training.to_dict()
+    if data is not None:
+        meta["data"] = dict(data.to_dict() if hasattr(data, "to_dict") else data)
+    config_text = json.dumps(meta, indent=2) + "\n"  # fails here, before any write, if not JSON
+    atomic_write_bytes(directory / WEIGHTS_FILE, buf.getvalue())
+    atomic_write_text(directory / VOCAB_FILE, json.dumps(tagger.vocabs.to_dict(), ensure_ascii=False))
+    atomic_write_text(directory / CONFIG_FILE, config_text)
+
+
+def load_tagger(cls: type[Tagger], directory: str | Path, device: str | torch.device = "cpu") -> Tagger:
+    """:meth:`Tagger.load <seqtag.model.tagger.Tagger.load>`: build ``cls`` from a model directory
+    checked as a whole, and move it to ``device``."""
+    directory = Path(directory)
+    for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise SeqtagError(f"{directory}: not a seqtag model directory (no {name})")
+    config = _read_config(directory / CONFIG_FILE)
+    vocabs = _read_vocabs(directory / VOCAB_FILE)
+    try:
+        tagger = cls(config, vocabs)
+    except ValueError as e:  # e.g. tags that do not follow the configured tag scheme
+        raise SeqtagError(f"{directory}: config.json and vocab.json disagree ({e})") from None
+    state = _read_weights(directory / WEIGHTS_FILE)
+    problem = _state_mismatch(state, tagger.state_dict())
+    if problem:
+        raise SeqtagError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}/{VOCAB_FILE}: {problem}")
+    tagger.load_state_dict(state)
+    dev = resolve_device(device)
+    tagger.set_rnn_mode(dev)
+    return tagger.to(dev)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SeqtagError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def _read_config(path: Path) -> TaggerConfig:
+    """The ``model`` entry of ``config.json``: every field present, each value valid."""
+    meta = _read_json(path)
+    model = meta.get("model") if isinstance(meta, dict) else None
+    if not isinstance(model, dict):
+        raise SeqtagError(f'{path}: expected a JSON object with a "model" object')
+    try:
+        return TaggerConfig.from_dict(model, complete=True)
+    except (TypeError, ValueError) as e:
+        raise SeqtagError(f'{path}: bad "model": {e}') from None
+
+
+def _read_vocabs(path: Path) -> Vocabularies:
+    try:
+        return Vocabularies.from_dict(_read_json(path))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SeqtagError(f"{path}: not a seqtag vocabulary ({type(e).__name__}: {e})") from None
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run the file's code
+        raise SeqtagError(f"{path}: refused to load: it holds Python objects, not only tensors") from None
+    except Exception as e:  # a torn or foreign file: RuntimeError, EOFError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise SeqtagError(f"{path}: not a readable weights file ({type(e).__name__}: {first})") from None
+    if not isinstance(state, dict):
+        raise SeqtagError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    return state
+
+
+def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:
+    """What keeps ``state`` from loading into a model whose state dict is ``expected`` ("" if nothing)."""
+    if "model" in state and "optimizer" in state:
+        return "it is a training checkpoint (checkpoints/*.pt), not the weights of a model directory"
+    if any(isinstance(k, str) and k.startswith("crf.") for k in state):
+        return "its tensor names (crf.*) are those of seqtag before 0.2.0, whose model directories do not load"
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    problems = []
+    if missing:
+        problems.append(f"no {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(map(str, unexpected[:4]))}{' ...' if len(unexpected) > 4 else ''}")
+    for k, v in expected.items():
+        if k in state:
+            if not isinstance(state[k], Tensor):
+                problems.append(f"{k} is a {type(state[k]).__name__}, not a tensor")
+            elif state[k].shape != v.shape:
+                problems.append(f"{k} has shape {list(state[k].shape)}, expected {list(v.shape)}")
+    return "; ".join(problems[:3])

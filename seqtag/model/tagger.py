@@ -1,0 +1,497 @@
+"""The tagger: embeddings (words, case, characters) ► (Bi)LSTM ► emissions ► CRF or softmax.
+
+:class:`Tagger` is an ``nn.Module`` built from parts that exist only when configured (the
+character CNN, the case embedding), an LSTM run by one of two paths and a head; the parts are in
+:mod:`seqtag.model.layers` (:class:`~seqtag.model.layers.CharCNN`, :class:`~seqtag.model.layers.PackedLSTM`,
+:class:`~seqtag.model.layers.PaddedLSTM`) and :mod:`seqtag.model.heads` (:class:`~seqtag.model.heads.CRFHead`,
+:class:`~seqtag.model.heads.SoftmaxHead`), the model directory's files in :mod:`seqtag.model.directory`.
+
+Its tensor methods (``forward``, ``loss``, ``decode``, and the id-level entry points
+``tag_ids``, ``tag_confidence``, ``tag_marginals``, ``tag_nbest``) are TorchScript-compatible;
+``predict``, ``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work
+with strings and files.
+
+The module is longer than the others (about 500 lines) because it is one class: the tensor
+methods and the string methods are the tagger's whole interface, read together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqtag.config import TaggerConfig, TrainConfig
+from seqtag.data.dataset import (
+    Encoded,
+    TaggingDataset,
+    collate,
+    collate_strings,
+    encode_strings,
+    lengths_to_mask,
+    plan_batches,
+    string_rules,
+)
+from seqtag.data.vocab import Vocabularies
+from seqtag.metrics import detect_scheme
+from seqtag.model.directory import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_tagger, save_tagger  # noqa: F401 (re-exported)
+from seqtag.model.heads import build_head
+from seqtag.model.layers import CharCNN, PackedLSTM, PaddedLSTM, dropout, resolve_rnn_mode
+
+
+def resolve_scheme(scheme: str, tags: Sequence[str]) -> str:
+    """``"auto"`` ► the scheme the tag set follows (``bio``, ``iob1``, ``bioes``) or ``"none"``."""
+    if scheme != "auto":
+        return scheme
+    return detect_scheme(tags) or "none"
+
+
+def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+    """Check an id-level batch as :meth:`Tagger.tag_ids` takes it: ``(batch, seq_len)`` words and
+    cases, ``(batch, seq_len, word_len)`` chars, ``(batch,)`` lengths with ``0 <= length <=
+    seq_len``. Returns the lengths as int64 on the CPU.
+
+    Raises:
+        ValueError: naming what disagrees.
+    """
+    if words.dim() != 2:
+        raise ValueError(f"expected words of shape (batch, seq_len), got {list(words.shape)}")
+    b, t = words.size(0), words.size(1)
+    if cases.shape != words.shape:
+        raise ValueError(f"expected cases of shape {list(words.shape)}, got {list(cases.shape)}")
+    if chars.dim() != 3 or chars.size(0) != b or chars.size(1) != t:
+        raise ValueError(f"expected chars of shape [{b}, {t}, word_len], got {list(chars.shape)}")
+    if lengths.dim() != 1 or lengths.size(0) != b:
+        raise ValueError(f"expected lengths of shape [{b}], got {list(lengths.shape)}")
+    lengths = lengths.cpu().long()
+    if b > 0 and (int(lengths.min()) < 0 or int(lengths.max()) > t):
+        low, high = int(lengths.min()), int(lengths.max())
+        raise ValueError(f"expected 0 <= lengths <= seq_len = {t}, got lengths from {low} to {high}")
+    return lengths
+
+
+
+
+class Tagger(nn.Module):
+    """A BiLSTM(-CRF) sequence tagger with its vocabularies.
+
+    Args:
+        config: the architecture.
+        vocabs: word, character and tag vocabularies (see :class:`~seqtag.data.vocab.Vocabularies`).
+
+    Attributes:
+        word_embedding: ``nn.Embedding`` of the words.
+        case_embedding: ``nn.Embedding`` of the case feature, or None (``case_embedding_dim = 0``).
+        char_cnn: :class:`~seqtag.model.layers.CharCNN`, or None (``char_filters = 0``).
+        lstm: the ``nn.LSTM`` holding the recurrent weights.
+        rnn: how the LSTM runs, :class:`~seqtag.model.layers.PackedLSTM` or
+            :class:`~seqtag.model.layers.PaddedLSTM` (:meth:`set_rnn_mode`).
+        output: ``nn.Linear`` to tag scores.
+        head: :class:`~seqtag.model.heads.CRFHead` (``config.crf``) or :class:`~seqtag.model.heads.SoftmaxHead`.
+
+    Example:
+        >>> import seqtag
+        >>> data = seqtag.tutorial_corpus()
+        >>> vocabs = seqtag.Vocabularies.build(data)
+        >>> tagger = seqtag.Tagger(seqtag.TaggerConfig(hidden_dim=8), vocabs)
+        >>> [len(tags) for tags in tagger.predict([["The", "dog"], []])]
+        [2, 0]
+    """
+
+    def __init__(self, config: TaggerConfig, vocabs: Vocabularies) -> None:
+        super().__init__()
+        self.config = config
+        self.vocabs = vocabs
+        self.num_tags = len(vocabs.tags)
+        self.word_embedding = nn.Embedding(len(vocabs.words), config.embedding_dim, padding_idx=0)
+        input_dim = config.embedding_dim
+        self.case_embedding = None
+        if config.case_embedding_dim > 0:
+            self.case_embedding = nn.Embedding(4, config.case_embedding_dim, padding_idx=0)
+            input_dim += config.case_embedding_dim
+        self.char_cnn = None
+        if config.char_filters > 0:
+            self.char_cnn = CharCNN(
+                len(vocabs.chars), config.char_embedding_dim, config.char_filters, config.char_kernel_size
+            )
+            input_dim += config.char_filters
+        self.dropout_p = config.dropout
+        self.lstm = nn.LSTM(
+            input_dim,
+            config.hidden_dim,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.set_rnn_mode(torch.device("cpu"))  # sets self.rnn
+        directions = 2 if config.bidirectional else 1
+        self.output = nn.Linear(config.hidden_dim * directions, self.num_tags)
+        self.tag_scheme = resolve_scheme(config.tag_scheme, vocabs.tags.itos)
+        self.head: nn.Module = build_head(config, vocabs.tags.itos, self.tag_scheme)
+
+    # -- tensor methods (TorchScript-compatible) ------------------------------------------
+
+    def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        """Tag scores (emissions) for a padded batch.
+
+        Args:
+            words: ``(batch, seq_len)`` word ids.
+            cases: ``(batch, seq_len)`` case-feature ids (unused without a case embedding).
+            chars: ``(batch, seq_len, word_len)`` character ids (``word_len`` may be 0; unused
+                without a character CNN).
+            lengths: ``(batch,)`` int64 lengths on the CPU, each >= 1.
+
+        Returns:
+            ``(batch, seq_len, num_tags)`` scores; values at padded positions are meaningless.
+        """
+        x = self.word_embedding(words)
+        if self.case_embedding is not None:
+            x = torch.cat([x, self.case_embedding(cases)], dim=2)
+        if self.char_cnn is not None:
+            x = torch.cat([x, self.char_cnn(chars)], dim=2)
+        x = dropout(x, self.dropout_p, self.training)
+        x = self.recurrent(x, lengths)
+        return self.output(dropout(x, self.dropout_p, self.training))
+
+    @torch.jit.export
+    def recurrent(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The LSTM by the chosen path: ``(batch, seq_len, input_dim)`` ►
+        ``(batch, seq_len, hidden * directions)``; ``lengths`` ``(batch,)`` on the CPU."""
+        return self.rnn(x, lengths, self.lstm._flat_weights)
+
+    @torch.jit.export
+    def loss(self, emissions: Tensor, tags: Tensor, lengths: Tensor) -> Tensor:
+        """Mean loss per real token: CRF negative log-likelihood or cross-entropy.
+
+        Args:
+            emissions: ``(batch, seq_len, num_tags)``.
+            tags: ``(batch, seq_len)`` gold tag ids.
+            lengths: ``(batch,)``.
+
+        Returns:
+            A float32 scalar.
+        """
+        return self.head.loss(emissions, tags, lengths_to_mask(lengths, emissions.size(1), emissions.device))
+
+    @torch.jit.export
+    def decode(self, emissions: Tensor, lengths: Tensor) -> Tensor:
+        """Best tag ids ``(batch, seq_len)``, 0 at padded positions (Viterbi with a CRF, else argmax)."""
+        return self.head.decode(emissions, lengths_to_mask(lengths, emissions.size(1), emissions.device))
+
+    @torch.jit.export
+    def tag_ids(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        """Best tag ids for a padded batch: :meth:`forward`, then :meth:`decode` (CRF Viterbi with
+        its constraints, or argmax). The one id-level entry point: eager prediction, the
+        TorchScript module and the ``torch.export`` programs all call it. Call it in eval mode.
+
+        Args:
+            words: ``(batch, seq_len)`` int64 word ids, on any device.
+            cases: ``(batch, seq_len)`` int64 case ids (1 lower, 2 Title, 3 other, 0 padding).
+            chars: ``(batch, seq_len, word_len)`` int64 character ids (``word_len`` may be 0).
+            lengths: ``(batch,)`` int64 sentence lengths, ``0 <= length <= seq_len``.
+
+        Returns:
+            ``(batch, seq_len)`` int64 tag ids on ``words.device``; 0 at padded positions and in
+            rows of length 0. Each row equals the result for that sentence alone.
+
+        Raises:
+            ValueError: for inconsistent shapes or lengths (``torch.jit.Error`` once scripted).
+                While ``torch.export`` traces it, nothing is checked and every length must be >= 1.
+        """
+        if not torch.jit.is_scripting():
+            if torch.compiler.is_exporting():
+                return self._tag_rows(words, cases, chars, lengths)
+        lengths = check_id_batch(words, cases, chars, lengths)
+        out = torch.zeros(words.shape, dtype=torch.long, device=words.device)
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() == words.size(0) and keep.numel() > 0:
+            return self._tag_rows(words, cases, chars, lengths).to(words.device)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            out[rows] = self._tag_rows(words[rows], cases[rows], chars[rows], lengths[keep]).to(words.device)
+        return out
+
+    @torch.jit.export
+    def tag_confidence(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`tag_ids` and the marginal probability of each chosen tag.
+
+        Returns:
+            ``(paths, confidence)``: ``(batch, seq_len)`` int64 tag ids as :meth:`tag_ids`
+            gives them, and ``(batch, seq_len)`` float32 ``p(y_t = paths[:, t] | x)`` (the CRF's
+            forward-backward marginal, or the softmax), 0 at padding and in rows of length 0.
+        """
+        lengths = check_id_batch(words, cases, chars, lengths)
+        b, t = words.size(0), words.size(1)
+        paths = torch.zeros((b, t), dtype=torch.long, device=words.device)
+        confidence = torch.zeros((b, t), dtype=torch.float32, device=words.device)
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            best = self.head.decode(emissions, mask)
+            probs = self.head.marginals(emissions, mask).gather(2, best.unsqueeze(2)).squeeze(2)
+            paths[rows] = best.to(words.device)
+            confidence[rows] = probs.float().to(words.device)
+        return paths, confidence
+
+    @torch.jit.export
+    def tag_marginals(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        """``(batch, seq_len, num_tags)`` float32 ``p(y_t = k | x)`` for the batch of
+        :meth:`tag_ids` (the CRF's forward-backward marginals, or the softmax); rows of 0 at
+        padding and in rows of length 0."""
+        lengths = check_id_batch(words, cases, chars, lengths)
+        b, t = words.size(0), words.size(1)
+        out = torch.zeros((b, t, self.num_tags), dtype=torch.float32, device=words.device)
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            out[rows] = self.head.marginals(emissions, mask).float().to(words.device)
+        return out
+
+    @torch.jit.export
+    def tag_nbest(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, k: int
+    ) -> tuple[Tensor, Tensor]:
+        """The ``k`` best tag sequences of each sentence of the batch of :meth:`tag_ids`.
+
+        Returns:
+            ``(paths, log_probs)``: ``(batch, k, seq_len)`` int64 tag ids (0 at padding) and
+            ``(batch, k)`` float32 log-probabilities, best first (``paths[:, 0]`` is
+            :meth:`tag_ids`'s); ``-inf`` and a path of zeros where a sentence has fewer than
+            ``k`` allowed sequences; a row of length 0 has one sequence (log-probability 0).
+
+        Raises:
+            ValueError: ``k < 1``, or the input errors of :meth:`tag_ids`.
+        """
+        if k < 1:
+            raise ValueError(f"expected k >= 1, got {k}")
+        lengths = check_id_batch(words, cases, chars, lengths)
+        b, t = words.size(0), words.size(1)
+        paths = torch.zeros((b, k, t), dtype=torch.long, device=words.device)
+        log_probs = torch.full((b, k), float("-inf"), dtype=torch.float32, device=words.device)
+        log_probs[:, 0] = 0.0  # the empty sequence of an empty sentence; overwritten below
+        keep = (lengths > 0).nonzero().squeeze(1)
+        if keep.numel() > 0:
+            rows = keep.to(words.device)
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            best, scores = self.head.nbest(emissions, mask, k)
+            paths[rows] = best.to(words.device)
+            log_probs[rows] = scores.float().to(words.device)
+        return paths, log_probs
+
+    def _emissions(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Emissions ``(B, T, K)`` and mask ``(B, T)`` on the model's device (lengths >= 1)."""
+        device = self.output.weight.device
+        emissions = self(words.to(device), cases.to(device), chars.to(device), lengths)
+        return emissions, lengths_to_mask(lengths, emissions.size(1), device)
+
+    def _tag_rows(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+        emissions, mask = self._emissions(words, cases, chars, lengths)
+        return self.head.decode(emissions, mask)
+
+    # -- strings in, strings out ---------------------------------------------------------
+
+    @torch.jit.unused
+    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[str]]:
+        """Tag tokenized sentences.
+
+        Args:
+            sentences: each a list of token strings (an empty list gives an empty list).
+            batch_size: at most this many sentences per forward pass (and at most
+                ``batch_size * 128`` tokens counting padding: :func:`~seqtag.data.dataset.plan_batches`).
+
+        Returns:
+            One list of tag strings per sentence.
+
+        Raises:
+            ValueError: ``batch_size < 1``.
+        """
+        itos = self.vocabs.tags.itos
+        return [[itos[i] for i in s] for s in self.predict_ids(sentences, batch_size)]
+
+    @torch.jit.unused
+    def predict_ids(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[int]]:
+        """Like :meth:`predict`, returning tag ids."""
+        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), self._paths, list)
+
+    @torch.jit.unused
+    def decode_encoded(
+        self, items: Sequence[Encoded], batch_size: int = 256, max_tokens: int | None = None
+    ) -> list[list[int]]:
+        """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
+        :class:`~seqtag.data.dataset.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by
+        :func:`~seqtag.data.dataset.plan_batches` (at most ``batch_size`` sentences and ``max_tokens``
+        padded tokens, default ``batch_size * 128``, per batch); one host transfer per batch."""
+        lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
+        lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
+        fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
+
+        def batches() -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor]]]:
+            for chunk in plan_batches(lengths, batch_size, max_tokens):
+                b = collate(fetch(chunk) if fetch else [items[i] for i in chunk])
+                yield chunk, (b.words, b.cases, b.chars, b.lengths)
+
+        return self._run(batches(), len(lengths), self._paths, list)
+
+    @torch.jit.unused
+    def predict_with_confidence(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = 256
+    ) -> list[tuple[list[str], list[float]]]:
+        """Tag tokenized sentences and give each chosen tag its probability under the model.
+
+        Args:
+            sentences: each a list of token strings.
+            batch_size: as in :meth:`predict`.
+
+        Returns:
+            Per sentence ``(tags, confidence)``: the tags of :meth:`predict` and, per token, the
+            marginal probability of the chosen tag, ``p(y_t = tag_t | sentence)`` (the CRF's
+            forward-backward marginal; the softmax for a softmax head).
+        """
+        itos = self.vocabs.tags.itos
+
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
+            paths, probs = self.tag_confidence(words, cases, chars, lengths)
+            return [([itos[i] for i in p[:n]], q[:n])
+                    for p, q, n in zip(paths.cpu().tolist(), probs.cpu().tolist(), lengths.tolist())]
+
+        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step, lambda: ([], []))
+
+    @torch.jit.unused
+    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[np.ndarray]:
+        """The probability of every tag at every token: per sentence an ``(n_tokens, num_tags)``
+        float32 array, columns in ``vocabs.tags.itos`` order, each row summing to 1 (the CRF's
+        forward-backward marginals, 0 for tags its constraints rule out; the softmax for a
+        softmax head). ``batch_size`` as in :meth:`predict`."""
+
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
+            probs = self.tag_marginals(words, cases, chars, lengths).cpu().numpy()
+            return [probs[i, :n].copy() for i, n in enumerate(lengths.tolist())]
+
+        k = self.num_tags
+        batches = self._string_batches(sentences, batch_size, None)
+        return self._run(batches, len(sentences), step, lambda: np.zeros((0, k), dtype=np.float32))
+
+    @torch.jit.unused
+    def nbest(
+        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = 256
+    ) -> list[list[tuple[list[str], float]]]:
+        """The ``k`` most probable tag sequences of each sentence.
+
+        Returns:
+            Per sentence up to ``k`` ``(tags, log_prob)``, best first (the first is
+            :meth:`predict`'s), fewer when the sentence has fewer allowed sequences; an empty
+            sentence has one, ``([], 0.0)``. Ties follow :meth:`CRF.nbest <seqtag.model.crf.CRF.nbest>`.
+
+        Raises:
+            ValueError: ``k < 1`` or ``batch_size < 1``.
+        """
+        if k < 1:
+            raise ValueError(f"expected k >= 1, got {k}")
+        itos = self.vocabs.tags.itos
+
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
+            paths, log_probs = self.tag_nbest(words, cases, chars, lengths, k)
+            return [[([itos[i] for i in p[:n]], s) for p, s in zip(ps, ss) if s != float("-inf")]
+                    for ps, ss, n in zip(paths.cpu().tolist(), log_probs.cpu().tolist(), lengths.tolist())]
+
+        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step,
+                         lambda: [([], 0.0)])
+
+    @torch.jit.unused
+    def _string_batches(
+        self, sentences: Sequence[Sequence[str]], batch_size: int, max_tokens: int | None
+    ) -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor]]]:
+        """The planned batches of token strings: ``(indices, (words, cases, chars, lengths))``."""
+        lens = [len(s) for s in sentences]
+        plan = plan_batches(lens, batch_size, max_tokens)  # checks batch_size before any work
+        table = encode_strings(sentences, *string_rules(self.vocabs, self.config))
+        for chunk in plan:
+            yield chunk, collate_strings(table, lens, chunk)
+
+    @torch.jit.unused
+    def _run(self, batches: Iterable, n: int, step: Callable, empty: Callable) -> list:
+        """The eager inference loop: ``step(words, cases, chars, lengths)`` gives one result per
+        row of each batch, in eval mode without autograd; sentences in no batch (empty ones)
+        get ``empty()``."""
+        out = [empty() for _ in range(n)]
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                for chunk, batch in batches:
+                    for i, result in zip(chunk, step(*batch)):
+                        out[i] = result
+        finally:
+            self.train(was_training)
+        return out
+
+    @torch.jit.unused
+    def _paths(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list[list[int]]:
+        paths = self.tag_ids(words, cases, chars, lengths).cpu().tolist()
+        return [path[:n] for path, n in zip(paths, lengths.tolist())]
+
+    @torch.jit.unused
+    def dataset(self, sentences: Sequence, with_tags: bool = True) -> TaggingDataset:
+        """Encode ``sentences`` with this tagger's vocabularies."""
+        return TaggingDataset(sentences, self.vocabs, self.config, with_tags=with_tags)
+
+    def _apply(self, fn, recurse=True):
+        # after a move to CUDA, cuDNN wants the LSTM's weights in one contiguous block
+        result = super()._apply(fn, recurse)
+        self.lstm.flatten_parameters()
+        return result
+
+    @torch.jit.unused
+    def set_rnn_mode(self, device: torch.device, exporting: bool = False) -> None:
+        """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`~seqtag.model.layers.resolve_rnn_mode`."""
+        path = resolve_rnn_mode(self.config.rnn_mode, device, exporting)
+        self.rnn = PackedLSTM(self.lstm) if path == "packed" else PaddedLSTM(self.lstm)
+
+    # -- files ------------------------------------------------------------------------------
+
+    @torch.jit.unused
+    def save(
+        self, directory: str | Path, training: TrainConfig | None = None, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write ``config.json``, ``vocab.json`` and ``weights.pt`` into ``directory``.
+
+        ``config.json`` holds ``seqtag_version``, ``model`` (the :class:`~seqtag.config.TaggerConfig`)
+        and, when given, ``training`` (the :class:`~seqtag.config.TrainConfig`) and ``data`` (the
+        data configuration, a dict of JSON values, such as ``DataConfig.to_dict()``).
+
+        Each file is written to a temporary name and renamed, so a crash leaves either the old
+        file or the new one, never a torn one.
+        """
+        save_tagger(self, directory, training, data)
+
+    @classmethod
+    @torch.jit.unused
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> Tagger:
+        """Load a model directory written by :meth:`save`, checked as a whole.
+
+        Weights load with ``weights_only=True``, so a crafted file cannot run code.
+
+        Raises:
+            SeqtagError: one line naming the file and what is wrong: a file missing or
+                unreadable, a key missing from ``config.json`` (no defaults are filled in),
+                weights that do not match ``config.json``/``vocab.json`` (another model's
+                weights, a training checkpoint copied over ``weights.pt``, an edited
+                vocabulary), or a weights file that holds Python objects.
+        """
+        return load_tagger(cls, directory, device)
+
+
+def as_tagger(model_or_dir: Tagger | str | os.PathLike) -> Tagger:
+    """``model_or_dir`` itself if it is a :class:`Tagger`, else the model directory it names,
+    loaded on the CPU (what every export takes)."""
+    if isinstance(model_or_dir, Tagger):
+        return model_or_dir
+    return Tagger.load(model_or_dir, device="cpu")

@@ -1,0 +1,304 @@
+"""Tag token strings with an ONNX file written by :func:`seqtag.serving.onnx_export.to_onnx`.
+
+Needs only ``numpy`` and ``onnxruntime`` (``pip install 'seqtag[onnx]'``, or just those two):
+this module imports nothing from torch, so it runs in serving processes without PyTorch. The
+strings are encoded from the file's metadata by seqtag's own string encoder and batched by its
+batch planner (:mod:`seqtag.data.encoding`, which imports no torch either), as :meth:`Tagger.predict
+<seqtag.model.tagger.Tagger.predict>` encodes and batches them.
+
+>>> import seqtag, seqtag.serving.onnx_export, tempfile, os
+>>> tagger = seqtag.Tagger(seqtag.TaggerConfig(hidden_dim=8), seqtag.Vocabularies.build(seqtag.tutorial_corpus()))
+>>> onnx_tagger = OnnxTagger(seqtag.serving.onnx_export.to_onnx(tagger, os.path.join(tempfile.mkdtemp(), "t.onnx")))
+>>> tags, confidence = onnx_tagger.predict_with_confidence([["The", "dog"]])[0]
+>>> len(tags), all(0.0 < p <= 1.0 for p in confidence)
+(2, True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime
+
+from seqtag.data.encoding import encode_table, lowercase_table, plan_batches
+from seqtag.errors import SeqtagError
+
+ONNX_FORMAT = "seqtag.onnx"
+METADATA_KEY = "seqtag.json"
+WITH_MARGINALS = "with_marginals"  # seqtag.serving.onnx_export.WITH_MARGINALS (that module imports torch)
+_WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
+DEFAULT_BATCH_SIZE = 256
+TOKENS_PER_SENTENCE = 128
+"""The padded-token cap of a batch is ``batch_size * TOKENS_PER_SENTENCE``, as in eager prediction."""
+
+
+def _as_list(sentences: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
+    """``sentences`` itself when it is a list or tuple, else a list of it (it may be a generator)."""
+    return sentences if isinstance(sentences, (list, tuple)) else list(sentences)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"expected batch_size >= 1, got {batch_size!r}")
+
+
+class OnnxTagger:
+    """An ONNX tagger file behind the methods of :class:`~seqtag.model.tagger.Tagger`: strings in, tags out.
+
+    Args:
+        path: a file written by :func:`seqtag.serving.onnx_export.to_onnx` (``seqtag export --format onnx``).
+        intra_op_num_threads: ONNX Runtime's threads per operator (0: its default, one per core).
+        providers: ONNX Runtime execution providers (default: the CPU).
+
+    Attributes:
+        tags: tag names in id order.
+        metadata: the file's JSON metadata (see :func:`seqtag.serving.onnx_export.onnx_metadata`).
+        session: the ``onnxruntime.InferenceSession``.
+
+    Raises:
+        SeqtagError: the file is missing, not ONNX, or not a seqtag tagger.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, intra_op_num_threads: int = 0, providers: Sequence[str] | None = None
+    ) -> None:
+        if not isinstance(intra_op_num_threads, int) or intra_op_num_threads < 0:
+            raise ValueError(f"expected intra_op_num_threads >= 0, got {intra_op_num_threads!r}")
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise SeqtagError(f"{path}: no such file")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no notes about unused inputs on stderr
+        try:
+            self.session = onnxruntime.InferenceSession(
+                path, options, providers=list(providers) if providers else ["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise SeqtagError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:200]})") from None
+        # an input with a default is an "overridable initializer" to ONNX Runtime, not an input
+        overridable = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
+        self._has_marginals_switch = WITH_MARGINALS in {i.name for i in overridable}
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            meta = json.loads(raw) if raw else {}
+        except ValueError:
+            meta = {}
+        if meta.get("format") != ONNX_FORMAT:
+            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger (no {METADATA_KEY} metadata)")
+        self.metadata = meta
+        self.tags: list[str] = list(meta["tags"])
+        encoding = meta["encoding"]
+        self._word_ids = {w: i for i, w in enumerate(encoding["words"])}
+        self._char_ids = {c: i for i, c in enumerate(encoding["chars"])}
+        self._lower_map = lowercase_table(dict(encoding["lower_map"]))
+        self._lowercase = bool(encoding["lowercase"])
+        self._width = int(encoding["max_word_length"]) if encoding["use_chars"] else 0
+        crf = meta["crf"]
+        k = len(self.tags)
+        if crf is None:  # a softmax head: independent tokens, log-probabilities from the emissions
+            self._start, self._trans, self._end = np.zeros(k), np.zeros((k, k)), np.zeros(k)
+        else:  # forbidden moves are -inf here: n-best lists only allowed sequences
+            self._start = np.where(crf["start_mask"], np.asarray(crf["start"], np.float32), -np.inf)
+            self._trans = np.where(crf["transition_mask"], np.asarray(crf["transitions"], np.float32), -np.inf)
+            self._end = np.where(crf["end_mask"], np.asarray(crf["end"], np.float32), -np.inf)
+
+    # -- strings in, strings out -------------------------------------------------------------
+
+    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
+        """Tag tokenized sentences: one list of tag strings per sentence (``[]`` for ``[]``)."""
+        sentences = _as_list(sentences)
+        out: list[list[str]] = [[] for _ in sentences]
+        for chunk, (tags,) in self._batches(sentences, batch_size, ["tags"]):
+            for row, i in enumerate(chunk):
+                out[i] = [self.tags[j] for j in tags[row, : len(sentences[i])].tolist()]
+        return out
+
+    def predict_with_confidence(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[tuple[list[str], list[float]]]:
+        """Per sentence, the best tags and the marginal probability of each chosen tag (under a
+        CRF, by forward-backward; for a softmax head, the softmax)."""
+        sentences = _as_list(sentences)
+        out: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+        for chunk, (tags, confidence) in self._batches(sentences, batch_size, ["tags", "confidence"]):
+            for row, i in enumerate(chunk):
+                n = len(sentences[i])
+                out[i] = ([self.tags[j] for j in tags[row, :n].tolist()], confidence[row, :n].tolist())
+        return out
+
+    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
+        """Per sentence, a ``(n_tokens, num_tags)`` float32 array of ``p(tag | sentence)`` at each
+        token, columns in :attr:`tags` order; rows sum to 1."""
+        sentences = _as_list(sentences)
+        out = [np.zeros((0, len(self.tags)), np.float32) for _ in sentences]
+        for chunk, (marginals,) in self._batches(sentences, batch_size, ["marginals"]):
+            for row, i in enumerate(chunk):
+                out[i] = marginals[row, : len(sentences[i])].copy()
+        return out
+
+    def nbest(
+        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[list[tuple[list[str], float]]]:
+        """Per sentence, up to ``k`` tag sequences with their log-probabilities, best first.
+
+        A sentence with fewer than ``k`` allowed sequences (tag-scheme constraints, or few
+        tokens and tags) gets fewer; an empty sentence gets ``[([], 0.0)]``. Computed here in
+        numpy (:func:`kbest_viterbi`) from the graph's emissions and the CRF's scores.
+        """
+        sentences = _as_list(sentences)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"expected k >= 1, got {k!r}")
+        out: list[list[tuple[list[str], float]]] = [[([], 0.0)] for _ in sentences]
+        for chunk, (emissions, log_partition) in self._batches(sentences, batch_size, ["emissions", "log_partition"]):
+            lengths = np.array([len(sentences[i]) for i in chunk], dtype=np.int64)
+            paths, scores = kbest_viterbi(emissions, lengths, self._start, self._trans, self._end, k)
+            log_probs = scores - log_partition.astype(np.float64)[:, None]
+            for row, i in enumerate(chunk):
+                n = int(lengths[row])
+                out[i] = [
+                    ([self.tags[j] for j in paths[row, r, :n].tolist()], float(log_probs[row, r]))
+                    for r in range(k)
+                    if np.isfinite(scores[row, r])
+                ]
+        return out
+
+    # -- ids ---------------------------------------------------------------------------------
+
+    def encode(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The padded id batch of ``sentences`` in the given order, as ``seqtag.data.dataset.collate`` pads
+        ``seqtag.data.dataset.encode_tokens``: ``words``, ``cases`` ``(batch, seq_len)``, ``chars``
+        ``(batch, seq_len, word_len)`` (``word_len`` the longest word, capped at
+        ``max_word_length``; 0 without character features) and ``lengths`` ``(batch,)``, int64."""
+        sentences = _as_list(sentences)
+        table = self._table(sentences)
+        return self._collate(table, [len(s) for s in sentences], list(range(len(sentences))))
+
+    def run(self, words: np.ndarray, cases: np.ndarray, chars: np.ndarray, lengths: np.ndarray,
+            outputs: Sequence[str] = ("tags",)) -> list[np.ndarray]:
+        """Run the graph on a padded batch (every length >= 1); returns the named outputs."""
+        if chars.shape[2] == 0:  # the graph takes at least one character per word (all padding here)
+            chars = np.zeros((*chars.shape[:2], 1), np.int64)
+        feed = {"words": words, "cases": cases, "chars": chars, "lengths": lengths}
+        if self._has_marginals_switch:  # files of seqtag 0.2.0 always compute them
+            feed[WITH_MARGINALS] = np.array(not set(outputs) <= _WITHOUT_MARGINALS)
+        return self.session.run(list(outputs), feed)
+
+    def _batches(self, sentences: Sequence[Sequence[str]], batch_size: int, outputs: list[str]):
+        """``(indices, outputs)`` per batch of the plan of :func:`plan_batches`."""
+        _check_batch_size(batch_size)
+        lens = [len(s) for s in sentences]
+        batches = plan_batches(lens, batch_size, batch_size * TOKENS_PER_SENTENCE)
+        if not batches:
+            return
+        table = self._table(sentences)
+        for chunk in batches:
+            yield chunk, self.run(*self._collate(table, lens, chunk), outputs=outputs)
+
+    def _table(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                     np.ndarray, np.ndarray]:
+        """Encode each distinct token once (:func:`seqtag.data.encoding.encode_table`), as arrays.
+
+        Returns:
+            ``(entry, starts, words, cases, chars, widths)``: ``(N,)`` the table row of each of
+            the ``N`` tokens in sentence order, ``(S,)`` where each sentence starts in it, and per
+            row ``(E,)`` word ids, ``(E,)`` case ids, ``(E, width)`` character ids padded with 0
+            and ``(E,)`` their counts.
+        """
+        entry, starts, words, cases, chars, widths = encode_table(
+            sentences, self._word_ids, self._char_ids, self._lower_map, self._lowercase, self._width
+        )
+        counts = np.asarray(widths, np.int64)
+        padded = np.zeros((len(words), self._width), np.int64)
+        padded[np.arange(self._width)[None, :] < counts[:, None]] = chars  # row r: counts[r] ids, then 0
+        return (
+            np.asarray(entry, np.int64),
+            np.asarray(starts, np.int64),
+            np.asarray(words, np.int64),
+            np.asarray(cases, np.int64),
+            padded,
+            counts,
+        )
+
+    def _collate(self, table, lens: list[int], chunk: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                             np.ndarray]:
+        """Pad the sentences ``chunk`` (indices) as ``seqtag.data.dataset.collate`` pads their encodings.
+
+        The NumPy twin of :func:`seqtag.data.dataset.collate_strings` (same table, same batch): the
+        padding is array indexing, which has no common form for torch and NumPy; plain-Python
+        padding would cost the eager path its vectorized scatter."""
+        entry, starts, words, cases, chars, widths = table
+        lengths = np.array([lens[i] for i in chunk], np.int64)
+        b, t = len(chunk), int(lengths.max(initial=0))
+        rows = np.concatenate([entry[starts[i] : starts[i] + lens[i]] for i in chunk]) if b else entry[:0]
+        mask = np.arange(t)[None, :] < lengths[:, None]  # shape: (B, T)
+        batch_words = np.zeros((b, t), np.int64)
+        batch_cases = np.zeros((b, t), np.int64)
+        batch_words[mask] = words[rows]
+        batch_cases[mask] = cases[rows]
+        w = int(widths[rows].max(initial=0))
+        batch_chars = np.zeros((b, t, w), np.int64)
+        if w:
+            batch_chars[mask] = chars[rows, :w]
+        return batch_words, batch_cases, batch_chars, lengths
+
+
+def kbest_viterbi(
+    emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, transitions: np.ndarray, end: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best tag sequences of each sentence under a linear-chain CRF (batched k-best Viterbi).
+
+    Args:
+        emissions: ``(batch, seq_len, num_tags)`` scores.
+        lengths: ``(batch,)`` int64, each ``>= 1``.
+        start: ``(num_tags,)`` scores of the first tag; ``-inf`` marks a forbidden one.
+        transitions: ``(num_tags, num_tags)`` scores of the moves ``[from, to]`` (``-inf``: forbidden).
+        end: ``(num_tags,)`` scores of the last tag (``-inf``: forbidden).
+        k: sequences per sentence, ``>= 1``.
+
+    Returns:
+        ``(paths, scores)``: ``(batch, k, seq_len)`` int64 tags (0 at padding) and ``(batch, k)``
+        float64 scores, best first. Missing sequences (fewer than ``k`` allowed) score ``-inf``
+        with paths of zeros. Ties go to the smaller (previous tag, previous rank) at each step and
+        the smaller (last tag, rank) at the end: deterministic, the order of a stable sort.
+    """
+    em = emissions.astype(np.float64)
+    b, t, n = em.shape
+    start, transitions, end = (np.asarray(a, np.float64) for a in (start, transitions, end))
+    # shape: (B, K, k), the best k prefix scores ending in each tag
+    score = np.full((b, n, k), -np.inf)
+    score[:, :, 0] = start + em[:, 0]
+    # shape: (T, B, K, k), (previous tag, previous rank) of each entry; row 0 unused
+    back_tag = np.zeros((t, b, n, k), np.int64)
+    back_rank = np.zeros((t, b, n, k), np.int64)
+    same_tag = np.broadcast_to(np.arange(n)[None, :, None], (b, n, k))
+    same_rank = np.broadcast_to(np.arange(k)[None, None, :], (b, n, k))
+    for step in range(1, t):
+        # shape: (B, K [from] * k, K [to]), candidate scores by (previous tag, previous rank)
+        candidates = (score[:, :, :, None] + transitions[None, :, None, :] + em[:, step, None, None, :]).reshape(
+            b, n * k, n
+        )
+        best = np.argsort(-candidates, axis=1, kind="stable")[:, :k]  # shape: (B, k, K [to])
+        new_score = np.take_along_axis(candidates, best, axis=1).transpose(0, 2, 1)  # shape: (B, K, k)
+        best = best.transpose(0, 2, 1)
+        inside = (step < lengths)[:, None, None]
+        score = np.where(inside, new_score, score)
+        back_tag[step] = np.where(inside, best // k, same_tag)
+        back_rank[step] = np.where(inside, best % k, same_rank)
+    final = (score + end[None, :, None]).reshape(b, n * k)
+    order = np.argsort(-final, axis=1, kind="stable")[:, :k]  # shape: (B, k)
+    scores = np.take_along_axis(final, order, axis=1)
+    tag, rank = order // k, order % k
+    paths = np.zeros((b, k, t), np.int64)
+    rows = np.arange(b)[:, None]
+    for step in range(t - 1, -1, -1):
+        paths[:, :, step] = tag
+        if step > 0:
+            tag, rank = back_tag[step][rows, tag, rank], back_rank[step][rows, tag, rank]
+    paths = np.where(np.arange(t)[None, None, :] < lengths[:, None, None], paths, 0)
+    paths[~np.isfinite(scores)] = 0
+    return paths, scores

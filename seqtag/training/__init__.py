@@ -1,0 +1,1 @@
+"""Training: the loop, the step, the run directory, checkpoints, interrupts, distributed, evaluation."""
