@@ -33,12 +33,8 @@ import torch
 import seqtag
 from seqtag.data.dataset import encode_tokens
 from seqtag.host import host_info
-from seqtag.serving.torchscript import (
-    load_torch_export,
-    load_torchscript,
-    to_torch_export,
-    to_torchscript,
-)
+from seqtag.serving.torch_export import load_torch_export, to_torch_export
+from seqtag.serving.torchscript import load_torchscript, to_torchscript
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "ud_english_ewt" / "en_ewt-ud-test.conllu"

@@ -5,7 +5,7 @@ A synthetic corpus of ``--sentences`` sentences (Zipf-distributed words, 17 POS-
 ``Dataset.from_generator``; then, as ``seqtag train --hf-dataset`` does:
 
 1. ``hf.build_vocabs``: one streaming pass;
-2. ``hf.ArrowTaggingDataset``: encoding by ``Dataset.map(batched=True)`` into a memory-mapped cache;
+2. ``arrow.ArrowTaggingDataset``: encoding by ``Dataset.map(batched=True)`` into a memory-mapped cache;
 3. one epoch of ``data.make_loader`` batches (bucketed, shuffled), timed: batches/s, tokens/s;
 4. a few training steps of a default ``seqtag.Tagger`` on those batches: the rate at which the
    model consumes data, to compare with 3.
@@ -45,7 +45,7 @@ from seqtag.data.arrow import ArrowTaggingDataset
 from seqtag.data.dataset import make_loader
 from seqtag.host import host_info
 from seqtag.model.tagger import Tagger
-from seqtag.training.loop import train_step
+from seqtag.training.step import train_step
 
 TAGS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
         "PUNCT", "SCONJ", "SYM", "VERB", "X"]  # fmt: skip

@@ -24,9 +24,9 @@ import torch
 
 import seqtag
 from seqtag.data.dataset import collate, encode_tokens
-from seqtag.host import host_info
-from seqtag.model.tagger import PackedLSTM, PaddedLSTM
-from seqtag.training.bench import bench, matmul_gflops, synthetic_corpus
+from seqtag.host import host_info, matmul_gflops
+from seqtag.model.layers import PackedLSTM, PaddedLSTM
+from seqtag.training.bench import bench, synthetic_corpus
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT = CORPORA / "ud_english_ewt"

@@ -20,11 +20,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import seqtag
-from seqtag.cli.app import _add_config_options, _config_from_args
+from seqtag.cli.options import add_config_options, config_from_args
 from seqtag.config import TaggerConfig, TrainConfig
 from seqtag.data.dataset import TaggingDataset, make_loader
 from seqtag.host import host_info
-from seqtag.training.loop import _optimizer, train_step, word_dropout_probabilities
+from seqtag.training.loop import _optimizer
+from seqtag.training.step import train_step, word_dropout_probabilities
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "ud_english_ewt" / "en_ewt-ud-train.conllu"
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=40, help="profiled steps (default: 40)")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (default: 10)")
     p.add_argument("--rows", type=int, default=20, help="operators listed (default: 20)")
-    _add_config_options(p, TaggerConfig, "model")
+    add_config_options(p, TaggerConfig, "model")
     return p
 
 
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    config = _config_from_args(TaggerConfig, args)
+    config = config_from_args(TaggerConfig, args)
     tc = TrainConfig(batch_size=args.batch_size)
     sentences = seqtag.read_corpus(args.corpus)
     vocabs = seqtag.Vocabularies.build(sentences, lowercase=config.lowercase, min_freq=tc.min_freq)

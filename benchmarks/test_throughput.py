@@ -14,7 +14,7 @@ from seqtag import Tagger, TaggerConfig, TrainConfig, Vocabularies
 from seqtag.data.dataset import BucketBatchSampler, TaggingDataset, collate, make_loader
 from seqtag.device import cpu_bf16_problem
 from seqtag.model.crf import CRF
-from seqtag.training.loop import train_step, word_dropout_probabilities
+from seqtag.training.step import train_step, word_dropout_probabilities
 
 CPU = torch.device("cpu")
 ARCHS = {

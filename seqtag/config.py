@@ -110,7 +110,7 @@ def field_kind(f: dataclasses.Field) -> type:
     return f.type if isinstance(f.type, type) else _KINDS[str(f.type)]
 
 
-class _JsonConfig:
+class JsonConfig:
     def __post_init__(self) -> None:
         """Every field is checked against its metadata (:func:`check_value`)."""
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
@@ -151,7 +151,7 @@ class _JsonConfig:
 
 
 @dataclass
-class TaggerConfig(_JsonConfig):
+class TaggerConfig(JsonConfig):
     """The architecture. Defaults are the recipe that reaches 95%+ UPOS on UD English-EWT."""
 
     embedding_dim: int = _f(100, "word embedding size", min=1)
@@ -186,7 +186,7 @@ class TaggerConfig(_JsonConfig):
 
 
 @dataclass
-class TrainConfig(_JsonConfig):
+class TrainConfig(JsonConfig):
     """How to train. Defaults: Adam 2e-3, batch 32, early stopping on dev accuracy."""
 
     epochs: int = _f(30, "maximum number of passes over the training data", resumable=True, min=1)
@@ -247,7 +247,7 @@ _READ_DATASETS = ("train", "evaluate", "predict")
 
 
 @dataclass
-class DataConfig(_JsonConfig):
+class DataConfig(JsonConfig):
     """Where the training data comes from and how it is read: CoNLL or CoNLL-U files, or a
     Hugging Face dataset. Saved in every checkpoint and in ``config.json`` (``"data"``), so that
     ``--resume`` reads the same data and ``seqtag evaluate`` the same tag column. Empty strings
@@ -312,7 +312,7 @@ def _ranged(default: Any, help: str, **limits: Any) -> Any:
 
 
 @dataclass
-class PredictConfig(_JsonConfig):
+class PredictConfig(JsonConfig):
     """How ``seqtag predict`` runs; the same checks for every model format.
 
     Ranges live in the field metadata (``min``/``max``) and are checked on construction.

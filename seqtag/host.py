@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from seqtag import __version__
 from seqtag.device import resolve_device
-from seqtag.training.bench import matmul_gflops
 
 CPUINFO = Path("/proc/cpuinfo")
 # The flags that decide which kernels run: AVX-512 for fp32, AVX-512 BF16 and AMX for bf16.
@@ -85,7 +86,7 @@ def host_info(device: str | torch.device | None = None, matmul: bool = True) -> 
         device: the device the benchmark ran on (default: the CPU); its name and its measured
             matrix-multiply rates are recorded.
         matmul: measure the fp32 and bf16 matrix-multiply rates on ``device`` with
-            :func:`seqtag.training.bench.matmul_gflops` (a second or so on a CPU); False leaves
+            :func:`matmul_gflops` (a second or so on a CPU); False leaves
             ``matmul_gflops`` empty.
 
     Returns:
@@ -124,3 +125,27 @@ def host_info(device: str | torch.device | None = None, matmul: bool = True) -> 
         "cuda_device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
         "matmul_gflops": {p: matmul_gflops(dev, p) for p in ("fp32", "bf16")} if matmul else {},
     }
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA runs asynchronously; the CPU does not)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, precision: str = "fp32", size: int = 1024, repeats: int = 20) -> float:
+    """Measured matrix-multiply rate on ``device`` (median over ``repeats``)."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    if device.type == "cuda":
+        size = 4096
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    times = []
+    for i in range(repeats + 3):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        if i >= 3:
+            times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9

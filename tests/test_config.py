@@ -91,10 +91,10 @@ def test_a_field_added_after_a_release_takes_its_default_in_an_older_saved_file(
     """``since=`` fields are the only ones a saved (``complete``) file may lack."""
     import dataclasses
 
-    from seqtag.config import _f, _JsonConfig, required_fields
+    from seqtag.config import JsonConfig, _f, required_fields
 
     @dataclasses.dataclass
-    class Saved(_JsonConfig):
+    class Saved(JsonConfig):
         old: int = _f(1, "a field every saved file has", min=0)
         new: int = _f(2, "a field added later", min=0, since="0.2.1")
 

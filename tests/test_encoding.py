@@ -104,4 +104,4 @@ def test_imports_in_a_process_that_cannot_import_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(SEQTAG_DIR.parent)})
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [[[2, 4], [0, 3]], list("naïve"), ["seqtag.data", "seqtag.data.encoding"]]
+    assert json.loads(done.stdout) == [[[2, 4], [0, 3]], list("naïve"), ["seqtag.data", "seqtag.data.encoding", "seqtag.lazy"]]

@@ -15,14 +15,8 @@ import torch
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, read_conllu
 from seqtag.data.dataset import collate, encode_tokens
-from seqtag.serving.torchscript import (
-    ScriptedTagger,
-    load_torch_export,
-    load_torchscript,
-    script,
-    to_torch_export,
-    to_torchscript,
-)
+from seqtag.serving.torch_export import load_torch_export, to_torch_export
+from seqtag.serving.torchscript import ScriptedTagger, load_torchscript, script, to_torchscript
 
 from .helpers import (
     TINY,

@@ -103,8 +103,8 @@ def test_ewt_arrow_dataset_trains_and_evaluates_like_the_conllu_files(ewt_slices
     train_ds, dev_ds = _classlabel_dataset(train_s, names), _classlabel_dataset(dev_s, names)
     config, tc = TaggerConfig(**TINY), TrainConfig(**FAST)
     vocabs = hf.build_vocabs(train_ds, lowercase=config.lowercase, min_freq=tc.min_freq)
-    train_set = hf.ArrowTaggingDataset(train_ds, vocabs, config, cache_dir=tmp_path / "enc")
-    dev_set = hf.ArrowTaggingDataset(dev_ds, vocabs, config, cache_dir=tmp_path / "enc")
+    train_set = arrow_data.ArrowTaggingDataset(train_ds, vocabs, config, cache_dir=tmp_path / "enc")
+    dev_set = arrow_data.ArrowTaggingDataset(dev_ds, vocabs, config, cache_dir=tmp_path / "enc")
 
     from_arrow = train(train_set, dev_set, config, tc, quiet=True)
 
@@ -301,7 +301,7 @@ def encoded_pair(tmp_path):
     config = TaggerConfig(max_word_length=12)
     vocabs = Vocabularies.build(sentences)
     ds = datasets.Dataset.from_dict(_rows(sentences))
-    arrow = hf.ArrowTaggingDataset(ds, vocabs, config, cache_dir=tmp_path / "enc", batch_size=64)
+    arrow = arrow_data.ArrowTaggingDataset(ds, vocabs, config, cache_dir=tmp_path / "enc", batch_size=64)
     return arrow, TaggingDataset(sentences, vocabs, config), ds, vocabs, config
 
 
@@ -332,24 +332,24 @@ def test_arrow_encoding_is_cached_and_parallel_encoding_agrees(encoded_pair, tmp
     arrow, reference, ds, vocabs, config = encoded_pair
     files = [f["filename"] for f in arrow.encoded.cache_files]
     assert files and all(f.startswith(str(tmp_path / "enc")) for f in files)
-    again = hf.ArrowTaggingDataset(ds, vocabs, config, cache_dir=tmp_path / "enc", batch_size=64)
+    again = arrow_data.ArrowTaggingDataset(ds, vocabs, config, cache_dir=tmp_path / "enc", batch_size=64)
     assert [f["filename"] for f in again.encoded.cache_files] == files
-    parallel = hf.ArrowTaggingDataset(ds, vocabs, config, num_proc=2, cache_dir=tmp_path / "enc2")
+    parallel = arrow_data.ArrowTaggingDataset(ds, vocabs, config, num_proc=2, cache_dir=tmp_path / "enc2")
     _same_batches(list(make_loader(parallel, 16, True, seed=2)), list(make_loader(reference, 16, True, seed=2)))
-    other = hf.ArrowTaggingDataset(ds, vocabs, config.replace(char_filters=0), cache_dir=tmp_path / "enc")
+    other = arrow_data.ArrowTaggingDataset(ds, vocabs, config.replace(char_filters=0), cache_dir=tmp_path / "enc")
     assert other[0].chars.shape == (len(reference[0]), 0)  # another encoding, another cache file
-    formatted = hf.ArrowTaggingDataset(ds.with_format("torch"), vocabs, config)  # any format encodes alike
+    formatted = arrow_data.ArrowTaggingDataset(ds.with_format("torch"), vocabs, config)  # any format encodes alike
     _same_batches([collate(list(formatted))], [collate(reference.items)])
 
 
 def test_arrow_dataset_without_tags_and_with_unknown_tags(encoded_pair):
     _, reference, ds, vocabs, config = encoded_pair
-    untagged = hf.ArrowTaggingDataset(ds.remove_columns("tags"), vocabs, config, with_tags=False)
+    untagged = arrow_data.ArrowTaggingDataset(ds.remove_columns("tags"), vocabs, config, with_tags=False)
     assert len(untagged[0].tags) == 0
     np.testing.assert_array_equal(untagged[0].words, reference[0].words)
     bad = datasets.Dataset.from_dict({"tokens": [["a"], ["b"]], "tags": [["A"], ["ZZZ"]]})
     with pytest.raises(SeqtagError, match="row 1: tags not in the model's tag set: ZZZ"):
-        hf.ArrowTaggingDataset(bad, vocabs, config)
+        arrow_data.ArrowTaggingDataset(bad, vocabs, config)
 
 
 def test_decoding_an_arrow_dataset_equals_decoding_its_sentences(encoded_pair):
@@ -363,7 +363,7 @@ def test_arrow_encoding_of_a_read_only_saved_dataset_goes_to_the_datasets_cache(
     datasets.Dataset.from_dict(_rows(sentences)).save_to_disk(tmp_path / "saved")
     saved = hf.load_split(tmp_path / "saved")
     monkeypatch.setattr(arrow_data, "_writable", lambda folder: folder != tmp_path / "saved")
-    arrow = hf.ArrowTaggingDataset(saved, Vocabularies.build(sentences), TaggerConfig())
+    arrow = arrow_data.ArrowTaggingDataset(saved, Vocabularies.build(sentences), TaggerConfig())
     assert arrow.encoded.cache_files[0]["filename"].startswith(str(tmp_path / "hf-cache" / "seqtag-encoded"))
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
         ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]

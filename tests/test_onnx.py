@@ -23,9 +23,10 @@ import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, read_conllu
 from seqtag.cli.app import main
 from seqtag.data.dataset import collate, cut_batches, encode_tokens
+from seqtag.data.encoding import plan_batches
 from seqtag.model.crf import NEG_SCORE
 from seqtag.serving.onnx_export import METADATA_KEY, to_onnx
-from seqtag.serving.onnx_runner import OnnxTagger, kbest_viterbi, plan_batches
+from seqtag.serving.onnx_runner import OnnxTagger, kbest_viterbi
 
 from .helpers import odd_sentences, random_sentences, small_tagger
 
@@ -504,7 +505,7 @@ def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_fil
     sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, _BARE_PACKAGE)
-    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.serving", "seqtag.serving.onnx_runner"])
+    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.lazy", "seqtag.serving", "seqtag.serving.onnx_runner"])
 
 
 def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):

@@ -13,10 +13,11 @@ import pytest
 import seqtag
 from seqtag import read_conll, read_conllu, write_conll, write_conllu
 from seqtag.cli.app import main
+from seqtag.config import PredictConfig
 from seqtag.data.formats import read_items
 from seqtag.model.tagger import Tagger
 from seqtag.serving.hf_tagging import tag_dataset
-from seqtag.serving.predictor import PredictConfig, load_predictor
+from seqtag.serving.predictor import load_predictor
 
 EXPORT_BUCKETS = [8, 16]  # small buckets export in seconds; the sentences tagged with them fit
 MODEL_KINDS = ["directory", "torchscript", "torch-export", "onnx"]
@@ -29,7 +30,8 @@ def models(tmp_path_factory):
 
     if not (EWT / "en_ewt-ud-train.conllu").exists():
         pytest.skip(f"UD English-EWT not found at {EWT}")
-    from seqtag.serving.torchscript import _torchscript_warnings, to_torch_export, to_torchscript
+    from seqtag.serving.torch_export import to_torch_export
+    from seqtag.serving.torchscript import _torchscript_warnings, to_torchscript
 
     root = tmp_path_factory.mktemp("predict_models")
     train = read_conllu(EWT / "en_ewt-ud-train.conllu")[:400]

@@ -15,10 +15,10 @@ from seqtag.data.sources import (
     absolute_paths,
     evaluation_data,
     read_files,
-    trained_data_config,
     training_data,
 )
 from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
+from seqtag.model.directory import trained_data_config
 
 from .helpers import random_sentences
 
@@ -94,7 +94,7 @@ def test_absolute_paths_resolve_files_and_local_datasets_but_keep_hub_names(tmp_
     assert absolute_paths(DataConfig(hf_dataset="conll2003")).hf_dataset == "conll2003"
 
 
-def test_trained_data_config_reads_config_json_then_the_last_checkpoint(tmp_path):
+def test_trained_data_config_reads_config_json_only(tmp_path):
     corpus = tutorial_corpus()
     dc = DataConfig(train_file="train.conll", tag_column="3")
     model = tmp_path / "m"
@@ -102,11 +102,9 @@ def test_trained_data_config_reads_config_json_then_the_last_checkpoint(tmp_path
                  output_dir=model, quiet=True, data_config=dc)  # fmt: skip
     assert trained_data_config(model) == dc
     meta = json.loads((model / "config.json").read_text())
-    meta.pop("data")  # a model saved without its data settings: the checkpoint still has them
+    meta.pop("data")  # a model saved without its data settings: the checkpoints are not read
     (model / "config.json").write_text(json.dumps(meta))
-    assert trained_data_config(model) == dc
-    for checkpoint in (model / "checkpoints").iterdir():
-        checkpoint.unlink()
+    assert any((model / "checkpoints").iterdir())
     assert trained_data_config(model) is None
     meta["data"] = {"num_proc": 0}
     (model / "config.json").write_text(json.dumps(meta))

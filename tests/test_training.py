@@ -22,7 +22,8 @@ from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_cor
 from seqtag.device import cpu_bf16_problem
 from seqtag.model.tagger import Tagger
 from seqtag.training.checkpoint import numbered_checkpoints, read_checkpoint
-from seqtag.training.loop import WALL_CLOCK_FIELDS, TrainingInterrupted, learning_rate
+from seqtag.training.interrupts import TrainingInterrupted
+from seqtag.training.loop import WALL_CLOCK_FIELDS, learning_rate
 
 from .helpers import random_sentences
 
@@ -555,7 +556,7 @@ def test_train_step_clips_the_gradient_norm_to_clip_and_reports_it(clip):
     """With SGD at lr 1 the step is minus the gradient scaled by ``min(1, clip / norm)``; the
     result's ``norm`` is the norm before clipping."""
     from seqtag.data.dataset import TaggingDataset, collate
-    from seqtag.training.loop import train_step
+    from seqtag.training.step import train_step
 
     from .helpers import small_tagger
 

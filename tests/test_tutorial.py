@@ -32,7 +32,7 @@ def test_sonnet_next_word_loss_falls_every_epoch(tmp_path):
 def test_demo_prints_the_tagged_sentence(capsys):
     from io import StringIO
 
-    from seqtag.data.tutorial import demo
+    from seqtag.cli.demo import demo
 
     out = StringIO()
     demo(out)

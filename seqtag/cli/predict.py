@@ -30,18 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from seqtag.config import DataConfig
+from seqtag.cli.options import add_config_options, config_from_args
+from seqtag.config import DataConfig, PredictConfig
 from seqtag.data.corpus import CONLLU_COLUMNS, conllu_column
 from seqtag.data.formats import FORMATS, SUFFIX_FORMATS, Item, Output, Tagged, Writer, read_items
 from seqtag.errors import SeqtagError
-from seqtag.serving.hf_tagging import (  # noqa: F401 (re-exported)
+from seqtag.serving.hf_tagging import (
     DEFAULT_OUTPUT_COLUMN,
-    _save_dataset,
-    _tag_dataset,
-    tag_dataset,
+    save_dataset,
+    tag_dataset_with,
 )
-from seqtag.serving.predictor import (  # noqa: F401 (PredictConfig and load_predictor re-exported)
-    PredictConfig,
+from seqtag.serving.predictor import (
     Predictor,
     load_predictor,
     model_kind,
@@ -149,8 +148,6 @@ def tag_stream(
 
 def add_parser(subparsers) -> None:
     """Add the ``predict`` subcommand to ``seqtag``'s subparsers."""
-    from seqtag.cli.app import _add_config_options
-
     p = subparsers.add_parser(
         "predict", help="tag a corpus (text, CoNLL, CoNLL-U, JSON lines or a Hugging Face dataset) as a stream"
     )
@@ -162,7 +159,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--output-format", choices=FORMATS, help="output format (default: the input's)")
     p.add_argument("--output", metavar="PATH", help="file to write, atomically (default: standard output); "
                    "with --hf-dataset, a new directory for save_to_disk")  # fmt: skip
-    _add_config_options(p, DataConfig, None, command="predict", only=("token_column", "tag_column"), help={
+    add_config_options(p, DataConfig, None, command="predict", only=("token_column", "tag_column"), help={
         "token_column": "conll: the token column index (default: 0); --hf-dataset: the tokens column (default: tokens)",
         "tag_column": "conllu: the column replaced, a name or index (default: the one the model was trained on, else "
                       "upos); conll: the index of a column to replace (default: append a column)",
@@ -174,7 +171,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr (default: when the input is a file and stderr a terminal)")
     group = p.add_argument_group("Hugging Face datasets (instead of --input)")
-    _add_config_options(group, DataConfig, None, command="predict", only=("hf_dataset", "hf_config", "cache_dir"), help={
+    add_config_options(group, DataConfig, None, command="predict", only=("hf_dataset", "hf_config", "cache_dir"), help={
         "hf_dataset": "a Hub dataset name, a save_to_disk folder, or data files (see docs/datasets.md); tagged with "
                       "Dataset.map, saved to --output",
     })  # fmt: skip
@@ -182,7 +179,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--output-column", default=DEFAULT_OUTPUT_COLUMN, metavar="NAME",
                        help=f"the new column of predicted tags (default: {DEFAULT_OUTPUT_COLUMN})")
     group.add_argument("--num-proc", dest="workers", type=int, metavar="N", help=argparse.SUPPRESS)  # = --workers
-    _add_config_options(p, PredictConfig, "prediction")
+    add_config_options(p, PredictConfig, "prediction")
 
 
 def _input_format(args: argparse.Namespace) -> str:
@@ -198,7 +195,9 @@ def _trained_tag_column(model: str) -> str | None:
     None for an exported file or a run without one)."""
     if not Path(model).is_dir():
         return None
-    from seqtag.data.sources import trained_data_config  # imports torch: only for a model directory
+    from seqtag.model.directory import (
+        trained_data_config,  # imports torch: only for a model directory
+    )
 
     trained = trained_data_config(Path(model))
     return trained.tag_column or None if trained is not None else None
@@ -233,9 +232,7 @@ def _writer(args: argparse.Namespace, input_format: str, output_format: str, tok
 
 
 def _predict_config(args: argparse.Namespace) -> PredictConfig:
-    from seqtag.cli.app import _config_from_args
-
-    config = _config_from_args(PredictConfig, args)
+    config = config_from_args(PredictConfig, args)
     if args.workers is None and config.device != "cpu":
         config = config.replace(workers=1)  # processes share out CPU cores, not one accelerator
     if args.nbest < 0:
@@ -352,6 +349,6 @@ def _run_hf(args: argparse.Namespace, config: PredictConfig) -> None:
     splits = hf.load_splits(args.hf_dataset, args.hf_config, cache_dir=args.cache_dir)
     data = hf.pick_split(splits, args.split, args.hf_dataset) if args.split else splits
     set_torch_threads(config.threads if config.workers == 1 else 0)
-    tagged = _tag_dataset(args.model, data, args.token_column, args.output_column, config)
-    _save_dataset(tagged, out)
+    tagged = tag_dataset_with(args.model, data, args.token_column, args.output_column, config)
+    save_dataset(tagged, out)
     print(f"tagged {args.hf_dataset} saved in {out}", file=sys.stderr)

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqtag.config import TaggerConfig
-from seqtag.data.encoding import encode_table, lowercase_table, plan_batches  # noqa: F401 (plan_batches re-exported)
+from seqtag.data.encoding import encode_table, lowercase_table
 from seqtag.data.vocab import Vocabularies, case_id, normalize
 from seqtag.errors import SeqtagError
 
@@ -204,7 +204,7 @@ def check_tags(sentences: Sequence, vocabs: Vocabularies, where: str = "the data
 @runtime_checkable
 class EncodedDataset(Protocol):
     """Encoded sentences, as :func:`make_loader`, ``train`` and ``evaluate`` take them:
-    :class:`TaggingDataset` (in memory) or :class:`seqtag.data.hf.ArrowTaggingDataset` (memory-mapped).
+    :class:`TaggingDataset` (in memory) or :class:`seqtag.data.arrow.ArrowTaggingDataset` (memory-mapped).
 
     Attributes:
         lengths: ``(num_sentences,)`` int64 sentence lengths, for the bucketing sampler.

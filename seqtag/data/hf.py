@@ -20,8 +20,7 @@ Two ways to train:
 - small data: :func:`sentences` gives a lazy sequence of :class:`~seqtag.data.corpus.Sentence`
   that :func:`seqtag.train` and :func:`seqtag.evaluate` take like any list of sentences;
 - large data: :func:`build_vocabs` (one streaming pass) and
-  :class:`~seqtag.data.arrow.ArrowTaggingDataset` (in :mod:`seqtag.data.arrow`; also
-  ``hf.ArrowTaggingDataset``),
+  :class:`~seqtag.data.arrow.ArrowTaggingDataset` (in :mod:`seqtag.data.arrow`),
   encoded by ``Dataset.map(batched=True)`` into a memory-mapped Arrow cache, so memory stays
   bounded whatever the corpus size.
 
@@ -370,7 +369,7 @@ def resolve_columns(
     return Columns(tokens, tags_column, names)
 
 
-def _row_tags(tags, columns: Columns, index: int) -> list[str]:
+def row_tags(tags, columns: Columns, index: int) -> list[str]:
     if tags is None:
         raise SeqtagError(f"row {index}: column {columns.tags!r} is empty (null)")
     if columns.names is None:
@@ -387,13 +386,13 @@ def _row_tags(tags, columns: Columns, index: int) -> list[str]:
         ) from None
 
 
-def _row_tokens(tokens, columns: Columns, index: int) -> list[str]:
+def row_tokens(tokens, columns: Columns, index: int) -> list[str]:
     if tokens is None:
         raise SeqtagError(f"row {index}: column {columns.tokens!r} is empty (null)")
     return list(tokens)
 
 
-def _sentence(tokens: list[str], tags: list[str], comments, index: int) -> Sentence:
+def row_sentence(tokens: list[str], tags: list[str], comments, index: int) -> Sentence:
     if len(tokens) != len(tags):
         raise SeqtagError(
             f"row {index}: expected as many tags as tokens, got {len(tokens)} tokens and {len(tags)} tags"
@@ -429,7 +428,7 @@ class DatasetSentences(Sequence):
 
     def _convert(self, row_tokens, row_tags, row_comments, index: int) -> Sentence:
         c = self.columns
-        return _sentence(_row_tokens(row_tokens, c, index), _row_tags(row_tags, c, index), row_comments, index)
+        return row_sentence(row_tokens(row_tokens, c, index), row_tags(row_tags, c, index), row_comments, index)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -666,12 +665,3 @@ def build_vocabs(
         token_counts, tags, lowercase=lowercase, min_freq=min_freq, extra_words=extra_words
     )
 
-
-def __getattr__(name: str):
-    # The encoded dataset lives in seqtag.data.arrow (beside seqtag.data.dataset); hf.ArrowTaggingDataset
-    # and hf.encoded_features still name it.
-    if name in ("ArrowTaggingDataset", "encoded_features"):
-        from seqtag.data import arrow as arrow_data
-
-        return getattr(arrow_data, name)
-    raise AttributeError(f"module 'seqtag.data.hf' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """What a :class:`~seqtag.config.DataConfig` names, as data: the training and dev data of a
 run (files read into sentences, or a Hugging Face dataset encoded into memory-mapped Arrow
-datasets), the data settings a model's run was trained with, and the paths a checkpoint keeps.
+datasets), and the paths a checkpoint keeps.
 
 ``seqtag train``, ``train --resume``, ``evaluate`` and ``bench`` read their data through here;
 the readers themselves are :mod:`seqtag.data.corpus` (files) and :mod:`seqtag.data.hf` (datasets).
@@ -8,7 +8,6 @@ the readers themselves are :mod:`seqtag.data.corpus` (files) and :mod:`seqtag.da
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig
@@ -16,8 +15,6 @@ from seqtag.data.corpus import Sentence, read_corpus
 from seqtag.data.vectors import read_vectors
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
-from seqtag.model.directory import CONFIG_FILE
-from seqtag.training.checkpoint import CHECKPOINT_DIR, LAST, read_checkpoint
 
 
 def read_files(dc: DataConfig, path: str) -> list[Sentence]:
@@ -73,22 +70,6 @@ def absolute_paths(dc: DataConfig) -> DataConfig:
     )
 
 
-def trained_data_config(model: Path) -> DataConfig | None:
-    """The data settings the model directory's run was trained with: config.json's ``data``, or
-    (from a model saved without it) its newest checkpoint's; None if neither has them."""
-    try:
-        meta = json.loads((model / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = None
-    stored = meta.get("data") if isinstance(meta, dict) else None
-    if stored is None and (model / CHECKPOINT_DIR / LAST).is_file():
-        stored = read_checkpoint(model / CHECKPOINT_DIR / LAST)["data_config"]
-    if stored is None:
-        return None
-    try:
-        return DataConfig.from_dict(stored)
-    except ValueError as e:
-        raise SeqtagError(f"{model / CONFIG_FILE}: unreadable data settings ({e})") from None
 
 
 def evaluation_data(dc: DataConfig, path: str | None, split: str | None):

@@ -14,26 +14,23 @@ import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqtag import __version__
-from seqtag.config import TaggerConfig, TrainConfig
+from seqtag.config import DataConfig, TaggerConfig, TrainConfig
 from seqtag.data.vocab import Vocabularies
 from seqtag.device import resolve_device
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes, atomic_write_text
 
-if TYPE_CHECKING:
-    from seqtag.model.tagger import Tagger
-
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "weights.pt"
 
 
 def save_tagger(
-    tagger: Tagger, directory: str | Path, training: TrainConfig | None = None, data: Mapping[str, Any] | None = None
+    tagger: nn.Module, directory: str | Path, training: TrainConfig | None = None, data: Mapping[str, Any] | None = None
 ) -> None:
     """:meth:`Tagger.save <seqtag.model.tagger.Tagger.save>`: write ``config.json``, ``vocab.json`` and
     ``weights.pt`` into ``directory``, each to a temporary name and renamed."""
@@ -53,9 +50,10 @@ def save_tagger(
     atomic_write_text(directory / CONFIG_FILE, config_text)
 
 
-def load_tagger(cls: type[Tagger], directory: str | Path, device: str | torch.device = "cpu") -> Tagger:
-    """:meth:`Tagger.load <seqtag.model.tagger.Tagger.load>`: build ``cls`` from a model directory
-    checked as a whole, and move it to ``device``."""
+def load_tagger(cls: type[nn.Module], directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """:meth:`Tagger.load <seqtag.model.tagger.Tagger.load>`: build ``cls(config, vocabs)`` (a
+    :class:`~seqtag.model.tagger.Tagger`) from a model directory checked as a whole, and move it to
+    ``device``."""
     directory = Path(directory)
     for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
@@ -136,3 +134,19 @@ def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:
             elif state[k].shape != v.shape:
                 problems.append(f"{k} has shape {list(state[k].shape)}, expected {list(v.shape)}")
     return "; ".join(problems[:3])
+
+
+def trained_data_config(model: Path) -> DataConfig | None:
+    """The data settings the model directory's run was trained with (config.json's ``data``;
+    None for a model saved without them)."""
+    try:
+        meta = json.loads((model / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    stored = meta.get("data") if isinstance(meta, dict) else None
+    if stored is None:
+        return None
+    try:
+        return DataConfig.from_dict(stored)
+    except ValueError as e:
+        raise SeqtagError(f"{model / CONFIG_FILE}: unreadable data settings ({e})") from None

@@ -34,12 +34,12 @@ from seqtag.data.dataset import (
     collate_strings,
     encode_strings,
     lengths_to_mask,
-    plan_batches,
     string_rules,
 )
+from seqtag.data.encoding import plan_batches
 from seqtag.data.vocab import Vocabularies
 from seqtag.metrics import detect_scheme
-from seqtag.model.directory import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, load_tagger, save_tagger  # noqa: F401 (re-exported)
+from seqtag.model.directory import load_tagger, save_tagger
 from seqtag.model.heads import build_head
 from seqtag.model.layers import CharCNN, PackedLSTM, PaddedLSTM, dropout, resolve_rnn_mode
 
@@ -326,7 +326,7 @@ class Tagger(nn.Module):
         self, items: Sequence[Encoded], batch_size: int = 256, max_tokens: int | None = None
     ) -> list[list[int]]:
         """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
-        :class:`~seqtag.data.dataset.TaggingDataset` or ``hf.ArrowTaggingDataset``), batched by
+        :class:`~seqtag.data.dataset.TaggingDataset` or ``arrow.ArrowTaggingDataset``), batched by
         :func:`~seqtag.data.dataset.plan_batches` (at most ``batch_size`` sentences and ``max_tokens``
         padded tokens, default ``batch_size * 128``, per batch); one host transfer per batch."""
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items

@@ -10,14 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqtag.config import PredictConfig
 from seqtag.errors import SeqtagError
-from seqtag.serving.predictor import (
-    PredictConfig,
-    Predictor,
-    _bound,
-    process_predictor,
-    set_torch_threads,
-)
+from seqtag.serving.predictor import Predictor, bound_method, process_predictor, set_torch_threads
 
 if TYPE_CHECKING:
     import datasets
@@ -42,7 +37,7 @@ class _TagBatch:
             return self.model
         if not isinstance(self.model, (str, os.PathLike)):  # a Tagger or another object with predict()
             bs = self.config.batch_size
-            return Predictor(type(self.model).__name__, "", {"predict": _bound(self.model, "predict", batch_size=bs)})
+            return Predictor(type(self.model).__name__, "", {"predict": bound_method(self.model, "predict", batch_size=bs)})
         return process_predictor(self.model, self.config.to_dict())
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
@@ -100,17 +95,17 @@ def tag_dataset(
     if num_proc is not None and num_proc < 1:
         raise ValueError(f"expected num_proc >= 1, got {num_proc}")
     config = PredictConfig(batch_size=batch_size, workers=num_proc or 1)
-    return _tag_dataset(tagger_or_path, dataset, tokens_column, output_column, config)
+    return tag_dataset_with(tagger_or_path, dataset, tokens_column, output_column, config)
 
 
-def _tag_dataset(tagger_or_path, dataset, tokens_column: str | None, output_column: str, config: PredictConfig):
+def tag_dataset_with(tagger_or_path, dataset, tokens_column: str | None, output_column: str, config: PredictConfig):
     import datasets
 
     from seqtag.data import hf
 
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict({
-            name: _tag_dataset(tagger_or_path, split, tokens_column, output_column, config)
+            name: tag_dataset_with(tagger_or_path, split, tokens_column, output_column, config)
             for name, split in dataset.items()
         })  # fmt: skip
     columns = hf.resolve_columns(dataset, tokens_column, with_tags=False)
@@ -125,7 +120,7 @@ def _tag_dataset(tagger_or_path, dataset, tokens_column: str | None, output_colu
     )  # fmt: skip
 
 
-def _save_dataset(dataset, directory: Path) -> None:
+def save_dataset(dataset, directory: Path) -> None:
     """``save_to_disk`` into a temporary sibling of ``directory``, then rename it into place."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise SeqtagError(f"{directory} already exists; choose a new directory for the tagged dataset")

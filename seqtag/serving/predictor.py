@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from seqtag.config import DEFAULT_WORKERS, PredictConfig  # noqa: F401 (re-exported)
+from seqtag.config import PredictConfig
 from seqtag.data.formats import Tagged
 from seqtag.errors import SeqtagError
 
@@ -66,7 +66,7 @@ class Predictor:
         return [[(list(t), float(p)) for t, p in paths if math.isfinite(float(p))] for paths in out]
 
 
-def _bound(obj: Any, name: str, **keywords: Any) -> Callable | None:
+def bound_method(obj: Any, name: str, **keywords: Any) -> Callable | None:
     """``obj.name`` with those ``keywords`` it accepts, or None when ``obj`` has no such method."""
     method = getattr(obj, name, None)
     if method is None:
@@ -138,7 +138,7 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
         except ImportError as e:
             raise SeqtagError(f"{model}: ONNX models need onnxruntime (pip install 'seqtag[onnx]'): {e}") from None
         backend = OnnxTagger(model, intra_op_num_threads=config.threads_per_worker() or 0)
-    methods = {name: _bound(backend, name, batch_size=bs) for name in ("predict", "predict_with_confidence", "nbest")}
+    methods = {name: bound_method(backend, name, batch_size=bs) for name in ("predict", "predict_with_confidence", "nbest")}
     return Predictor(KINDS[kind], source, methods, max_length=int(getattr(backend, "max_length", 0) or 0))
 
 

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from seqtag import __version__
 from seqtag.config import TaggerConfig
-from seqtag.data.dataset import collate_strings, encode_strings, plan_batches, string_rules
+from seqtag.data.dataset import collate_strings, encode_strings, string_rules
+from seqtag.data.encoding import plan_batches
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_bytes, atomic_write_text, make_dir

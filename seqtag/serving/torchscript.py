@@ -37,16 +37,11 @@ import torch
 from torch import Tensor, nn
 
 from seqtag import __version__
-from seqtag.data.dataset import collate_strings, encode_strings, plan_batches, string_rules
+from seqtag.data.dataset import collate_strings, encode_strings, string_rules
+from seqtag.data.encoding import plan_batches
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
 from seqtag.model.tagger import Tagger, as_tagger
-from seqtag.serving.torch_export import (  # noqa: F401 (re-exported)
-    DEFAULT_MAX_LENGTH,
-    TorchExportTagger,
-    load_torch_export,
-    to_torch_export,
-)
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
 FORMAT_VERSION = 1

@@ -20,11 +20,13 @@ import torch
 
 from seqtag.config import TaggerConfig, TrainConfig
 from seqtag.data.corpus import Sentence
-from seqtag.data.dataset import TaggingDataset, collate, make_loader, plan_batches
+from seqtag.data.dataset import TaggingDataset, collate, make_loader
+from seqtag.data.encoding import plan_batches
 from seqtag.data.vocab import Vocabularies
 from seqtag.device import autocast, check_precision, resolve_device
+from seqtag.host import synchronize
 from seqtag.model.tagger import Tagger
-from seqtag.training.loop import train_step, word_dropout_probabilities
+from seqtag.training.step import train_step, word_dropout_probabilities
 
 
 def synthetic_corpus(
@@ -46,27 +48,8 @@ def synthetic_corpus(
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device: torch.device, precision: str = "fp32", size: int = 1024, repeats: int = 20) -> float:
-    """Measured matrix-multiply rate on ``device`` (median over ``repeats``)."""
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    if device.type == "cuda":
-        size = 4096
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    times = []
-    for i in range(repeats + 3):
-        _sync(device)
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
 
 
 def lstm_flops(config: TaggerConfig, input_dim: int, tokens: int) -> float:
@@ -152,7 +135,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
     batches = _endless(loader)
 
     def train_segment(n: int) -> tuple[float, int, int]:
-        _sync(dev)
+        synchronize(dev)
         start = time.perf_counter()
         tokens = sents = 0
         for _ in range(n):
@@ -160,7 +143,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
             train_step(tagger, optimizer, batch, precision=precision, clip=tc.clip, word_dropout=word_dropout)
             tokens += int(batch.lengths.sum())
             sents += len(batch.lengths)
-        _sync(dev)
+        synchronize(dev)
         return time.perf_counter() - start, tokens, sents
 
     tagger.train()
@@ -174,7 +157,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
     tagger.eval()
 
     def infer_segment() -> tuple[float, int, int]:
-        _sync(dev)
+        synchronize(dev)
         start = time.perf_counter()
         tokens = sents = 0
         with torch.inference_mode(), autocast(dev, precision):
@@ -183,7 +166,7 @@ def _bench_one(dataset, vocabs, config, batch_size, precision, dev, steps, repea
                 tagger.tag_ids(b.words, b.cases, b.chars, b.lengths).cpu()
                 tokens += int(b.lengths.sum())
                 sents += len(b.lengths)
-        _sync(dev)
+        synchronize(dev)
         return time.perf_counter() - start, tokens, sents
 
     infer_segment()
@@ -214,12 +197,12 @@ def _lstm_gflops(tagger: Tagger, loader, dev, precision: str, steps: int) -> flo
     times, flops = [], []
     for i, b in enumerate(batches):
         x = torch.randn(b.words.shape[0], b.words.shape[1], input_dim, device=dev, requires_grad=True)
-        _sync(dev)
+        synchronize(dev)
         start = time.perf_counter()
         with autocast(dev, precision):
             out = tagger.recurrent(x, b.lengths)
         out.float().sum().backward()
-        _sync(dev)
+        synchronize(dev)
         if i >= 2:
             times.append(time.perf_counter() - start)
             flops.append(3 * lstm_flops(tagger.config, input_dim, int(b.lengths.sum())))

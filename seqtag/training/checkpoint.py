@@ -109,7 +109,7 @@ def data_fingerprint(sentences: Sequence | None) -> dict[str, Any] | None:
     run is given the data it started with.
 
     For an encoded dataset (one with ``lengths``), the hash is its ``fingerprint`` attribute when
-    it has one (``hf.ArrowTaggingDataset``: data, vocabularies and encoding options, so a large
+    it has one (``arrow.ArrowTaggingDataset``: data, vocabularies and encoding options, so a large
     corpus is not read again at every checkpoint), else a hash of the word and tag ids.
     """
     if sentences is None:

@@ -51,7 +51,7 @@ def evaluate(
     Args:
         tagger: the model (in whatever autocast context the caller has entered).
         sentences: gold-tagged sentences, or an encoded dataset (:class:`~seqtag.data.dataset.EncodedDataset`:
-            a ``TaggingDataset`` or ``hf.ArrowTaggingDataset`` made with the model's vocabularies).
+            a ``TaggingDataset`` or ``arrow.ArrowTaggingDataset`` made with the model's vocabularies).
         batch_size: sentences per forward pass.
         unknown_tags: ``"error"``: gold tags the model lacks are an error; ``"map-to-O"``: they
             are scored as ``"O"`` (for span tag sets: such a chunk counts as missed).

@@ -70,19 +70,11 @@ from seqtag.training.runs import (
     plot_run,
     prepare_output_dir,
     restore_rng,
-    resumed_config,
     resumed_configs,
     save_model,
     write_metrics,
 )
 from seqtag.training.step import LossModule, StepResult, train_step, word_dropout_probabilities
-
-# Defined in their own modules, public here: the training step, and what stops a run.
-__all__ = [
-    "WALL_CLOCK_FIELDS", "LossModule", "StepResult", "TrainState", "TrainingInterrupted", "end_epoch", "learning_rate",
-    "resumed_config", "run_epoch", "save_checkpoint", "seed_everything", "train", "train_step",
-    "word_dropout_probabilities",
-]  # fmt: skip
 
 # Row fields that measure wall-clock time, so differ between an interrupted run and a straight one.
 WALL_CLOCK_FIELDS = ("tokens_per_s", "epoch_seconds", "wall_time")
@@ -188,7 +180,7 @@ def train(
 
     Args:
         train_data: gold-tagged training sentences, or an encoded dataset
-            (:class:`~seqtag.data.dataset.EncodedDataset`, e.g. ``hf.ArrowTaggingDataset`` for a corpus
+            (:class:`~seqtag.data.dataset.EncodedDataset`, e.g. ``arrow.ArrowTaggingDataset`` for a corpus
             larger than memory): the model then takes its vocabularies, so ``min_freq`` and the
             vectors' extra words are set where they were built (``hf.build_vocabs``).
         dev: gold-tagged sentences (or an encoded dataset with the same vocabularies) evaluated

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from seqtag.config import DataConfig, TaggerConfig, TrainConfig, _JsonConfig, resumable_fields
+from seqtag.config import DataConfig, JsonConfig, TaggerConfig, TrainConfig, resumable_fields
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_text, make_dir, remove_temp_files
-from seqtag.model.tagger import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, Tagger
+from seqtag.model.directory import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE
+from seqtag.model.tagger import Tagger
 from seqtag.training.checkpoint import (
     LAST,
     METRICS_FILE,
@@ -41,7 +42,7 @@ def log(message: str, quiet: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def resumed_config(saved: dict, given: _JsonConfig | None, cls: type, what: str) -> _JsonConfig | None:
+def resumed_config(saved: dict, given: JsonConfig | None, cls: type, what: str) -> JsonConfig | None:
     """The configuration ``saved[what]`` (a checkpoint's ``"train_config"``, ``"data_config"``)
     as a ``cls``, with the changes in ``given`` that resuming allows (the fields declared
     ``resumable``); None if the run saved none and none is given.

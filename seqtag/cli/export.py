@@ -1,0 +1,42 @@
+"""``seqtag export``: a model directory as TorchScript, ONNX or torch.export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from seqtag.cli.options import checked_type
+from seqtag.errors import SeqtagError
+from seqtag.serving.torch_export import DEFAULT_MAX_LENGTH, to_torch_export
+from seqtag.serving.torchscript import to_torchscript
+
+
+def add_parser(subparsers) -> None:
+    """Add ``export`` to ``seqtag``'s subparsers."""
+    p = subparsers.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out), ONNX or "
+                       "torch.export")
+    p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
+    p.add_argument("--output", required=True, metavar="PATH",
+                   help="torchscript: the file to write (e.g. tagger.pt); onnx: the file to write (e.g. "
+                   "tagger.onnx); torch-export: a new directory")
+    p.add_argument("--format", choices=("torchscript", "onnx", "torch-export"), default="torchscript",
+                   help="torchscript: one self-contained file, any sentence length, loads in C++ (default); "
+                   "onnx: one ONNX graph for ONNX Runtime, any batch and sentence length, vocabularies in its "
+                   "metadata (needs the onnx extra; see docs/serving.md); "
+                   "torch-export: id tensors in, one program per sentence-length bucket (see docs/export.md)")
+    p.add_argument("--max-length", type=checked_type(int, "max_length", min=1), default=DEFAULT_MAX_LENGTH, metavar="N",
+                   help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.format == "torchscript":
+        path = to_torchscript(args.model, args.output)
+    elif args.format == "onnx":
+        try:
+            from seqtag.serving.onnx_export import to_onnx
+        except ImportError as e:
+            raise SeqtagError(f"--format onnx needs the onnx package ({e}): pip install 'seqtag[onnx]'") from None
+        path = to_onnx(args.model, args.output)
+    else:
+        path = to_torch_export(args.model, args.output, max_length=args.max_length)
+    print(f"exported {args.model} ({args.format}) to {path}", file=sys.stderr)
