@@ -16,68 +16,69 @@ and ``TUTORIAL_TRAINING``):
 
 __version__ = "0.2.0"
 
-import importlib
+import sys
 
-# Names and the module that defines each. They are imported on first use (PEP 562), so that
+from seqtag.lazy import MovedModules, attach
+
+# Names and the module that defines each, imported on first use (PEP 562), so that
 # ``import seqtag`` and its torch-free modules (``seqtag.serving.onnx_runner``,
 # ``seqtag.data.corpus``, ``seqtag.config``) work where ``import torch`` fails.
-_EXPORTS = {
-    "DataConfig": "config",
-    "TaggerConfig": "config",
-    "TrainConfig": "config",
-    "CorpusError": "data.corpus",
-    "Sentence": "data.corpus",
-    "read_conll": "data.corpus",
-    "read_conllu": "data.corpus",
-    "read_corpus": "data.corpus",
-    "write_conll": "data.corpus",
-    "write_conllu": "data.corpus",
-    "resolve_device": "device",
-    "SeqtagError": "errors",
-    "Tagger": "model.tagger",
-    "evaluate": "training.evaluation",
-    "train": "training.loop",
-    "sonnet_corpus": "data.tutorial",
-    "tutorial_corpus": "data.tutorial",
-    "Vocab": "data.vocab",
-    "Vocabularies": "data.vocab",
-}
+_name, _dir, __all__ = attach(__name__, {
+    "config": ["DataConfig", "TaggerConfig", "TrainConfig"],
+    "data.corpus": ["CorpusError", "Sentence", "read_conll", "read_conllu", "read_corpus", "write_conll", "write_conllu"],
+    "data.tutorial": ["sonnet_corpus", "tutorial_corpus"],
+    "data.vocab": ["Vocab", "Vocabularies"],
+    "device": ["resolve_device"],
+    "errors": ["SeqtagError"],
+    "model.tagger": ["Tagger"],
+    "training.evaluation": ["evaluate"],
+    "training.loop": ["train"],
+})  # fmt: skip
+__all__ = sorted([*__all__, "load"])
 
 
 def __getattr__(name: str):
     if name == "load":  # seqtag.load(directory, device) is Tagger.load
-        return __getattr__("Tagger").load
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'seqtag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
+        return _name("Tagger").load
+    return _name(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted({*_dir(), "load"})
 
 
-__all__ = [
-    "CorpusError",
-    "DataConfig",
-    "SeqtagError",
-    "Sentence",
-    "Tagger",
-    "TaggerConfig",
-    "TrainConfig",
-    "Vocab",
-    "Vocabularies",
-    "evaluate",
-    "load",
-    "read_conll",
-    "read_conllu",
-    "read_corpus",
-    "resolve_device",
-    "sonnet_corpus",
-    "train",
-    "tutorial_corpus",
-    "write_conll",
-    "write_conllu",
-]
+# The module paths of 0.2.0, importable until 0.4.0 with a FutureWarning naming the new one
+# (seqtag.data, .model, .training and .cli are packages now, which hand on the old modules' names).
+sys.meta_path.append(MovedModules({
+    "seqtag.arrow_data": "seqtag.data.arrow",
+    "seqtag.bench": "seqtag.training.bench",
+    "seqtag.calibration": "seqtag.serving.calibration",
+    "seqtag.checkpoint": "seqtag.training.checkpoint",
+    "seqtag.corpus": "seqtag.data.corpus",
+    "seqtag.corpus_formats": "seqtag.data.formats",
+    "seqtag.crf": "seqtag.model.crf",
+    "seqtag.distributed": "seqtag.training.distributed",
+    "seqtag.encoding": "seqtag.data.encoding",
+    "seqtag.evaluation": "seqtag.training.evaluation",
+    "seqtag.export": ("seqtag.serving.torchscript", "seqtag.serving.torch_export"),
+    "seqtag.heads": "seqtag.model.heads",
+    "seqtag.hf": ("seqtag.data.hf", "seqtag.data.arrow"),
+    "seqtag.hf_tagging": "seqtag.serving.hf_tagging",
+    "seqtag.interrupts": "seqtag.training.interrupts",
+    "seqtag.layers": "seqtag.model.layers",
+    "seqtag.model_dir": "seqtag.model.directory",
+    "seqtag.onnx_export": "seqtag.serving.onnx_export",
+    "seqtag.onnx_tagger": "seqtag.serving.onnx_runner",
+    "seqtag.plot": "seqtag.training.plot",
+    "seqtag.predict": (
+        "seqtag.cli.predict", "seqtag.serving.predictor", "seqtag.serving.hf_tagging", "seqtag.config",
+    ),
+    "seqtag.predictors": ("seqtag.serving.predictor", "seqtag.config"),
+    "seqtag.runs": "seqtag.training.runs",
+    "seqtag.sources": "seqtag.data.sources",
+    "seqtag.step": "seqtag.training.step",
+    "seqtag.torch_export": "seqtag.serving.torch_export",
+    "seqtag.tutorial": ("seqtag.data.tutorial", "seqtag.cli.demo"),
+    "seqtag.vectors": "seqtag.data.vectors",
+    "seqtag.vocab": "seqtag.data.vocab",
+}, until="0.4.0"))  # fmt: skip
