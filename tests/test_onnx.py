@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig, read_conllu
 from seqtag.cli.app import main
-from seqtag.data.dataset import collate, cut_batches, encode_tokens
+from seqtag.data.dataset import collate, encode_tokens
 from seqtag.data.encoding import plan_batches
 from seqtag.model.crf import NEG_SCORE
 from seqtag.serving.onnx_export import METADATA_KEY, to_onnx
@@ -365,14 +365,19 @@ def test_encoding_equals_seqtag_encoder(pair):
     assert np.array_equal(lengths, expected.lengths.numpy())
 
 
-def test_plan_batches_equals_the_eager_planner():
+def test_plan_batches_equals_a_greedy_oracle():
     rng = np.random.default_rng(1)
     for _ in range(50):
         lengths = rng.integers(0, 40, int(rng.integers(0, 300))).tolist()
         batch_size, max_tokens = int(rng.integers(1, 40)), int(rng.integers(1, 600))
-        order = np.array(sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__), dtype=np.int64)
-        eager = cut_batches(order, np.asarray(lengths, dtype=np.int64)[order], batch_size, max_tokens)
-        assert plan_batches(lengths, batch_size, max_tokens) == [b.tolist() for b in eager]
+        batches: list[list[int]] = []
+        for i in sorted((i for i, n in enumerate(lengths) if n), key=lengths.__getitem__):
+            last = batches[-1] if batches else None  # a sentence joins the last batch while it fits
+            if last is not None and len(last) < batch_size and (len(last) + 1) * lengths[i] <= max_tokens:
+                last.append(i)
+            else:
+                batches.append([i])
+        assert plan_batches(lengths, batch_size, max_tokens) == batches
 
 
 def test_empty_input(pair):
@@ -505,7 +510,7 @@ def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_fil
     sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, _BARE_PACKAGE)
-    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.lazy", "seqtag.serving", "seqtag.serving.onnx_runner"])
+    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.config", "seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.lazy", "seqtag.serving", "seqtag.serving.onnx_runner"])
 
 
 def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):

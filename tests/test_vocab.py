@@ -9,18 +9,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtag.data.corpus import Sentence
-from seqtag.data.vocab import (
-    CASE_LOWER,
-    CASE_OTHER,
-    CASE_TITLE,
-    PAD,
-    UNK,
-    Vocab,
-    Vocabularies,
-    _lower_map,
-    case_id,
-    normalize,
-)
+from seqtag.data.encoding import Case, encode_token, lowercase_table
+from seqtag.data.encoding import normalize as normalize_with
+from seqtag.data.vocab import PAD, UNK, Vocab, Vocabularies, _lower_map
+
+CASE_LOWER, CASE_TITLE, CASE_OTHER = Case.LOWER.value, Case.TITLE.value, Case.OTHER.value
+
+
+def normalize(token: str, lower_map: dict) -> str:
+    """The lowercasing rule with a vocabulary's ``lower_map``."""
+    return normalize_with(token, lowercase_table(lower_map))
+
+
+def case_id(token: str, normalized: str) -> int:
+    """The case id the one string encoder gives ``token`` (``normalized`` checks the caller's
+    expectation of its lowercased form)."""
+    table = {c: n for c, n in zip(token, normalized)} if len(token) == len(normalized) else {}
+    return encode_token(token, {}, {}, lowercase_table(table), True, 0, [])[1]
 
 ASCII_UPPER = {chr(i) for i in range(ord("A"), ord("Z") + 1)}
 # Training characters with awkward case mappings: German ß (uppercase "SS", two characters),

@@ -10,11 +10,11 @@ from seqtag.lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "corpus": ["CorpusError", "Sentence", "read_conll", "read_conllu", "read_corpus", "write_conll", "write_conllu"],
-    "vocab": ["Vocab", "Vocabularies", "case_id", "normalize"],
-    "encoding": ["encode_table", "lowercase_table", "plan_batches"],
+    "vocab": ["Vocab", "Vocabularies"],
+    "encoding": ["Case", "encode_table", "lowercase_table", "normalize", "plan_batches"],
     "dataset": [
         "Batch", "BucketBatchSampler", "Encoded", "EncodedDataset", "TaggingDataset", "check_encoding", "check_tags",
-        "collate", "collate_strings", "cut_batches", "encode_strings", "encode_tags", "encode_tokens",
+        "collate", "collate_strings", "encode_strings", "encode_tags", "encode_tokens",
         "lengths_to_mask", "make_loader", "string_rules",
     ],
     "vectors": ["init_embedding", "read_vectors"],

@@ -25,8 +25,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqtag.config import TaggerConfig
-from seqtag.data.encoding import encode_table, lowercase_table
-from seqtag.data.vocab import Vocabularies, case_id, normalize
+from seqtag.data.encoding import cut_sorted, default_max_tokens, encode_table, lowercase_table
+from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 
 
@@ -81,22 +81,14 @@ class Batch:
 
 
 def encode_tokens(tokens: Sequence[str], vocabs: Vocabularies, config: TaggerConfig) -> Encoded:
-    """Encode one sentence's tokens (tags are left empty: see :func:`encode_tags`)."""
-    normed = [normalize(t, vocabs.lower_map) for t in tokens]
-    words = vocabs.words.encode(normed if config.lowercase else tokens)
-    cases = [case_id(t, n) for t, n in zip(tokens, normed)]
-    if config.char_filters > 0:
-        cap = config.max_word_length
-        width = min(cap, max((len(t) for t in tokens), default=0))
-        chars = np.zeros((len(tokens), width), dtype=np.int64)
-        for i, t in enumerate(tokens):
-            ids = vocabs.chars.encode(t[:cap])
-            chars[i, : len(ids)] = ids
-    else:
-        chars = np.zeros((len(tokens), 0), dtype=np.int64)
-    return Encoded(
-        np.asarray(words, dtype=np.int64), np.asarray(cases, dtype=np.int64), chars, np.zeros(0, np.int64)
-    )
+    """Encode one sentence's tokens (tags are left empty: see :func:`encode_tags`) through the
+    one string encoder, :func:`seqtag.data.encoding.encode_table`."""
+    entry, _, words, cases, chars, widths = encode_table([list(tokens)], *string_rules(vocabs, config))
+    width = max(widths, default=0)
+    table = np.zeros((len(words), width), dtype=np.int64)
+    table[np.arange(width)[None, :] < np.asarray(widths)[:, None]] = chars  # row r: widths[r] ids, then 0
+    rows = np.asarray(entry, dtype=np.int64)
+    return Encoded(np.asarray(words, np.int64)[rows], np.asarray(cases, np.int64)[rows], table[rows], np.zeros(0, np.int64))
 
 
 # -- strings: each distinct token encoded once (plain Python that TorchScript also compiles) --
@@ -285,20 +277,6 @@ def collate(items: Sequence[Encoded]) -> Batch:
     )
 
 
-def cut_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int) -> list[np.ndarray]:
-    """Cut ``order`` (indices sorted by length; ``lengths`` are theirs, ascending) into batches of
-    at most ``batch_size`` sentences and ``max_tokens`` tokens counting padding; a sentence
-    longer than ``max_tokens`` is a batch of its own."""
-    batches, start = [], 0
-    for end in range(1, len(order) + 1):
-        full = end - start == batch_size
-        over = end < len(order) and (end + 1 - start) * lengths[end] > max_tokens
-        if end == len(order) or full or over:
-            batches.append(order[start:end])
-            start = end
-    return batches
-
-
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of sentences of similar length, in random order.
 
@@ -307,7 +285,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     The last partial batch is kept. Without ``shuffle``, batches come sorted by length.
 
     A batch also holds at most ``max_tokens`` tokens counting padding (default
-    ``batch_size * 128``), so a very long sentence gets a smaller batch (down to itself alone)
+    :func:`~seqtag.data.encoding.default_max_tokens`), so a very long sentence gets a smaller batch (down to itself alone)
     instead of padding 31 others to its length; batches of ordinary sentences are unaffected.
 
     With ``num_replicas > 1`` (distributed training), rank ``rank`` takes every
@@ -342,18 +320,19 @@ class BucketBatchSampler(Sampler[list[int]]):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"expected 0 <= rank < num_replicas, got rank {rank} of {num_replicas}")
         self.lengths = np.asarray(lengths, dtype=np.int64)
+        self._lengths = self.lengths.tolist()
         self.batch_size, self.shuffle, self.seed, self.pool_size = batch_size, shuffle, seed, pool_size
         self.num_replicas, self.rank = num_replicas, rank
-        self.max_tokens = max_tokens if max_tokens is not None else batch_size * 128
+        self.max_tokens = max_tokens if max_tokens is not None else default_max_tokens(batch_size)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _cut(self, order: np.ndarray) -> list[np.ndarray]:
-        return cut_batches(order, self.lengths[order], self.batch_size, self.max_tokens)
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        return cut_sorted(order.tolist(), self._lengths, self.batch_size, self.max_tokens)
 
-    def _all_batches(self) -> list[np.ndarray]:
+    def _all_batches(self) -> list[list[int]]:
         n = len(self.lengths)
         if not self.shuffle:
             return self._cut(np.argsort(self.lengths, kind="stable"))
@@ -373,8 +352,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             # cyclically: fewer batches than ranks still gives every rank one
             batches = [batches[i % len(batches)] for i in range(total)]
             batches = batches[self.rank :: self.num_replicas]
-        for b in batches:
-            yield b.tolist()
+        yield from batches
 
     def __len__(self) -> int:
         return math.ceil(len(self._all_batches()) / self.num_replicas)

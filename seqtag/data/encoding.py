@@ -6,11 +6,12 @@ loader (through :mod:`seqtag.data.dataset`, which turns the lists into tensors),
 (which turns them into NumPy arrays, in processes that cannot import torch). So this module
 imports nothing, not even from seqtag.
 
-- :func:`encode_table` encodes each distinct token of a call once (:func:`encode_token`: the
-  ids that :func:`seqtag.data.dataset.encode_tokens` gives in training); :func:`lowercase_table` is the
-  lowercasing table it takes.
+- :func:`encode_table` encodes each distinct token of a call once (:func:`encode_token`; training
+  encodes through it too, :func:`seqtag.data.dataset.encode_tokens`); :func:`normalize` is the
+  lowercasing rule (the vocabularies are built with it) and :func:`lowercase_table` the table it
+  takes; the case feature's ids are :class:`Case`.
 - :func:`plan_batches` is the batch plan: sentences sorted by length, cut by a sentence count
-  and a padded-token cap.
+  and a padded-token cap (:func:`cut_sorted`, which training's bucketing sampler cuts with too).
 
 Everything here is written in the Python that TorchScript compiles: typed, no lambdas, no
 comprehensions with conditions.
@@ -18,10 +19,23 @@ comprehensions with conditions.
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class Case(Enum):
+    """The case feature's ids: how a token differs from its lowercased form (:func:`normalize`).
+    An enum because TorchScript, which compiles this module's functions, folds its values into
+    constants and has no global ones."""
+
+    PAD = 0  # padding
+    LOWER = 1  # unchanged by lowercasing: "dog", "42"
+    TITLE = 2  # only the first character changed: "Dog", "Über"
+    OTHER = 3  # anything else: "DOG", "iPhone"
+
 
 def printable_ascii(s: str) -> bool:
     """Whether every character of ``s`` is printable ASCII (space to ``~``): one byte each, and
-    lowercased by ``str.lower`` as :func:`seqtag.data.vocab.normalize` lowercases ASCII tokens.
+    lowercased by ``str.lower`` (:func:`normalize`).
 
     >>> [printable_ascii(t) for t in ["Dog's, e.g. 5-7 (a b)~", "naïve", "tab\\tx", ""]]
     [True, False, False, True]
@@ -56,12 +70,28 @@ def code_points(s: str) -> list[str]:
 
 
 def lowercase_table(lower_map: dict[str, str]) -> dict[str, str]:
-    """The per-character lowercasing table of :func:`encode_token`: a vocabulary's ``lower_map``
-    plus A-Z (:func:`seqtag.data.vocab.normalize` lowercases ASCII tokens with ``str.lower``)."""
+    """The per-character lowercasing table of :func:`normalize`: a vocabulary's ``lower_map``
+    plus A-Z."""
     table = dict(lower_map)
     for c in range(65, 91):
         table[chr(c)] = chr(c + 32)
     return table
+
+
+def normalize(token: str, table: dict[str, str]) -> str:
+    """``token`` lowercased: ``str.lower`` for printable ASCII, else code point by code point
+    through ``table`` (:func:`lowercase_table`), so that every format lowercases alike
+    (TorchScript's ``str.lower`` is ASCII-only). Words are looked up in this form.
+
+    >>> normalize("Über", lowercase_table({"Ü": "ü"})), normalize("DOG", {})
+    ('über', 'dog')
+    """
+    if printable_ascii(token):
+        return token.lower()
+    out: list[str] = []
+    for c in code_points(token):
+        out.append(table.get(c, c))
+    return "".join(out)
 
 
 def encode_token(
@@ -80,23 +110,20 @@ def encode_token(
     Returns:
         ``(word, case, n_chars)``, ``n_chars`` the count of ids appended.
     """
-    ascii = printable_ascii(token)  # nearly every token: str.lower, string slices for the case
+    ascii = printable_ascii(token)  # nearly every token: string slices for the case
+    normalized = normalize(token, lower_map)
     all_cps: list[str] = []
-    lowered: list[str] = []
     if ascii:
-        normalized = token.lower()
         cps = list(token[:char_width])
     else:
         all_cps = code_points(token)
-        lowered = [lower_map.get(c, c) for c in all_cps]  # one code point each (lowercase_table's values)
-        normalized = "".join(lowered)
         cps = all_cps[:char_width]
     if normalized == token:
-        case = 1
-    elif (normalized[1:] == token[1:]) if ascii else (lowered[1:] == all_cps[1:]):
-        case = 2  # (code-point lists when not ASCII: TorchScript slices a string by bytes)
+        case = Case.LOWER.value
+    elif (normalized[1:] == token[1:]) if ascii else (code_points(normalized)[1:] == all_cps[1:]):
+        case = Case.TITLE.value  # (code-point lists when not ASCII: TorchScript slices a string by bytes)
     else:
-        case = 3
+        case = Case.OTHER.value
     for c in cps:  # appended here: one pass, and no list per token to copy into ``chars``
         chars.append(char_ids.get(c, 1))
     return word_ids.get(normalized if lowercase else token, 1), case, len(cps)
@@ -142,10 +169,19 @@ def encode_table(
     return entry, starts, words, cases, chars, widths
 
 
+def default_max_tokens(batch_size: int) -> int:
+    """The most tokens, counting padding, in a batch of ``batch_size`` sentences unless told
+    otherwise (training's bucketing and every inference plan): 128 per sentence, so that one
+    very long sentence gets a batch of its own instead of padding the others to its length. (A
+    function, not a constant: TorchScript compiles it; it has no global constants.)"""
+    return batch_size * 128
+
+
 def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
     """The inference batch plan: the indices of the non-empty sentences, sorted (stable) by
     length, cut into batches of at most ``batch_size`` sentences and ``max_tokens`` tokens
-    counting padding (default ``batch_size * 128``); a sentence longer than ``max_tokens`` is a
+    counting padding (default :func:`default_max_tokens`); a sentence longer
+    than ``max_tokens`` is a
     batch of its own. Every format (eager, TorchScript, torch.export, ONNX) and ``seqtag bench``
     plan with it; TorchScript compiles it.
 
@@ -159,7 +195,7 @@ def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = N
     """
     if batch_size < 1:
         raise ValueError(f"expected batch_size >= 1, got {batch_size}")
-    cap = batch_size * 128 if max_tokens is None else max_tokens  # BucketBatchSampler's default too
+    cap = default_max_tokens(batch_size) if max_tokens is None else max_tokens
     if cap < 1:
         raise ValueError(f"expected max_tokens >= 1, got {cap}")
     n_all = len(lengths)
@@ -173,12 +209,23 @@ def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None = N
     order: list[int] = []
     for key in keys:
         order.append(key % n_all)
+    return cut_sorted(order, lengths, batch_size, cap)
+
+
+def cut_sorted(order: list[int], lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Cut ``order`` (sentence indices sorted by ``lengths[i]``, ascending) into consecutive
+    batches of at most ``batch_size`` sentences and ``max_tokens`` tokens counting padding; a
+    sentence longer than ``max_tokens`` is a batch of its own.
+
+    >>> cut_sorted([1, 2, 0, 3], [5, 1, 1, 9], batch_size=8, max_tokens=6)
+    [[1, 2], [0], [3]]
+    """
     batches: list[list[int]] = []
     start = 0
     n = len(order)
     for end in range(1, n + 1):
         full = end - start == batch_size
-        over = end < n and (end + 1 - start) * lengths[order[end]] > cap
+        over = end < n and (end + 1 - start) * lengths[order[end]] > max_tokens
         if end == n or full or over:
             batches.append(order[start:end])
             start = end

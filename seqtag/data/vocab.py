@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from seqtag.data.encoding import lowercase_table, normalize
+
 PAD = "<pad>"
 UNK = "<unk>"
 
@@ -173,7 +175,8 @@ class Vocabularies:
         # the vectors' characters join the lowercasing table (not the character vocabulary), so
         # that a vector word and a token spelled like it normalize alike
         lower_map = _lower_map(set(chars.itos[2:]) | {c for w in extra_words for c in w})
-        norm = (lambda t: normalize(t, lower_map)) if lowercase else (lambda t: t)
+        table = lowercase_table(lower_map)
+        norm = (lambda t: normalize(t, table)) if lowercase else (lambda t: t)
         counts: Counter[str] = Counter()
         for t, n in token_counts.items():
             counts[norm(t)] += n
@@ -206,30 +209,3 @@ class Vocabularies:
             dict(d["lower_map"]),
             d.get("word_counts"),
         )
-
-
-def normalize(token: str, lower_map: dict[str, str]) -> str:
-    """Lowercase ``token`` character by character through ``lower_map``.
-
-    >>> normalize("Über", {"Ü": "ü", "U": "u"})
-    'über'
-    """
-    if token.isascii():
-        return token.lower()
-    return "".join([lower_map.get(c, c) for c in token])
-
-
-CASE_LOWER, CASE_TITLE, CASE_OTHER = 1, 2, 3  # 0 is padding
-
-
-def case_id(token: str, normalized: str) -> int:
-    """The case feature: 1 unchanged by lowercasing, 2 only the first character changed, 3 otherwise.
-
-    >>> [case_id(t, t.lower()) for t in ["dog", "Dog", "DOG", "iPhone", "42"]]
-    [1, 2, 3, 3, 1]
-    """
-    if token == normalized:
-        return CASE_LOWER
-    if token[1:] == normalized[1:]:
-        return CASE_TITLE
-    return CASE_OTHER

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqtag.config import TaggerConfig, TrainConfig
+from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, TrainConfig
 from seqtag.data.dataset import (
     Encoded,
     TaggingDataset,
@@ -299,13 +299,13 @@ class Tagger(nn.Module):
     # -- strings in, strings out ---------------------------------------------------------
 
     @torch.jit.unused
-    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[str]]:
+    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
         """Tag tokenized sentences.
 
         Args:
             sentences: each a list of token strings (an empty list gives an empty list).
             batch_size: at most this many sentences per forward pass (and at most
-                ``batch_size * 128`` tokens counting padding: :func:`~seqtag.data.dataset.plan_batches`).
+                :func:`~seqtag.data.encoding.default_max_tokens` tokens counting padding: :func:`~seqtag.data.dataset.plan_batches`).
 
         Returns:
             One list of tag strings per sentence.
@@ -317,18 +317,18 @@ class Tagger(nn.Module):
         return [[itos[i] for i in s] for s in self.predict_ids(sentences, batch_size)]
 
     @torch.jit.unused
-    def predict_ids(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[int]]:
+    def predict_ids(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[int]]:
         """Like :meth:`predict`, returning tag ids."""
         return self._run(self._string_batches(sentences, batch_size, None), len(sentences), self._paths, list)
 
     @torch.jit.unused
     def decode_encoded(
-        self, items: Sequence[Encoded], batch_size: int = 256, max_tokens: int | None = None
+        self, items: Sequence[Encoded], batch_size: int = DEFAULT_BATCH_SIZE, max_tokens: int | None = None
     ) -> list[list[int]]:
         """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
         :class:`~seqtag.data.dataset.TaggingDataset` or ``arrow.ArrowTaggingDataset``), batched by
         :func:`~seqtag.data.dataset.plan_batches` (at most ``batch_size`` sentences and ``max_tokens``
-        padded tokens, default ``batch_size * 128``, per batch); one host transfer per batch."""
+        padded tokens, default :func:`~seqtag.data.encoding.default_max_tokens`, per batch); one host transfer per batch."""
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
         lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
         fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
@@ -342,7 +342,7 @@ class Tagger(nn.Module):
 
     @torch.jit.unused
     def predict_with_confidence(
-        self, sentences: Sequence[Sequence[str]], batch_size: int = 256
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[tuple[list[str], list[float]]]:
         """Tag tokenized sentences and give each chosen tag its probability under the model.
 
@@ -365,7 +365,7 @@ class Tagger(nn.Module):
         return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step, lambda: ([], []))
 
     @torch.jit.unused
-    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[np.ndarray]:
+    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
         """The probability of every tag at every token: per sentence an ``(n_tokens, num_tags)``
         float32 array, columns in ``vocabs.tags.itos`` order, each row summing to 1 (the CRF's
         forward-backward marginals, 0 for tags its constraints rule out; the softmax for a
@@ -381,7 +381,7 @@ class Tagger(nn.Module):
 
     @torch.jit.unused
     def nbest(
-        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = 256
+        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> list[list[tuple[list[str], float]]]:
         """The ``k`` most probable tag sequences of each sentence.
 

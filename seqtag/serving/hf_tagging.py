@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqtag.config import PredictConfig
+from seqtag.config import DEFAULT_BATCH_SIZE, PredictConfig
 from seqtag.errors import SeqtagError
 from seqtag.serving.predictor import Predictor, bound_method, process_predictor, set_torch_threads
 
@@ -57,7 +57,7 @@ def tag_dataset(
     dataset: datasets.Dataset | datasets.DatasetDict,
     tokens_column: str | None = None,
     output_column: str = DEFAULT_OUTPUT_COLUMN,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     num_proc: int | None = None,
 ) -> datasets.Dataset | datasets.DatasetDict:
     """Add a column of predicted tags to a Hugging Face ``Dataset`` or ``DatasetDict``.

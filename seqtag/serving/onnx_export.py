@@ -71,7 +71,7 @@ WITH_MARGINALS = "with_marginals"
 """The optional boolean input (default true): false skips the CRF's forward-backward, and
 ``confidence``, ``marginals`` and ``log_partition`` are then 0 (``tags`` alone costs about half)."""
 OUTPUTS = ("tags", "confidence", "marginals", "emissions", "log_partition")
-CASE_RULE = "seqtag.data.vocab.case_id/1"
+CASE_RULE = "seqtag.vocab.case_id/1"  # the name of the case rule (docs/serving.md) since 0.2.0
 """The case feature: 1 when lowercasing changes nothing, 2 when it changes only the first
 character, 3 otherwise (0 is padding); the metadata names the rule it was trained with."""
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime
 
+from seqtag.config import DEFAULT_BATCH_SIZE
 from seqtag.data.encoding import encode_table, lowercase_table, plan_batches
 from seqtag.errors import SeqtagError
 
@@ -30,9 +31,6 @@ ONNX_FORMAT = "seqtag.onnx"
 METADATA_KEY = "seqtag.json"
 WITH_MARGINALS = "with_marginals"  # seqtag.serving.onnx_export.WITH_MARGINALS (that module imports torch)
 _WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
-DEFAULT_BATCH_SIZE = 256
-TOKENS_PER_SENTENCE = 128
-"""The padded-token cap of a batch is ``batch_size * TOKENS_PER_SENTENCE``, as in eager prediction."""
 
 
 def _as_list(sentences: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
@@ -192,7 +190,7 @@ class OnnxTagger:
         """``(indices, outputs)`` per batch of the plan of :func:`plan_batches`."""
         _check_batch_size(batch_size)
         lens = [len(s) for s in sentences]
-        batches = plan_batches(lens, batch_size, batch_size * TOKENS_PER_SENTENCE)
+        batches = plan_batches(lens, batch_size)
         if not batches:
             return
         table = self._table(sentences)

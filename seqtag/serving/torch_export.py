@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from seqtag import __version__
-from seqtag.config import TaggerConfig
+from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig
 from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import plan_batches
 from seqtag.data.vocab import Vocabularies
@@ -269,7 +269,7 @@ class TorchExportTagger:
         out[keep, :n] = paths[:, :n]
         return out
 
-    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list[list[str]]:
+    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
         """Tag tokenized sentences as :meth:`Tagger.predict <seqtag.model.tagger.Tagger.predict>` does:
         the same encoder and batch plan (:func:`~seqtag.data.dataset.plan_batches`).
 
@@ -294,15 +294,15 @@ class TorchExportTagger:
         return out
 
 
-    def predict_with_confidence(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list:
+    def predict_with_confidence(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list:
         """Not available: the programs give tag ids only. Raises :class:`~seqtag.errors.SeqtagError`."""
         raise SeqtagError(_TAGS_ONLY.format(what="confidence"))
 
-    def nbest(self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = 256) -> list:
+    def nbest(self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = DEFAULT_BATCH_SIZE) -> list:
         """Not available: the programs give tag ids only. Raises :class:`~seqtag.errors.SeqtagError`."""
         raise SeqtagError(_TAGS_ONLY.format(what="n-best"))
 
-    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = 256) -> list:
+    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list:
         """Not available: the programs give tag ids only. Raises :class:`~seqtag.errors.SeqtagError`."""
         raise SeqtagError(_TAGS_ONLY.format(what="marginals"))
 

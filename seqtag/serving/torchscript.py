@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from seqtag import __version__
+from seqtag.config import DEFAULT_BATCH_SIZE
 from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import plan_batches
 from seqtag.errors import SeqtagError
@@ -67,7 +68,7 @@ class ScriptedTagger(nn.Module):
             on any device).
         batch_size: at most this many sentences per forward pass (attribute ``batch_size``).
         max_tokens: at most this many tokens counting padding per forward pass (attribute
-            ``max_tokens``; 0: ``batch_size * 128``).
+            ``max_tokens``; 0: :func:`~seqtag.data.encoding.default_max_tokens`).
 
     Attributes:
         tags: tag names in id order (``tags[i]`` is tag id ``i``).
@@ -75,7 +76,7 @@ class ScriptedTagger(nn.Module):
         seqtag_version: version of seqtag that wrote the file.
         word_ids: the word vocabulary (string ► id; 0 padding, 1 unknown).
         char_ids: the character vocabulary (string ► id; 0 padding, 1 unknown).
-        lower_map: per-character lowercasing table (see :func:`seqtag.data.vocab.normalize`).
+        lower_map: per-character lowercasing table (:func:`seqtag.data.encoding.lowercase_table`).
     """
 
     tags: list[str]
@@ -91,7 +92,7 @@ class ScriptedTagger(nn.Module):
     seqtag_version: str
     format_version: int
 
-    def __init__(self, tagger: Tagger, batch_size: int = 256, max_tokens: int = 0) -> None:
+    def __init__(self, tagger: Tagger, batch_size: int = DEFAULT_BATCH_SIZE, max_tokens: int = 0) -> None:
         super().__init__()
         plan_batches([], batch_size, max_tokens or None)  # the planner's checks, now
         vocabs, config = tagger.vocabs, tagger.config
@@ -279,7 +280,7 @@ def torchscript_metadata(tagger: Tagger) -> dict:
 
 
 def script(
-    model_or_dir: Tagger | str | os.PathLike, batch_size: int = 256, max_tokens: int = 0
+    model_or_dir: Tagger | str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, max_tokens: int = 0
 ) -> torch.jit.ScriptModule:
     """The scripted :class:`ScriptedTagger` of a tagger or a model directory, without saving it."""
     tagger = as_tagger(model_or_dir)
@@ -288,7 +289,7 @@ def script(
 
 
 def to_torchscript(
-    model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike, batch_size: int = 256, max_tokens: int = 0
+    model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, max_tokens: int = 0
 ) -> Path:
     """Save a self-contained TorchScript tagger: raw tokens in, tag strings out.
 
@@ -299,7 +300,7 @@ def to_torchscript(
         batch_size: at most this many sentences per forward pass when the module tags a list
             of sentences (the module's ``batch_size`` attribute).
         max_tokens: at most this many tokens counting padding per forward pass (0:
-            ``batch_size * 128``; the module's ``max_tokens`` attribute).
+            :func:`~seqtag.data.encoding.default_max_tokens`; the module's ``max_tokens`` attribute).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
