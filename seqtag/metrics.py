@@ -1,7 +1,8 @@
 """Tagging metrics: token accuracy and span (chunk) precision/recall/F1.
 
-Spans follow conlleval.pl: a tag is ``O`` or ``<prefix>-<type>``, where the prefix is the text
-before the first hyphen (so types may contain hyphens, as in ``B-creative-work``). The
+Spans follow conlleval.pl: a tag is ``O`` or ``<prefix>-<type>`` (:func:`seqtag.schemes.split_tag`:
+the prefix is the text before the first hyphen, so types may contain hyphens, as in
+``B-creative-work``). The
 ``startOfChunk``/``endOfChunk`` rules of conlleval.pl are used for B, I and O, which makes BIO
 (IOB2) and IOB1 read alike: a stray ``I-X`` after ``O`` or after another type starts a chunk and a
 type change ends one. For BIOES they are extended as in seqeval and the BIOES ports of conlleval:
@@ -18,56 +19,10 @@ All scores are fractions in [0, 1]; like conlleval, a ratio with a zero denomina
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-SCHEMES = ("bio", "iob1", "bioes")
-_PREFIXES = frozenset("BIES")
-
-
-def _split(tag: str) -> tuple[str, str] | None:
-    """``"B-creative-work"`` -> ``("B", "creative-work")``, ``"O"`` -> ``("O", "")``, else None."""
-    if tag == "O":
-        return "O", ""
-    prefix, hyphen, type_ = tag.partition("-")
-    return (prefix, type_) if hyphen and prefix in _PREFIXES and type_ else None
-
-
-def detect_scheme(tags: Iterable[str]) -> str | None:
-    """Guess the tagging scheme of a tag set.
-
-    Rules, in order: None unless every tag is ``O`` or ``B-``/``I-``/``E-``/``S-`` followed by a
-    non-empty type, and at least one is not ``O`` (so POS tag sets such as UPOS, or Penn tags
-    like ``-LRB-``, ``PRP$`` and ``HYPH``, give None); ``"bioes"`` if any tag has an ``E-`` or
-    ``S-`` prefix; ``"bio"`` if every type that has an ``I-`` tag also has a ``B-`` tag; else
-    ``"iob1"`` (in IOB1, ``B-`` only separates two adjacent chunks of one type, so most types never
-    get one). A tag set cannot tell an IOB1 corpus whose every type happens to have ``B-`` from
-    BIO; that is harmless here, because :func:`chunks` reads both alike.
-
-    Args:
-        tags: tag names, e.g. a label list or every tag of a corpus (duplicates are fine).
-
-    Returns:
-        One of :data:`SCHEMES`, or None when the tags are not span tags.
-
-    >>> detect_scheme(["O", "B-PER", "I-PER", "B-creative-work", "I-creative-work"])
-    'bio'
-    >>> detect_scheme(["O", "I-PER", "I-LOC", "B-LOC"])
-    'iob1'
-    >>> detect_scheme(["O", "B-PER", "I-PER", "E-PER", "S-PER"])
-    'bioes'
-    >>> detect_scheme(["NOUN", "DET", "PRON"]) is None
-    True
-    """
-    parsed = [_split(tag) for tag in tags]
-    if None in parsed or all(prefix == "O" for prefix, _ in parsed):
-        return None
-    prefixes = {prefix for prefix, _ in parsed}
-    if prefixes & {"E", "S"}:
-        return "bioes"
-    begun = {type_ for prefix, type_ in parsed if prefix == "B"}
-    inside = {type_ for prefix, type_ in parsed if prefix == "I"}
-    return "bio" if inside <= begun else "iob1"
+from seqtag.schemes import split_tag
 
 
 def _ends(prev: str, cur: str, prev_type: str, cur_type: str) -> bool:
@@ -104,7 +59,7 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     spans: list[tuple[str, int, int]] = []
     prev, prev_type, start = "O", "", 0
     for i, tag in enumerate([*tags, "O"]):  # the final "O" closes a chunk open at the end
-        parsed = _split(tag)
+        parsed = split_tag(tag)
         if parsed is None:
             raise ValueError(
                 f"expected span tags like 'O', 'B-PER', 'I-PER', 'E-PER', 'S-PER', "

@@ -8,15 +8,8 @@ from hypothesis import strategies as st
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
-from seqtag.metrics import (
-    SCHEMES,
-    SpanScore,
-    chunks,
-    detect_scheme,
-    format_report,
-    span_f1,
-    token_accuracy,
-)
+from seqtag.metrics import SpanScore, chunks, format_report, span_f1, token_accuracy
+from seqtag.schemes import SCHEMES, detect_scheme
 
 TYPES = ("PER", "LOC", "creative-work")  # "creative-work": a WNUT-17 type with a hyphen
 # Random draws over these alphabets give valid sequences as well as stray ones (I-X after O,

@@ -9,8 +9,8 @@ and ``p(y | e) = exp(score(y)) / Z`` with ``log Z = logsumexp_y score(y)``, comp
 by the forward algorithm in ``O(L * num_tags**2)``. Training minimizes the negative
 log-likelihood ``log Z - score(gold)``; decoding finds ``argmax_y score(y)`` by Viterbi.
 
-Why one module of ~700 lines: it is the CRF, whole and importable with torch alone (the
-constraints, the loss with its fast eager path and the log-space path it falls back to,
+Why one module of ~700 lines: it is the CRF, whole and importable with torch and the plain-Python
+:mod:`seqtag.schemes` alone (the constraints, the loss with its fast eager path and the log-space path it falls back to,
 Viterbi, marginals and k-best share the masked scores and the recursions); about half of it
 is the documentation of shapes, ties and precision.
 
@@ -62,10 +62,11 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from seqtag.schemes import allowed_moves
+
 NEG_SCORE = -10000.0
 """Score given to a forbidden start, transition or end (finite: -inf gives NaN gradients)."""
 
-_PREFIXES = {"bio": "BI", "iob1": "BI", "bioes": "BIES"}
 
 
 def _tracing() -> bool:
@@ -220,36 +221,9 @@ def _scaled_backward(
     return grad_emissions, grad_start, expected[:k, :k], expected[:k, k]
 
 
-def _split_tag(tag: str, scheme: str) -> tuple[str, str]:
-    """Split ``"B-creative-work"`` into ``("B", "creative-work")``; ``"O"`` into ``("O", "")``."""
-    if tag == "O":
-        return "O", ""
-    prefix, hyphen, kind = tag.partition("-")
-    if not hyphen or not kind or len(prefix) != 1 or prefix not in _PREFIXES[scheme]:
-        raise ValueError(
-            f"expected a tag like 'O' or one of {list(_PREFIXES[scheme])} + '-TYPE' "
-            f"under scheme {scheme!r}, got {tag!r}"
-        )
-    return prefix, kind
-
-
-def _allowed(scheme: str, src: tuple[str, str] | None, dst: tuple[str, str] | None) -> bool:
-    """Whether ``dst`` may follow ``src``; ``src=None`` means the start, ``dst=None`` the end."""
-    if scheme == "bioes":
-        if src is not None and src[0] in "BI":  # inside a chunk: continue or close it
-            return dst is not None and dst[0] in "IE" and dst[1] == src[1]
-        return dst is None or dst[0] in "BSO"
-    if dst is None:  # bio and iob1: any tag may end
-        return True
-    # bio: I-X continues B-X / I-X; iob1: B-X separates two adjacent chunks of type X
-    continuing = "I" if scheme == "bio" else "B"
-    if dst[0] != continuing:
-        return True
-    return src is not None and src[0] in "BI" and src[1] == dst[1]
-
-
 def allowed_transitions(tags: list[str], scheme: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Allowed moves between the tags of a tagging scheme, for :meth:`CRF.set_constraints`.
+    """Allowed moves between the tags of a tagging scheme (:func:`seqtag.schemes.allowed_moves`)
+    as masks, for :meth:`CRF.set_constraints`.
 
     Args:
         tags: tag names in id order, e.g. ``["O", "B-PER", "I-PER"]``: ``"O"`` or a
@@ -268,15 +242,9 @@ def allowed_transitions(tags: list[str], scheme: str) -> tuple[Tensor, Tensor, T
     >>> start.tolist(), trans[0].tolist()
     ([True, True, False], [True, True, False])
     """
-    if scheme not in _PREFIXES:
-        raise ValueError(f"expected scheme in {sorted(_PREFIXES)}, got {scheme!r}")
-    parsed = [_split_tag(tag, scheme) for tag in tags]
-    start = torch.tensor([_allowed(scheme, None, dst) for dst in parsed], dtype=torch.bool)
-    trans = torch.tensor(
-        [[_allowed(scheme, src, dst) for dst in parsed] for src in parsed], dtype=torch.bool
-    ).reshape(len(tags), len(tags))
-    end = torch.tensor([_allowed(scheme, src, None) for src in parsed], dtype=torch.bool)
-    return start, trans, end
+    start, transitions, end = allowed_moves(tags, scheme)
+    trans = torch.tensor(transitions, dtype=torch.bool).reshape(len(tags), len(tags))
+    return torch.tensor(start, dtype=torch.bool), trans, torch.tensor(end, dtype=torch.bool)
 
 
 class CRF(torch.nn.Module):

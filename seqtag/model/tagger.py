@@ -38,17 +38,10 @@ from seqtag.data.dataset import (
 )
 from seqtag.data.encoding import plan_batches
 from seqtag.data.vocab import Vocabularies
-from seqtag.metrics import detect_scheme
 from seqtag.model.directory import load_tagger, save_tagger
 from seqtag.model.heads import build_head
 from seqtag.model.layers import CharCNN, PackedLSTM, PaddedLSTM, dropout, resolve_rnn_mode
-
-
-def resolve_scheme(scheme: str, tags: Sequence[str]) -> str:
-    """``"auto"`` ► the scheme the tag set follows (``bio``, ``iob1``, ``bioes``) or ``"none"``."""
-    if scheme != "auto":
-        return scheme
-    return detect_scheme(tags) or "none"
+from seqtag.schemes import resolve_scheme
 
 
 def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
