@@ -32,8 +32,8 @@ from typing import BinaryIO
 
 from seqtag.cli.options import add_config_options, config_from_args
 from seqtag.config import DataConfig, PredictConfig
-from seqtag.data.corpus import CONLLU_COLUMNS, conllu_column
-from seqtag.data.formats import FORMATS, SUFFIX_FORMATS, Item, Output, Tagged, Writer, read_items
+from seqtag.data.corpus import CONLLU_COLUMNS, conllu_column, file_format
+from seqtag.data.formats import FORMATS, Item, Output, Tagged, Writer, read_items
 from seqtag.errors import SeqtagError
 from seqtag.serving.hf_tagging import (
     DEFAULT_OUTPUT_COLUMN,
@@ -183,11 +183,7 @@ def add_parser(subparsers) -> None:
 
 
 def _input_format(args: argparse.Namespace) -> str:
-    if args.format:
-        return args.format
-    if args.input:
-        return SUFFIX_FORMATS.get(Path(args.input).suffix.lower(), "text")
-    return "text"
+    return file_format(args.input, args.format, tagged=False)
 
 
 def _trained_tag_column(model: str) -> str | None:

@@ -20,7 +20,7 @@ import torch
 from seqtag import __version__
 from seqtag.config import TaggerConfig
 from seqtag.data.dataset import Encoded, encode_tags, encode_tokens
-from seqtag.data.hf import Columns, resolve_columns, row_sentence, row_tags, row_tokens
+from seqtag.data.hf import Columns, resolve_columns, sentence_of_row, tags_of_row, tokens_of_row
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import make_dir
@@ -79,10 +79,10 @@ def _encode_batch(
     encoded: list[Encoded] = []
     tag_rows = batch[columns.tags] if with_tags else itertools.repeat(None)
     for index, tokens, tags in zip(indices, batch[columns.tokens], tag_rows):
-        tokens = row_tokens(tokens, columns, index)
+        tokens = tokens_of_row(tokens, columns, index)
         enc = encode_tokens(tokens, vocabs, config)
         if with_tags:
-            names = row_sentence(tokens, row_tags(tags, columns, index), None, index).tags
+            names = sentence_of_row(tokens, tags_of_row(tags, columns, index), None, index).tags
             try:
                 enc.tags = encode_tags(names, vocabs)
             except SeqtagError as e:

@@ -21,6 +21,9 @@ from typing import BinaryIO
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_text
 
+SUFFIX_FORMATS = {".conllu": "conllu", ".conll": "conll", ".jsonl": "jsonl"}
+"""File formats by suffix (lower-cased), for every command that reads a file: see :func:`file_format`."""
+
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
 
 
@@ -280,18 +283,33 @@ def write_conllu(sentences: Sequence[Sentence], path: str | os.PathLike, column:
     atomic_write_text(path, "".join(parts))
 
 
+def file_format(path: str | os.PathLike | None, format: str | None = None, tagged: bool = True) -> str:
+    """The format to read ``path`` in: ``format`` when given, else the one its suffix names
+    (:data:`SUFFIX_FORMATS`). A file whose suffix names none (CoNLL-2003's ``eng.train``,
+    CoNLL-2000's ``train.txt``) is read as ``conll`` where tags must be read (training,
+    evaluation: text carries none) and as ``text`` where they are not (``seqtag predict``, as
+    standard input is).
+
+    >>> file_format("a.conllu"), file_format("eng.train"), file_format("eng.train", tagged=False)
+    ('conllu', 'conll', 'text')
+    """
+    if format:
+        return format
+    known = SUFFIX_FORMATS.get(Path(path).suffix.lower()) if path is not None else None
+    return known or ("conll" if tagged else "text")
+
+
 def read_corpus(
     path: str | os.PathLike,
     format: str | None = None,
     tag_column: str | int | None = None,
     token_column: int = 0,
 ) -> list[Sentence]:
-    """Read ``path`` as ``"conllu"`` or ``"conll"``; the format defaults to the suffix (``.conllu``).
+    """Read ``path`` as ``"conllu"`` or ``"conll"``; the format defaults to :func:`file_format`'s.
 
     ``tag_column`` defaults to ``"upos"`` for CoNLL-U and to the last column for CoNLL.
     """
-    if format is None:
-        format = "conllu" if str(path).endswith(".conllu") else "conll"
+    format = file_format(path, format)
     if format == "conllu":
         return read_conllu(path, "upos" if tag_column is None else tag_column)
     if format == "conll":

@@ -38,9 +38,6 @@ from seqtag.data.corpus import conllu_word, decoded_lines
 from seqtag.errors import SeqtagError
 
 FORMATS = ("text", "conll", "conllu", "jsonl")
-SUFFIX_FORMATS = {".conllu": "conllu", ".conll": "conll", ".jsonl": "jsonl"}
-"""Input formats by file suffix; any other suffix (``.txt`` included) and standard input are
-``text``: a CoNLL-2003 file named ``eng.train`` or ``.txt`` needs ``--format conll``."""
 
 # Tags of one sentence: (tags, probability of each tag or None, n-best [(tags, log_prob)] or None)
 Tagged = tuple[list[str], "list[float] | None", "list[tuple[list[str], float]] | None"]

@@ -55,6 +55,7 @@ from seqtag.data.corpus import (
     CONLLU_COLUMNS,
     Sentence,
     conllu_column,
+    file_format,
     read_corpus,
     write_conll,
     write_conllu,
@@ -369,7 +370,7 @@ def resolve_columns(
     return Columns(tokens, tags_column, names)
 
 
-def row_tags(tags, columns: Columns, index: int) -> list[str]:
+def tags_of_row(tags, columns: Columns, index: int) -> list[str]:
     if tags is None:
         raise SeqtagError(f"row {index}: column {columns.tags!r} is empty (null)")
     if columns.names is None:
@@ -386,13 +387,13 @@ def row_tags(tags, columns: Columns, index: int) -> list[str]:
         ) from None
 
 
-def row_tokens(tokens, columns: Columns, index: int) -> list[str]:
+def tokens_of_row(tokens, columns: Columns, index: int) -> list[str]:
     if tokens is None:
         raise SeqtagError(f"row {index}: column {columns.tokens!r} is empty (null)")
     return list(tokens)
 
 
-def row_sentence(tokens: list[str], tags: list[str], comments, index: int) -> Sentence:
+def sentence_of_row(tokens: list[str], tags: list[str], comments, index: int) -> Sentence:
     if len(tokens) != len(tags):
         raise SeqtagError(
             f"row {index}: expected as many tags as tokens, got {len(tokens)} tokens and {len(tags)} tags"
@@ -428,7 +429,7 @@ class DatasetSentences(Sequence):
 
     def _convert(self, row_tokens, row_tags, row_comments, index: int) -> Sentence:
         c = self.columns
-        return row_sentence(row_tokens(row_tokens, c, index), row_tags(row_tags, c, index), row_comments, index)
+        return sentence_of_row(tokens_of_row(row_tokens, c, index), tags_of_row(row_tags, c, index), row_comments, index)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -478,10 +479,6 @@ def sentences(
 # -- CoNLL <-> datasets ----------------------------------------------------------------------
 
 
-def _conll_format(path: str | os.PathLike, format: str | None) -> str:
-    return format or ("conllu" if str(path).endswith(".conllu") else "conll")
-
-
 def _conll_tag_name(format: str, tag_column: str | int | None) -> str:
     """The column name a CoNLL file's tags get: the CoNLL-U field name (``upos``...) or ``tags``."""
     if format != "conllu":
@@ -526,7 +523,7 @@ def from_conll(
 
     Args:
         path: the file.
-        format: ``"conll"`` or ``"conllu"`` (default: from the suffix, as :func:`~seqtag.data.corpus.read_corpus`).
+        format: ``"conll"`` or ``"conllu"`` (default: :func:`~seqtag.data.corpus.file_format`).
         tag_column: as :func:`~seqtag.data.corpus.read_corpus` (default ``upos`` / last column).
         cache_dir: where the Arrow file goes (default: ``HF_DATASETS_CACHE``).
         token_column: a CoNLL file's token column, as :func:`~seqtag.data.corpus.read_corpus`
@@ -535,7 +532,7 @@ def from_conll(
     Raises:
         CorpusError: a malformed file, naming file and line.
     """
-    fmt = _conll_format(path, format)
+    fmt = file_format(path, format)
     sents = read_corpus(path, format=fmt, tag_column=tag_column, token_column=token_column)  # validates; gives the tag set
     column = _conll_tag_name(fmt, tag_column)
     names = sorted({t for s in sents for t in s.tags})
@@ -576,7 +573,7 @@ def to_conll(
         column: the CoNLL-U field for the tags (default: the tags column's name when it is a
             CoNLL-U field, else ``upos``).
     """
-    fmt = _conll_format(path, format)
+    fmt = file_format(path, format)
     view = sentences(dataset, tokens_column, tags_column, label_names)
     data = list(view)
     if fmt == "conllu":
