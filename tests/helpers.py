@@ -17,7 +17,7 @@ ARCHS = [
 ]
 ODD_TOKENS = [
     "Über", "ÉCOLE", "naïve", "NAÏVE", "日本", "東京タワー", "🙂", "👍🏽", "e\u0301",  # combining accent
-    "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "Ωmega", "¢5", "x" * 45, "Ü" * 40, "日" * 33, "", "qqzzxq", "ÜBER",
+    "İstanbul", "ß", "ΣΊΣΥΦΟΣ", "Ωmega", "¢5", "x" * 45, "Ü" * 40, "日" * 33, "", "qqzzxq", "ÜBER", "<pad>", "<PAD>",
 ]
 
 
@@ -93,3 +93,31 @@ def odd_sentences(tagger, seed: int = 0) -> list[list[str]]:
 
     sentences = [[token() for _ in range(rng.randint(1, 20))] for _ in range(60)]
     return [ODD_TOKENS, ["Über"], *sentences[:30], [], [token() for _ in range(500)], *sentences[30:], ["x"]]
+
+
+def reference_ids(tokens, vocabs, config):
+    """The ids of one sentence by the rules docs/serving.md states, written independently of
+    seqtag.data.encoding (the oracle of the string encoder): ``(words, cases, chars)``, chars
+    ``(n, w)`` padded with 0, ``w`` the longest word capped at ``max_word_length``."""
+    import numpy as np
+
+    table = dict(vocabs.lower_map)
+    table.update({chr(c): chr(c + 32) for c in range(65, 91)})
+    words, cases, chars = [], [], []
+    for token in tokens:
+        lowered = [table.get(c, c) for c in token]  # per code point (printable ASCII: str.lower alike)
+        normalized = "".join(lowered)
+        word = vocabs.words.stoi.get(normalized if config.lowercase else token, 1)
+        words.append(1 if word == 0 else word)  # the text "<pad>" is an unknown word
+        if normalized == token:
+            cases.append(1)
+        elif lowered[1:] == list(token[1:]):
+            cases.append(2)
+        else:
+            cases.append(3)
+        chars.append([vocabs.chars.stoi.get(c, 1) for c in token[: config.max_word_length]] if config.char_filters else [])
+    width = max((len(c) for c in chars), default=0)
+    padded = np.zeros((len(tokens), width), dtype=np.int64)
+    for i, c in enumerate(chars):
+        padded[i, : len(c)] = c
+    return np.asarray(words, dtype=np.int64), np.asarray(cases, dtype=np.int64), padded

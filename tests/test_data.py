@@ -5,7 +5,7 @@ import torch
 from seqtag import TaggerConfig, Vocabularies, read_conllu
 from seqtag.data.dataset import BucketBatchSampler, TaggingDataset, collate, make_loader
 
-from .helpers import random_sentences
+from .helpers import random_sentences, reference_ids
 
 # torch 2.13 deprecates TorchScript; these tests script the planner and encoder on purpose
 SCRIPTING = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -125,7 +125,7 @@ ODD = ["Über", "ÉCOLE", "naïve", "日本", "🙂", "👍🏽", "e\u0301", "İ
 @pytest.mark.parametrize("config", [dict(), dict(lowercase=False, char_filters=0), dict(max_word_length=3)],
                          ids=["default", "cased-no-chars", "short-words"])
 @pytest.mark.parametrize("scripted", [False, True], ids=["python", "torchscript"])
-def test_string_encoder_gives_the_ids_of_encode_tokens(config, scripted):
+def test_string_encoder_gives_the_ids_of_the_stated_rules(config, scripted):
     from seqtag.data.dataset import collate_strings, encode_strings, encode_tokens, string_rules
 
     sentences = random_sentences(20, max_len=8)
@@ -146,3 +146,17 @@ def test_string_encoder_gives_the_ids_of_encode_tokens(config, scripted):
     expected = collate([encode_tokens(tokens[i], vocabs, cfg) for i in order])
     for got, want in zip(pad(table, lens, order), (expected.words, expected.cases, expected.chars, expected.lengths)):
         assert torch.equal(got, want)
+    for sentence in tokens:  # training's encoding against an oracle written from the rules alone
+        encoded = encode_tokens(sentence, vocabs, cfg)
+        words, cases, chars = reference_ids(sentence, vocabs, cfg)
+        assert np.array_equal(encoded.words, words) and np.array_equal(encoded.cases, cases)
+        assert np.array_equal(encoded.chars, chars)
+
+
+def test_the_text_pad_is_a_word_not_padding():
+    from seqtag.data.dataset import encode_tokens
+
+    vocabs = Vocabularies.build(random_sentences(5))
+    for config in (TaggerConfig(), TaggerConfig(lowercase=False)):
+        encoded = encode_tokens(["<pad>", "<PAD>", "<unk>"], vocabs, config)
+        assert encoded.words.tolist() == [1, 1, 1]

@@ -48,12 +48,15 @@ def _load_generator():
 # -- docstring examples ---------------------------------------------------------------------
 
 
+# every module of the package, subpackages included
+MODULES = ["seqtag"] + [m.name for m in pkgutil.walk_packages(seqtag.__path__, "seqtag.") if m.name != "seqtag.__main__"]
+
+
 def _doctests() -> list:
     """One pytest parameter per docstring with examples, in every module of the package."""
     finder = doctest.DocTestFinder(exclude_empty=True)
     params = []
-    names = ["seqtag"] + [f"seqtag.{m.name}" for m in pkgutil.iter_modules(seqtag.__path__) if m.name != "__main__"]
-    for name in names:
+    for name in MODULES:
         try:
             module = importlib.import_module(name)
         except ImportError as e:  # an optional dependency that is not installed
@@ -76,8 +79,11 @@ def test_docstring_examples_run(test):
 def _tensor_callables() -> list:
     """Public functions and methods of seqtag whose signature takes or returns a Tensor."""
     params, seen = [], set()
-    for name in ["seqtag"] + [f"seqtag.{m.name}" for m in pkgutil.iter_modules(seqtag.__path__) if m.name != "__main__"]:
-        module = importlib.import_module(name)
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional dependency that is not installed (skipped above)
+            continue
         for attr, obj in vars(module).items():
             if attr.startswith("_") or getattr(obj, "__module__", None) != name:
                 continue

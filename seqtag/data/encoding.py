@@ -126,7 +126,10 @@ def encode_token(
         case = Case.OTHER.value
     for c in cps:  # appended here: one pass, and no list per token to copy into ``chars``
         chars.append(char_ids.get(c, 1))
-    return word_ids.get(normalized if lowercase else token, 1), case, len(cps)
+    word = word_ids.get(normalized if lowercase else token, 1)
+    if word == 0:  # the text "<pad>" (or "<PAD>") is a word like any other, not padding: unknown
+        word = 1
+    return word, case, len(cps)
 
 
 def encode_table(
