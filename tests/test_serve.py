@@ -463,3 +463,30 @@ def test_sigterm_answers_every_request_in_flight_and_exits_0(models):
     assert [len(a[1]["sentences"][0]["tags"]) for a in answers] == list(range(1, n + 1))
     with pytest.raises(OSError):
         server.request("GET", "/health")
+
+
+# -- int8 for CPU serving ---------------------------------------------------------------------
+
+
+def test_int8_export_is_checked_on_dev_data_and_refused_beyond_the_bound(models, tmp_path):
+    from seqtag.errors import SeqtagError
+    from seqtag.serving.onnx_export import to_onnx_int8
+    from seqtag.serving.onnx_runner import OnnxTagger
+
+    dev = bio_sentences(60, seed=9)
+    path, report = to_onnx_int8(models["directory"], tmp_path / "int8.onnx", dev=dev, max_drop=100.0)
+    assert report["int8_bytes"] < report["fp32_bytes"] and report["dev_tokens"] == sum(len(s) for s in dev)
+    assert 0.0 <= report["int8_accuracy"] <= 1.0
+    assert OnnxTagger(path).tags == list(models["tagger"].vocabs.tags.itos)
+    with pytest.raises(SeqtagError, match=r"^int8 loses .* points of dev accuracy"):
+        to_onnx_int8(models["directory"], tmp_path / "refused.onnx", dev=dev, max_drop=-100.0)
+    assert not (tmp_path / "refused.onnx").exists()
+
+
+def test_export_quantize_int8_on_the_command_line(models, tmp_path, capsys):
+    out = tmp_path / "tagger.int8.onnx"
+    assert main(["export", str(models["directory"]), "--format", "onnx", "--quantize", "int8", "--output", str(out)]) == 0
+    assert "int8 accuracy not checked" in capsys.readouterr().err  # a model saved from Python names no dev file
+    assert out.stat().st_size < models["onnx"].stat().st_size
+    assert main(["export", str(models["directory"]), "--quantize", "int8", "--output", str(tmp_path / "t.pt")]) == 1
+    assert capsys.readouterr().err == "seqtag: error: --quantize int8 is for --format onnx\n"

@@ -11,7 +11,7 @@ from seqtag.lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "torchscript": ["load_torchscript", "to_torchscript"],
     "torch_export": ["TorchExportTagger", "load_torch_export", "to_torch_export"],
-    "onnx_export": ["to_onnx"],
+    "onnx_export": ["to_onnx", "to_onnx_int8"],
     "onnx_runner": ["OnnxTagger"],
     "predictor": ["Predictor", "load_predictor", "model_kind"],
     "server": ["create_app"],
