@@ -258,7 +258,7 @@ class Batcher:
     raises is run again request by request, so that only the request at fault fails.
 
     Args:
-        predictor: the model (``batch_size`` of its calls: ``config.max_batch_size``).
+        predictor: the model (``batch_size`` of its calls: ``config.inference_batch_size``).
         config: the batch and queue limits.
     """
 
@@ -485,7 +485,7 @@ def load(model: str | os.PathLike, config: ServeConfig) -> Predictor:
     Raises:
         SeqtagError: no such model, an unreadable one, a device the format cannot use.
     """
-    predict_config = PredictConfig(batch_size=config.max_batch_size, device=config.device, threads=config.threads,
+    predict_config = PredictConfig(batch_size=config.inference_batch_size, device=config.device, threads=config.threads,
                                    workers=config.workers)  # fmt: skip
     # a long-running process meets many batch shapes: the bound of seqtag predict (cli.predict.run)
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
@@ -593,6 +593,7 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
             "limits": {"max_body_bytes": config.max_body_bytes, "max_sentences": limits.max_sentences,
                        "max_tokens": limits.max_tokens, "max_nbest": limits.max_nbest, "timeout_s": config.timeout_s},
             "batching": {"max_batch_size": config.max_batch_size, "max_batch_tokens": config.batch_tokens(),
+                         "inference_batch_size": config.inference_batch_size,
                          "max_wait_ms": config.max_wait_ms, "max_queue": config.max_queue},
             "versions": _versions(kind),
         })  # fmt: skip
