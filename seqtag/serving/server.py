@@ -349,6 +349,9 @@ class Batcher:
             planned = time.perf_counter() - started
             try:
                 results, model_s, thread_s = await loop.run_in_executor(self._executor, self._infer, jobs)
+            except Exception as e:  # not the model's (_infer catches those): answer 500, keep batching
+                log.error("the batcher failed on a batch of %d requests", len(jobs), exc_info=True)
+                results, model_s, thread_s = [e] * len(jobs), 0.0, 0.0
             finally:
                 self.running = 0
             delivered = time.perf_counter()
@@ -675,8 +678,14 @@ def serve(model: str | os.PathLike, config: ServeConfig) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if config.workers == 1:
         app = create_app(model, config, load(model, config))
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig, frame) -> None:
+                app.state.serving["ready"] = False  # /ready says 503 while the requests in flight finish
+                super().handle_exit(sig, frame)
+
         log.info("serving %s (%s) on http://%s:%d", model, KINDS[kind], config.host, config.port)
-        uvicorn.run(app, **options)
+        Server(uvicorn.Config(app, **options)).run()
     else:
         os.environ[ENVIRONMENT] = json.dumps({"model": str(model), "config": config.to_dict()})
         log.info("serving %s (%s) on http://%s:%d with %d processes", model, KINDS[kind], config.host, config.port,
