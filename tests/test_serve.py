@@ -490,3 +490,27 @@ def test_export_quantize_int8_on_the_command_line(models, tmp_path, capsys):
     assert out.stat().st_size < models["onnx"].stat().st_size
     assert main(["export", str(models["directory"]), "--quantize", "int8", "--output", str(tmp_path / "t.pt")]) == 1
     assert capsys.readouterr().err == "seqtag: error: --quantize int8 is for --format onnx\n"
+
+
+# -- the commands of docs/serving.md ----------------------------------------------------------
+
+
+def test_the_curl_commands_of_the_docs_run(server):
+    import re
+    import shlex
+    import shutil
+
+    if shutil.which("curl") is None:
+        pytest.skip("no curl")
+    page = (REPO / "docs" / "serving.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```bash\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    commands = [line for block in blocks for line in block.splitlines() if line.startswith("curl ")]
+    assert len(commands) >= 5
+    for command in commands:
+        argv = shlex.split(command.replace("localhost:8000", f"127.0.0.1:{server.port}"))
+        out = subprocess.run([*argv, "--fail-with-body"], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, (command, out.stdout, out.stderr)
+        if command.endswith("/metrics"):
+            assert "seqtag_requests_total" in out.stdout
+        else:
+            json.loads(out.stdout)
