@@ -10,15 +10,15 @@ import sys
 from collections.abc import Sequence
 
 from seqtag import __version__
-from seqtag.cli import bench, demo, evaluate, export, plot, predict, train
+from seqtag.cli import bench, demo, evaluate, export, plot, predict, serve, train
 from seqtag.errors import SeqtagError
 from seqtag.training.distributed import is_main_process
 from seqtag.training.interrupts import TrainingInterrupted
 
 # each module has add_parser(subparsers) and run(args); --help lists them in this order
 COMMANDS = {
-    "train": train, "evaluate": evaluate, "export": export, "predict": predict, "demo": demo, "plot": plot,
-    "bench": bench,
+    "train": train, "evaluate": evaluate, "export": export, "predict": predict, "serve": serve, "demo": demo,
+    "plot": plot, "bench": bench,
 }  # fmt: skip
 
 
