@@ -24,9 +24,8 @@ Two ways to train:
   encoded by ``Dataset.map(batched=True)`` into a memory-mapped Arrow cache, so memory stays
   bounded whatever the corpus size.
 
-The module's length (about 650 lines) is its five stages, each a section: resolving a source,
-columns, sentences, CoNLL <-> datasets, vocabularies in one pass; the encoded dataset is
-:mod:`seqtag.data.arrow`.
+Its sections: resolving a source, columns, sentences, CoNLL <-> datasets, vocabularies in one
+pass; the encoded dataset is :mod:`seqtag.data.arrow`.
 
 >>> import datasets
 >>> ds = datasets.Dataset.from_dict({"tokens": [["The", "dog"]], "tags": [["DET", "NN"]]})

@@ -9,11 +9,6 @@ and ``p(y | e) = exp(score(y)) / Z`` with ``log Z = logsumexp_y score(y)``, comp
 by the forward algorithm in ``O(L * num_tags**2)``. Training minimizes the negative
 log-likelihood ``log Z - score(gold)``; decoding finds ``argmax_y score(y)`` by Viterbi.
 
-Why one module of ~700 lines: it is the CRF, whole and importable with torch and the plain-Python
-:mod:`seqtag.schemes` alone (the constraints, the loss with its fast eager path and the log-space path it falls back to,
-Viterbi, marginals and k-best share the masked scores and the recursions); about half of it
-is the documentation of shapes, ties and precision.
-
 Tagging schemes (BIO, IOB1, BIOES) forbid some moves, e.g. ``O -> I-PER`` under BIO.
 :func:`allowed_transitions` builds boolean masks of the allowed moves and
 :meth:`CRF.set_constraints` stores them; forbidden moves then score ``NEG_SCORE``
@@ -30,30 +25,13 @@ the rest False, ``len_b >= 1``); padded positions are ignored whatever they hold
 The module is TorchScript-compatible, and ``decode``/``viterbi`` also trace under
 ``torch.export`` (the checks that read tensor values are skipped while tracing or exporting).
 
-Speed (measured, CPU): the negative log-likelihood runs eagerly on the CPU through
-:class:`_LogPartition`, a scaled forward algorithm with one ``(B, K+1) @ (K+1, K+1)`` matmul
-a step and no autograd graph, whose backward is forward-backward (the marginals and expected
-moves). Scripted, traced or exported code, other devices (not measured yet) and any batch
-whose exponentials would lose precision use the log-space recursion (``logsumexp`` over a
-``(B, K, K)`` broadcast each step, autograd through it). Both give the same values and
-gradients to rounding; in float32 the scaled path's gradients are the closer to float64
-(transitions 4e-6 against 1.5e-4 at 32x60x17). NLL forward and backward, medians of 150-300
-interleaved calls, 1 thread, on a 2-core Xeon (AVX-512) shared with other busy processes
-(load 3-5), torch 2.13:
-
-- the scaled forward-backward instead of autograd through ``T`` logsumexp steps:
-  32x40x17 4.0 -> 2.0 ms, 32x40x13 (BIO) 6.2 -> 2.0 ms, 32x10x17 1.3 -> 1.1 ms;
-- its buffers unbound once instead of indexed in the loop (``select`` was ~15 us a step):
-  32x40x17 1.9 -> 1.5 ms, 32x60x17 2.7 -> 2.1 ms;
-- the precision check from the backward messages (computed in the forward pass) instead of
-  from each sum alone: no slower (1.64 -> 1.57 ms at 32x40x17), and BIO batches with
-  emissions of std 10 keep the fast path (before, none of 20 did; both take all at std 3).
-
-Viterbi takes ``amax`` over the moves each step and recomputes the best previous tag only for
-the chosen tags while backtracking: ``max`` with indices over ``(B, K, K)`` costs about twice
-``amax`` on CPU (140 against 70 us at 256x17x17). 256x40x13 4.7 -> 3.8 ms, 256x40x17
-5.5 -> 5.1 ms; at batch 32 no gain (1.19 -> 1.23 ms). ``benchmarks/bench_crf.py`` reproduces
-these against any git revision.
+How it runs: on the CPU the negative log-likelihood goes eagerly through
+:class:`_LogPartition`, a scaled forward algorithm with one ``(B, K+1) @ (K+1, K+1)`` matmul a
+step and no autograd graph, whose backward is forward-backward; scripted, traced or exported
+code, other devices and any batch whose exponentials would lose precision use the log-space
+recursion. Both give the same values and gradients to rounding. Viterbi takes ``amax`` over the
+moves each step and recomputes the best previous tag only while backtracking. Measurements:
+docs/benchmarks.md (the CRF's training cost) and ``benchmarks/bench_crf.py``.
 """
 
 from typing import Final

@@ -11,8 +11,6 @@ Its tensor methods (``forward``, ``loss``, ``decode``, and the id-level entry po
 ``predict``, ``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work
 with strings and files.
 
-The module is longer than the others (about 500 lines) because it is one class: the tensor
-methods and the string methods are the tagger's whole interface, read together.
 """
 
 from __future__ import annotations

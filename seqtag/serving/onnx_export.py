@@ -18,7 +18,8 @@ sentence length (a graph exported at length 5 fails at length 7), and the ``torc
 one specializes the LSTM's length the same way (see :mod:`seqtag.serving.torchscript`). Here the BiLSTM is the
 ONNX ``LSTM`` operator with ``sequence_lens`` (its backward direction starts at each sentence's
 own end, as packing does), the character CNN is ``Gather``/``MatMul``/masked ``ReduceMax`` over
-words grouped by length (as the eager CharCNN groups them), and the
+words in three length groups (the eager CharCNN convolves the real characters only, whose
+per-word max needs ``ScatterElements`` with a reduction: opset 18, and this graph is opset 17), and the
 CRF's constrained Viterbi (with its backtracking) and forward-backward marginals are two pairs
 of ``Loop`` operators over the time steps, the second inside an ``If`` on ``with_marginals``.
 
@@ -26,9 +27,8 @@ The vocabularies, the encoding rules and the tag names are stored as JSON in the
 ``metadata_props`` under :data:`METADATA_KEY`; :class:`seqtag.serving.onnx_runner.OnnxTagger` reads
 them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
 
-One module (about 540 lines) on purpose: it is one graph, built in the order the data flows
-(embeddings, LSTM, head), and every part reads the arrays of :func:`_tagger_arrays`, the one
-place that knows the Tagger's layout; split, a reader would follow the graph across files.
+The graph is built in the order the data flows (embeddings, LSTM, head); every part reads the
+arrays of :func:`_tagger_arrays`, the one place that knows the Tagger's layout.
 
 >>> import seqtag, seqtag.serving.onnx_export, tempfile, os
 >>> from seqtag.serving.onnx_runner import OnnxTagger

@@ -11,8 +11,7 @@ Under ``torchrun`` (or in a process group the caller started) it trains with
 ``DistributedDataParallel``: each rank takes its own share of the batches, rank 0 writes the
 files. See ``docs/training.md`` and ``docs/distributed.md``.
 
-Its size (about 650 lines) is mostly :func:`train`'s documented interface; the parts a loop
-needs but that are not the loop live beside it: the step (:mod:`seqtag.training.step`), the run's
+The parts a loop needs but that are not the loop live beside it: the step (:mod:`seqtag.training.step`), the run's
 directory and resume checks (:mod:`seqtag.training.runs`), the signals (:mod:`seqtag.training.interrupts`).
 """
 
