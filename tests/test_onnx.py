@@ -535,3 +535,20 @@ def test_a_head_the_graph_cannot_translate_is_refused(softmax_tagger, tmp_path):
     with pytest.raises(SeqtagError, match="no ONNX translation for the head OtherHead"):
         to_onnx(tagger, tmp_path / "t.onnx")
     assert not (tmp_path / "t.onnx").exists()
+
+
+def test_the_client_written_from_the_stated_rules_tags_as_the_runner(crf_tagger, onnx_files, capsys):
+    """docs/serving.md's tagger without seqtag (numpy and onnxruntime, the encoding rules as
+    the page states them) gives the runner's tags and confidences."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    section = page.split("## Without seqtag: onnxruntime and numpy only", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code.replace('"ewt_tagger.onnx"', repr(str(onnx_files["crf_tagger"]))), namespace)  # noqa: S102
+    capsys.readouterr()
+    runner = OnnxTagger(onnx_files["crf_tagger"])
+    sentences = [s for s in odd_sentences(crf_tagger, seed=5) if s][:40] + [["<pad>", "<PAD>", "x"]]
+    for sentence, (tags, confidence) in zip(sentences, runner.predict_with_confidence(sentences)):
+        got_tags, got_confidence = namespace["tag"](sentence)
+        assert got_tags == tags
+        assert np.allclose(got_confidence, confidence, atol=1e-5)
