@@ -205,7 +205,7 @@ def test_torch_export_without_crf_or_chars(softmax_tagger, tmp_path):
     assert exported.word_length == 0
     assert exported.predict(sentences) == softmax_tagger.predict(sentences)
     manifest = json.loads((tmp_path / "softmax" / "seqtag.json").read_text())
-    assert manifest["format"] == "seqtag.serving.torch_export" and manifest["buckets"] == {"4": "bucket_4.pt2"}
+    assert manifest["format"] == "seqtag.torch_export" and manifest["buckets"] == {"4": "bucket_4.pt2"}
     with pytest.raises(SeqtagError, match="already exists"):
         to_torch_export(softmax_tagger, tmp_path / "softmax", max_length=4)
 

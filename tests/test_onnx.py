@@ -25,7 +25,8 @@ from seqtag.cli.app import main
 from seqtag.data.dataset import collate, encode_tokens
 from seqtag.data.encoding import plan_batches
 from seqtag.model.crf import NEG_SCORE
-from seqtag.serving.onnx_export import METADATA_KEY, to_onnx
+from seqtag.serving.files import METADATA_NAME
+from seqtag.serving.onnx_export import to_onnx
 from seqtag.serving.onnx_runner import OnnxTagger, kbest_viterbi
 
 from .helpers import odd_sentences, random_sentences, small_tagger
@@ -413,7 +414,7 @@ def test_nbest_k_must_be_positive(pair):
 
 def test_metadata(crf_tagger, softmax_tagger, onnx_files):
     model = onnx.load(str(onnx_files["crf_tagger"]))
-    meta = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    meta = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_NAME])
     assert meta["format"] == "seqtag.onnx" and meta["seqtag_version"] == seqtag.__version__
     assert meta["tags"] == crf_tagger.vocabs.tags.itos and meta["head"] == "crf"
     assert meta["model"] == crf_tagger.config.to_dict()
@@ -424,11 +425,6 @@ def test_metadata(crf_tagger, softmax_tagger, onnx_files):
     assert [o.name for o in model.graph.output] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
     assert dims == [["batch", "seq_len"], ["batch", "seq_len"], ["batch", "seq_len", "word_len"], ["batch"], []]
-    from seqtag.serving import onnx_export
-    from seqtag.serving import onnx_runner as onnx_tagger
-
-    # the runner keeps its own copies (it imports no torch): they must name the same things
-    assert (onnx_tagger.WITH_MARGINALS, onnx_tagger.METADATA_KEY) == (onnx_export.WITH_MARGINALS, METADATA_KEY)
     default = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}["with_marginals"]
     assert default.dtype == np.bool_ and bool(default)  # a caller that does not feed it gets every output
     softmax = OnnxTagger(onnx_files["softmax_tagger"]).metadata
@@ -510,7 +506,7 @@ def test_runner_works_in_a_process_that_cannot_import_torch(crf_tagger, onnx_fil
     sentences = odd_sentences(crf_tagger, seed=4)
     runner = OnnxTagger(onnx_files["crf_tagger"], intra_op_num_threads=1)
     done = _tag_without_torch(onnx_files["crf_tagger"], sentences, tmp_path, _BARE_PACKAGE)
-    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.config", "seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.lazy", "seqtag.serving", "seqtag.serving.onnx_runner"])
+    _check_tagged_without_torch(done, crf_tagger, runner, sentences, ["seqtag.config", "seqtag.data", "seqtag.data.encoding", "seqtag.errors", "seqtag.lazy", "seqtag.serving", "seqtag.serving.files", "seqtag.serving.onnx_runner"])
 
 
 def test_the_package_imports_and_tags_in_a_process_that_cannot_import_torch(crf_tagger, onnx_files, tmp_path):

@@ -24,7 +24,7 @@ CRF's constrained Viterbi (with its backtracking) and forward-backward marginals
 of ``Loop`` operators over the time steps, the second inside an ``If`` on ``with_marginals``.
 
 The vocabularies, the encoding rules and the tag names are stored as JSON in the model's
-``metadata_props`` under :data:`METADATA_KEY`; :class:`seqtag.serving.onnx_runner.OnnxTagger` reads
+``metadata_props`` under :data:`METADATA_NAME`; :class:`seqtag.serving.onnx_runner.OnnxTagger` reads
 them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
 
 The graph is built in the order the data flows (embeddings, LSTM, head); every part reads the
@@ -55,11 +55,8 @@ from seqtag.fileio import atomic_write_bytes
 from seqtag.model.crf import NEG_SCORE
 from seqtag.model.heads import CRFHead, SoftmaxHead
 from seqtag.model.tagger import Tagger, as_tagger
+from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
 
-ONNX_FORMAT = "seqtag.onnx"
-FORMAT_VERSION = 1
-METADATA_KEY = "seqtag.json"
-"""Key of the JSON metadata entry in the ONNX model's ``metadata_props``."""
 OPSET = 17
 """ONNX opset of the graph (ONNX Runtime 1.13 and later run it)."""
 PAD_SCORE = -1e30
@@ -67,9 +64,6 @@ PAD_SCORE = -1e30
 CHAR_GROUPS = (8, 16)
 """Word-length limits of the graph's character groups: up to 8 characters, up to 16, longer."""
 INPUTS = ("words", "cases", "chars", "lengths")
-WITH_MARGINALS = "with_marginals"
-"""The optional boolean input (default true): false skips the CRF's forward-backward, and
-``confidence``, ``marginals`` and ``log_partition`` are then 0 (``tags`` alone costs about half)."""
 OUTPUTS = ("tags", "confidence", "marginals", "emissions", "log_partition")
 CASE_RULE = "seqtag.vocab.case_id/1"  # the name of the case rule (docs/serving.md) since 0.2.0
 """The case feature: 1 when lowercasing changes nothing, 2 when it changes only the first
@@ -480,13 +474,13 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="seqtag",
                               producer_version=__version__)
     model.ir_version = 8  # the IR of opset 17: runtimes older than the onnx package still load it
-    helper.set_model_props(model, {METADATA_KEY: json.dumps(onnx_metadata(arrays), ensure_ascii=False)})
+    helper.set_model_props(model, {METADATA_NAME: json.dumps(onnx_metadata(arrays), ensure_ascii=False)})
     onnx.checker.check_model(model)
     return model
 
 
 def onnx_metadata(arrays: dict) -> dict:
-    """The JSON object stored under :data:`METADATA_KEY`: what a runner needs to encode token
+    """The JSON object stored under :data:`METADATA_NAME`: what a runner needs to encode token
     strings and read the outputs, with nothing but the file.
 
     Keys: ``format``, ``format_version``, ``seqtag_version``, ``inputs``, ``outputs``, ``tags``

@@ -26,10 +26,8 @@ import onnxruntime
 from seqtag.config import DEFAULT_BATCH_SIZE
 from seqtag.data.encoding import encode_table, lowercase_table, plan_batches
 from seqtag.errors import SeqtagError
+from seqtag.serving.files import METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
 
-ONNX_FORMAT = "seqtag.onnx"
-METADATA_KEY = "seqtag.json"
-WITH_MARGINALS = "with_marginals"  # seqtag.serving.onnx_export.WITH_MARGINALS (that module imports torch)
 _WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
 
 
@@ -81,13 +79,13 @@ class OnnxTagger:
         # an input with a default is an "overridable initializer" to ONNX Runtime, not an input
         overridable = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
         self._has_marginals_switch = WITH_MARGINALS in {i.name for i in overridable}
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
         try:
             meta = json.loads(raw) if raw else {}
         except ValueError:
             meta = {}
         if meta.get("format") != ONNX_FORMAT:
-            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger (no {METADATA_KEY} metadata)")
+            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger (no {METADATA_NAME} metadata)")
         self.metadata = meta
         self.tags: list[str] = list(meta["tags"])
         encoding = meta["encoding"]

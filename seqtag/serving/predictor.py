@@ -85,9 +85,9 @@ def model_kind(model: str | os.PathLike) -> str:
     if path.is_file():
         return "onnx" if path.suffix == ".onnx" else "torchscript"
     if path.is_dir():
-        from seqtag.serving.torch_export import METADATA_FILE
+        from seqtag.serving.files import METADATA_NAME
 
-        return "torch-export" if (path / METADATA_FILE).is_file() else "directory"
+        return "torch-export" if (path / METADATA_NAME).is_file() else "directory"
     raise SeqtagError(f"{model}: no such model file or directory")
 
 

@@ -28,10 +28,8 @@ from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_bytes, atomic_write_text, make_dir
 from seqtag.model.tagger import Tagger, as_tagger, check_id_batch
+from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCH_EXPORT_FORMAT
 
-TORCH_EXPORT_FORMAT = "seqtag.serving.torch_export"
-FORMAT_VERSION = 1
-METADATA_FILE = "seqtag.json"
 """Name of the manifest file of a ``torch.export`` directory."""
 EXPORT_VOCAB_FILE = "vocab.json"
 DEFAULT_MAX_LENGTH = 128
@@ -159,7 +157,7 @@ def to_torch_export(
             except WriteError as e:  # named by the directory asked for, not the temporary one
                 raise WriteError(path, e.reason) from None
         manifest = _manifest(tagger, lengths, word_length)
-        atomic_write_text(tmp / METADATA_FILE, json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(tmp / METADATA_NAME, json.dumps(manifest, indent=2) + "\n")
         atomic_write_text(tmp / EXPORT_VOCAB_FILE, json.dumps(tagger.vocabs.to_dict(), ensure_ascii=False))
         if path.exists():
             path.rmdir()  # empty, checked above
@@ -171,7 +169,7 @@ def to_torch_export(
 
 
 def _manifest(tagger: Tagger, lengths: list[int], word_length: int) -> dict:
-    """The JSON object of a ``torch.export`` directory's ``seqtag.json`` (:data:`METADATA_FILE`)."""
+    """The JSON object of a ``torch.export`` directory's ``seqtag.json`` (:data:`METADATA_NAME`)."""
     return {
         "format": TORCH_EXPORT_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -206,7 +204,7 @@ class TorchExportTagger:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
-        manifest_path = self.directory / METADATA_FILE
+        manifest_path = self.directory / METADATA_NAME
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             vocab = json.loads((self.directory / EXPORT_VOCAB_FILE).read_text(encoding="utf-8"))

@@ -43,13 +43,7 @@ from seqtag.data.encoding import plan_batches
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
 from seqtag.model.tagger import Tagger, as_tagger
-
-TORCHSCRIPT_FORMAT = "seqtag.torchscript"
-FORMAT_VERSION = 1
-METADATA_FILE = "seqtag.json"
-"""Name of the metadata entry, an ``_extra_files`` entry of the TorchScript file (the
-``torch.export`` directory's manifest has the same name: :data:`seqtag.serving.torch_export.METADATA_FILE`)."""
-
+from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCHSCRIPT_FORMAT
 
 # -- TorchScript: strings in, strings out --------------------------------------------------
 
@@ -319,7 +313,7 @@ def to_torchscript(
     """
     tagger = as_tagger(model_or_dir)
     scripted = script(tagger, batch_size, max_tokens)
-    extra = {METADATA_FILE: json.dumps(torchscript_metadata(tagger), ensure_ascii=False)}
+    extra = {METADATA_NAME: json.dumps(torchscript_metadata(tagger), ensure_ascii=False)}
     buf = io.BytesIO()
     with _torchscript_warnings():
         torch.jit.save(scripted, buf, _extra_files=extra)
@@ -338,16 +332,16 @@ def load_torchscript(path: str | os.PathLike, map_location: str | torch.device |
     path = Path(path)
     if not path.is_file():
         raise SeqtagError(f"{path}: no such file")
-    extra = {METADATA_FILE: ""}
+    extra = {METADATA_NAME: ""}
     try:
         with _torchscript_warnings():
             module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
     except RuntimeError as e:
         raise SeqtagError(f"{path}: not a TorchScript file ({str(e).splitlines()[0].split('. ')[0]})") from None
     try:
-        meta = json.loads(extra[METADATA_FILE] or "{}")
+        meta = json.loads(extra[METADATA_NAME] or "{}")
     except ValueError:
         meta = {}
     if meta.get("format") != TORCHSCRIPT_FORMAT:
-        raise SeqtagError(f"{path}: a TorchScript file, but not a seqtag tagger (no {METADATA_FILE})")
+        raise SeqtagError(f"{path}: a TorchScript file, but not a seqtag tagger (no {METADATA_NAME})")
     return module
