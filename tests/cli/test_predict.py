@@ -26,7 +26,7 @@ MODEL_KINDS = ["directory", "torchscript", "torch-export", "onnx"]
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A small UPOS model trained on 400 EWT sentences, and its exports: ``{kind: path}``."""
-    from .conftest import EWT
+    from ..conftest import EWT
 
     if not (EWT / "en_ewt-ud-train.conllu").exists():
         pytest.skip(f"UD English-EWT not found at {EWT}")
@@ -58,7 +58,7 @@ def tagger(models):
 
 @pytest.fixture(scope="module")
 def dev():
-    from .conftest import EWT
+    from ..conftest import EWT
 
     return read_conllu(EWT / "en_ewt-ud-dev.conllu")
 
@@ -459,7 +459,7 @@ def test_confidence_and_nbest_plumbing_against_the_contract(models, tmp_path, ca
 
 
 def test_conllu_output_replaces_the_column_the_model_was_trained_on(tmp_path, capsys):
-    from .helpers import random_sentences
+    from ..helpers import random_sentences
 
     data = tmp_path / "xpos.conllu"
     write_conllu(random_sentences(20, seed=3), data, column="xpos")  # the upos column holds "_"
@@ -502,7 +502,7 @@ def _docs_recipe(marker):
     import re
     import textwrap
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "tagging.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "tagging.md").read_text(encoding="utf-8")
     fences = re.findall(r"^( *)```python\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL)
     [recipe] = [textwrap.dedent(body) for _, body in fences if marker in body]
     return recipe

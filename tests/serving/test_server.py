@@ -29,9 +29,9 @@ from seqtag.config import ServeConfig  # noqa: E402
 from seqtag.serving.predictor import Predictor  # noqa: E402
 from seqtag.serving.server import create_app  # noqa: E402
 
-from .helpers import bio_sentences, odd_sentences, random_sentences, trained_tagger  # noqa: E402
+from ..helpers import bio_sentences, odd_sentences, random_sentences, trained_tagger  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

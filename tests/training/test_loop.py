@@ -25,11 +25,11 @@ from seqtag.training.checkpoint import numbered_checkpoints, read_checkpoint
 from seqtag.training.interrupts import TrainingInterrupted
 from seqtag.training.loop import WALL_CLOCK_FIELDS, learning_rate
 
-from .helpers import random_sentences
+from ..helpers import random_sentences
 
 train_module = importlib.import_module("seqtag.training.loop")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = TaggerConfig(embedding_dim=8, hidden_dim=8, char_embedding_dim=4, char_filters=4, dropout=0.2)
 # Dropout and word dropout on, so that an exact resume needs the random generators restored.
 FAST = TrainConfig(epochs=4, batch_size=8, device="cpu", word_dropout=0.3, patience=0)
@@ -558,7 +558,7 @@ def test_train_step_clips_the_gradient_norm_to_clip_and_reports_it(clip):
     from seqtag.data.dataset import TaggingDataset, collate
     from seqtag.training.step import train_step
 
-    from .helpers import small_tagger
+    from ..helpers import small_tagger
 
     sentences = random_sentences(6, seed=4)
     tagger = small_tagger(sentences, crf=True).train()

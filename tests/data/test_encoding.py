@@ -1,7 +1,7 @@
 """seqtag.data.encoding: the torch-free string encoder and batch planner, in Python and TorchScript.
 
-The encoder's oracle (the ids of ``seqtag.data.dataset.encode_tokens``) is in tests/test_data.py and
-tests/test_onnx.py; here: code points, the printable-ASCII test that picks the encoder's fast
+The encoder's oracle (the ids of ``seqtag.data.dataset.encode_tokens``) is in tests/data/test_dataset.py and
+tests/serving/test_onnx.py; here: code points, the printable-ASCII test that picks the encoder's fast
 path, the lowercasing table, the plan against a brute-force sort, and that the module imports
 in a process that cannot import torch.
 """

@@ -8,7 +8,7 @@ import seqtag
 from seqtag import SeqtagError, TaggerConfig, TrainConfig
 from seqtag.data.vectors import read_vectors
 
-from .helpers import random_sentences
+from ..helpers import random_sentences
 
 TINY = dict(embedding_dim=3, hidden_dim=5, char_filters=0, case_embedding_dim=0, dropout=0.0)
 

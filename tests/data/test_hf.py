@@ -25,7 +25,7 @@ from seqtag.data import hf
 from seqtag.data.corpus import read_conll, read_conllu, write_conll
 from seqtag.data.dataset import TaggingDataset, collate, make_loader
 
-from .helpers import random_sentences
+from ..helpers import random_sentences
 
 TINY = dict(embedding_dim=16, hidden_dim=16, char_embedding_dim=8, char_filters=8)
 FAST = dict(epochs=2, batch_size=16, lr=1e-2, device="cpu", patience=0, eval_batch_size=64)
@@ -60,7 +60,7 @@ def _classlabel_dataset(sentences, names, column="upos"):
 
 @pytest.fixture(scope="module")
 def ewt_slices():
-    from .conftest import EWT
+    from ..conftest import EWT
 
     if not (EWT / "en_ewt-ud-train.conllu").exists():
         pytest.skip(f"UD English-EWT not found at {EWT}")

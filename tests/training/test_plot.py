@@ -8,7 +8,7 @@ import seqtag
 from seqtag import TaggerConfig, TrainConfig
 from seqtag.cli.app import main
 
-from .helpers import random_sentences
+from ..helpers import random_sentences
 
 TINY = TaggerConfig(embedding_dim=8, hidden_dim=8, char_embedding_dim=4, char_filters=4, dropout=0.2)
 FAST = TrainConfig(epochs=2, batch_size=8, device="cpu", patience=0)

@@ -7,7 +7,7 @@ import torch
 
 from seqtag.model.heads import CRFHead, SoftmaxHead
 
-from .helpers import emissions_of, random_sentences, small_tagger
+from ..helpers import emissions_of, random_sentences, small_tagger
 
 
 def test_loss_ignores_padding():

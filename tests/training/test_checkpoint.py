@@ -8,7 +8,7 @@ from seqtag import SeqtagError, TaggerConfig, TrainConfig
 from seqtag.model.tagger import Tagger
 from seqtag.training.checkpoint import Progress, read_checkpoint
 
-from .helpers import random_sentences
+from ..helpers import random_sentences
 
 TINY = TaggerConfig(embedding_dim=8, hidden_dim=8, char_embedding_dim=4, char_filters=4, dropout=0.2)
 FAST = TrainConfig(epochs=4, batch_size=8, device="cpu", word_dropout=0.3, patience=0)

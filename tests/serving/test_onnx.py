@@ -29,7 +29,7 @@ from seqtag.serving.files import METADATA_NAME
 from seqtag.serving.onnx_export import to_onnx
 from seqtag.serving.onnx_runner import OnnxTagger, kbest_viterbi
 
-from .helpers import odd_sentences, random_sentences, small_tagger
+from ..helpers import odd_sentences, random_sentences, small_tagger
 
 SEQTAG_DIR = Path(seqtag.__file__).resolve().parent
 
@@ -536,7 +536,7 @@ def test_a_head_the_graph_cannot_translate_is_refused(softmax_tagger, tmp_path):
 def test_the_client_written_from_the_stated_rules_tags_as_the_runner(crf_tagger, onnx_files, capsys):
     """docs/serving.md's tagger without seqtag (numpy and onnxruntime, the encoding rules as
     the page states them) gives the runner's tags and confidences."""
-    page = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text(encoding="utf-8")
+    page = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
     section = page.split("## Without seqtag: onnxruntime and numpy only", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}

@@ -20,7 +20,7 @@ from seqtag.data.sources import (
 from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 from seqtag.model.directory import trained_data_config
 
-from .helpers import random_sentences
+from ..helpers import random_sentences
 
 CONLLU = """# sent_id = 1
 1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_

@@ -8,8 +8,8 @@ import torch
 from seqtag import Tagger
 from seqtag.data.dataset import collate, encode_tokens
 
-from .helpers import ARCHS, random_sentences, small_tagger
-from .helpers import emissions_of as _emissions
+from ..helpers import ARCHS, random_sentences, small_tagger
+from ..helpers import emissions_of as _emissions
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))

@@ -5,7 +5,7 @@ import torch
 from seqtag import TaggerConfig, Vocabularies, read_conllu
 from seqtag.data.dataset import BucketBatchSampler, TaggingDataset, collate, make_loader
 
-from .helpers import random_sentences, reference_ids
+from ..helpers import random_sentences, reference_ids
 
 # torch 2.13 deprecates TorchScript; these tests script the planner and encoder on purpose
 SCRIPTING = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

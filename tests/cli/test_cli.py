@@ -152,7 +152,7 @@ def test_predict_from_a_torch_export_directory(tmp_path, tutorial_file, capsys):
 def test_evaluate_defaults_to_the_tag_column_the_model_was_trained_on(tmp_path, capsys):
     from seqtag import write_conllu
 
-    from .helpers import random_sentences
+    from ..helpers import random_sentences
 
     data = tmp_path / "xpos.conllu"
     write_conllu(random_sentences(20, seed=3), data, column="xpos")  # the upos column holds "_"
@@ -171,7 +171,7 @@ def test_evaluate_defaults_to_the_tag_column_the_model_was_trained_on(tmp_path, 
 
 # -- options, output directories, pipes ------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_a_second_run_into_a_directory_in_use_fails_at_once_and_the_first_stays_
     from seqtag import Tagger, write_conll
     from seqtag.training.checkpoint import read_checkpoint
 
-    from .helpers import random_sentences
+    from ..helpers import random_sentences
 
     corpora = {}
     for name, tags in (("abc", ("A", "B", "C")), ("xyz", ("X", "Y", "Z"))):
@@ -307,7 +307,7 @@ def test_resume_of_a_run_started_in_python_says_how_to_continue_it(tmp_path, cap
 def test_two_runs_started_together_into_one_directory_exactly_one_runs(tmp_path):
     from seqtag import write_conll
 
-    from .helpers import random_sentences
+    from ..helpers import random_sentences
 
     corpus = tmp_path / "c.conll"
     write_conll(random_sentences(200, seed=4), corpus)

@@ -27,9 +27,9 @@ from seqtag.training.checkpoint import read_checkpoint
 from seqtag.training.distributed import setup
 from seqtag.training.loop import WALL_CLOCK_FIELDS
 
-from .conftest import EWT
+from ..conftest import EWT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = TaggerConfig(embedding_dim=16, hidden_dim=16, char_embedding_dim=8, char_filters=8)
 # Long enough (600 sentences, 12 epochs at a high rate) that accuracy has levelled off: seeds
 # then differ by about 0.3 points on 1000 test sentences, so 1 point is a real difference.

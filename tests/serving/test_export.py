@@ -18,7 +18,7 @@ from seqtag.data.dataset import collate, encode_tokens
 from seqtag.serving.torch_export import load_torch_export, to_torch_export
 from seqtag.serving.torchscript import ScriptedTagger, load_torchscript, script, to_torchscript
 
-from .helpers import (
+from ..helpers import (
     TINY,
     odd_sentences,
     random_sentences,

@@ -6,7 +6,7 @@ from seqtag import Sentence, SeqtagError
 from seqtag.metrics import span_f1
 from seqtag.training.evaluation import evaluate, map_unknown_tags
 
-from .helpers import random_sentences, small_tagger
+from ..helpers import random_sentences, small_tagger
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from seqtag.data.dataset import collate, encode_tokens
 from seqtag.model.layers import PackedLSTM, PaddedLSTM, reverse_padded
 
-from .helpers import ARCHS, random_sentences, small_tagger
+from ..helpers import ARCHS, random_sentences, small_tagger
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=str)

@@ -12,7 +12,7 @@ import pytest
 
 from seqtag.serving.predictor import load_predictor
 
-FIXTURE = Path(__file__).parent / "fixtures" / "v0.2.0"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v0.2.0"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text(encoding="utf-8"))
 
 

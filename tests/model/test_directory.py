@@ -8,7 +8,7 @@ import torch
 
 from seqtag import SeqtagError, Tagger, TrainConfig
 
-from .helpers import random_sentences, small_tagger
+from ..helpers import random_sentences, small_tagger
 
 
 def test_save_load_round_trip(tmp_path):
