@@ -13,7 +13,7 @@ whose message starts with ``path:line:`` so a user can jump to the culprit.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -86,13 +86,36 @@ def decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str, str]]
             yield number, text, ""
 
 
-def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` of a corpus file, the line ending stripped (:func:`decoded_lines`)."""
+def _file_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, str]]:
+    """:func:`decoded_lines` of a corpus file."""
     path = Path(path)
     _check_file(path)
     with open(path, "rb") as f:
-        for number, text, _ in decoded_lines(f, str(path)):
-            yield number, text
+        yield from decoded_lines(f, str(path))
+
+
+def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of a corpus file, the line ending stripped (:func:`decoded_lines`)."""
+    for number, text, _ in _file_lines(path):
+        yield number, text
+
+
+def line_blocks(lines: Iterable[tuple[int, str, str]]) -> Iterator[list[tuple[int, str, str]]]:
+    """The blank-line separated blocks of ``(number, text, ending)`` lines, each with the blank
+    line that ends it (the last block may have none): a sentence of a CoNLL-U file, as both
+    :func:`read_conllu` and ``seqtag predict``'s reader (:mod:`seqtag.data.formats`) split them.
+
+    >>> [[n for n, _, _ in b] for b in line_blocks([(1, "a", ""), (2, "", ""), (3, " ", ""), (4, "b", "")])]
+    [[1, 2], [3], [4]]
+    """
+    block: list[tuple[int, str, str]] = []
+    for line in lines:
+        block.append(line)
+        if not line[1].strip():
+            yield block
+            block = []
+    if block:
+        yield block
 
 
 def _check_nonempty(sentences: list[Sentence], path: str | os.PathLike) -> list[Sentence]:
@@ -226,29 +249,27 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
     """
     index = conllu_column(column)
     sentences: list[Sentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    comments: list[str] = []
     filled: set[int] = set()  # columns with a value other than "_"
-    for number, line in _lines(path):
-        if not line.strip():
-            if tokens:
-                sentences.append(Sentence(tokens, tags, comments))
-            elif comments:
-                raise CorpusError(f"{path}:{number}: comment lines without a sentence")
-            tokens, tags, comments = [], [], []
-            continue
-        if line.startswith("#"):
-            comments.append(line)
-            continue
-        cols = conllu_word(path, number, line)
-        if cols is None:
-            continue
-        tokens.append(cols[1])
-        tags.append(cols[index])
-        filled.update(i for i, c in enumerate(cols) if c != "_")
-    if tokens:
-        sentences.append(Sentence(tokens, tags, comments))
+    for block in line_blocks(_file_lines(path)):
+        tokens: list[str] = []
+        tags: list[str] = []
+        comments: list[str] = []
+        for number, line, _ in block:
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                comments.append(line)
+                continue
+            cols = conllu_word(path, number, line)
+            if cols is None:
+                continue
+            tokens.append(cols[1])
+            tags.append(cols[index])
+            filled.update(i for i, c in enumerate(cols) if c != "_")
+        if tokens:
+            sentences.append(Sentence(tokens, tags, comments))
+        elif comments:
+            raise CorpusError(f"{path}:{block[-1][0]}: comment lines without a sentence")
     _check_nonempty(sentences, path)
     if index not in filled:
         others = [CONLLU_COLUMNS[i] for i in (3, 4, 7, 5, 2, 9) if i in filled and i != index]

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from seqtag.data.corpus import conllu_word, decoded_lines
+from seqtag.data.corpus import conllu_word, decoded_lines, line_blocks
 from seqtag.errors import SeqtagError
 
 FORMATS = ("text", "conll", "conllu", "jsonl")
@@ -75,21 +75,18 @@ def _read_text(lines: Iterable[tuple[int, str, str]]) -> Iterator[Item]:
 
 
 def _read_blocks(lines: Iterable[tuple[int, str, str]], word: Callable[[int, str], str | None]) -> Iterator[Item]:
-    """Blank-line separated blocks; ``word(number, text)`` gives a line's token or None (kept aside)."""
-    item: Item | None = None
-    for number, text, ending in lines:
-        if item is None:
-            item = Item([], number)
-        item.lines.append((text, ending))
-        if not text.strip():
-            yield item
-            item = None
-            continue
-        token = word(number, text)
-        if token is not None:
-            item.rows.append(len(item.lines) - 1)
-            item.tokens.append(token)
-    if item is not None:
+    """Blank-line separated blocks (:func:`~seqtag.data.corpus.line_blocks`); ``word(number, text)``
+    gives a line's token or None (kept aside)."""
+    for block in line_blocks(lines):
+        item = Item([], block[0][0])
+        for number, text, ending in block:
+            item.lines.append((text, ending))
+            if not text.strip():
+                continue
+            token = word(number, text)
+            if token is not None:
+                item.rows.append(len(item.lines) - 1)
+                item.tokens.append(token)
         yield item
 
 
