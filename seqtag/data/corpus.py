@@ -341,4 +341,6 @@ def read_corpus(
         except ValueError:
             raise CorpusError(f"expected an integer tag column for a CoNLL file, got {tag_column!r}") from None
         return read_conll(path, token_column=token_column, tag_column=tag_index)
+    if format == "jsonl":
+        raise CorpusError(f"{path}: JSON lines are an input of seqtag predict; to train or evaluate on JSON lines, use --hf-dataset {path}")
     raise CorpusError(f"expected format 'conll' or 'conllu', got {format!r}")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from seqtag.data.corpus import conllu_word, decoded_lines, line_blocks
+from seqtag.data.corpus import CorpusError, conllu_word, decoded_lines, line_blocks
 from seqtag.errors import SeqtagError
 
 FORMATS = ("text", "conll", "conllu", "jsonl")
@@ -98,9 +98,9 @@ def _conll_word(name: str, token_column: int) -> Callable[[int, str], str | None
         try:
             token = cols[token_column].strip()
         except IndexError:
-            raise SeqtagError(f"{name}:{number}: needs token column {token_column}, the line has {len(cols)}") from None
+            raise CorpusError(f"{name}:{number}: needs token column {token_column}, the line has {len(cols)}") from None
         if not token:
-            raise SeqtagError(f"{name}:{number}: empty token in column {token_column}")
+            raise CorpusError(f"{name}:{number}: empty token in column {token_column}")
         return token
 
     return word
@@ -123,11 +123,11 @@ def _read_jsonl(lines: Iterable[tuple[int, str, str]], name: str) -> Iterator[It
         try:
             obj = json.loads(text)
         except ValueError as e:
-            raise SeqtagError(f"{name}:{number}: not JSON ({e})") from None
+            raise CorpusError(f"{name}:{number}: not JSON ({e})") from None
         tokens = obj.get("tokens") if isinstance(obj, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             got = type(obj).__name__ if not isinstance(obj, dict) else f"tokens {type(tokens).__name__}"
-            raise SeqtagError(f'{name}:{number}: expected an object with "tokens": a list of strings, got {got}')
+            raise CorpusError(f'{name}:{number}: expected an object with "tokens": a list of strings, got {got}')
         yield Item(tokens, number, obj=obj)
 
 
@@ -228,7 +228,7 @@ class Writer:
             try:
                 text = edit(text, tags[k])
             except IndexError:
-                raise SeqtagError(f"{name}:{item.line + row}: no column {self.tag_index} to replace") from None
+                raise CorpusError(f"{name}:{item.line + row}: no column {self.tag_index} to replace") from None
             if probs is not None:
                 text += ("\t" if "\t" in text else " ") + f"{probs[k]:.4f}"
             lines[row] = text + ending

@@ -7,7 +7,7 @@ num_tags)`` and a ``(batch, seq_len)`` bool prefix ``mask``: ``loss(emissions, t
 independent softmax per token. ``Tagger`` builds one of them (``TaggerConfig.crf``); a new head
 is a new class here with the same four methods (TorchScript compiles them), an option in
 ``config.py``, a branch in :func:`build_head` and its graph in ``onnx_export.py``, which knows
-each head by its exact class: ``docs/design.md``, "Adding a head".
+each head by its exact class: ``docs/design.md``, "How to extend: a head".
 """
 
 from __future__ import annotations

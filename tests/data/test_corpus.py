@@ -473,3 +473,10 @@ def test_training_and_tagging_readers_reject_a_conllu_line_alike(tmp_path, line,
         read_conllu(path)
     with pytest.raises(CorpusError, match=f"^x.conllu:2: {message}"):
         list(read_items(io.BytesIO(data.encode()), "x.conllu", "conllu"))
+
+
+def test_json_lines_as_gold_data_point_to_the_dataset_reader(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"tokens": ["a"], "tags": ["X"]}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"train.jsonl: JSON lines are an input of seqtag predict; .* --hf-dataset"):
+        read_corpus(path)
