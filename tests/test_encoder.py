@@ -1,0 +1,403 @@
+"""Pretrained encoders under the tagger: subwords, windows, pooling, saving and loading offline.
+
+The oracles: transformers' own fast tokenizer (``word_ids``), the Hugging Face model run on each
+window alone and pooled by hand, one sentence at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seqtag.data.subwords import (
+    EncoderInputs,
+    Subwords,
+    SubwordTokenizer,
+    encoder_inputs,
+    plan_windows,
+)
+from seqtag.errors import SeqtagError
+from seqtag.model.encoder import (
+    ScalarMix,
+    SubwordEncoder,
+    encoder_tensors,
+    gather_windows,
+    load_encoder,
+    max_window_size,
+    pool_words,
+    save_encoder,
+)
+
+from .conftest import ENCODER_TEXT
+
+try:  # the tests that need it take the encoder_dirs fixture, which skips without it
+    import transformers
+except ImportError:
+    transformers = None
+
+KINDS = ["bert", "roberta"]
+ODD = ["\x00", "\u200b", "", "\t", "\x7f", "🙂", "👍🏽", "e\u0301", "日本", "a\u200bb", " ", "\ufeff"]
+
+
+@pytest.fixture(scope="module")
+def encoders(encoder_dirs):
+    """``{kind: (model, tokenizer)}`` loaded from the saved directories."""
+    return {kind: load_encoder(encoder_dirs[kind]) for kind in KINDS}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails, and the environment asks for the network."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "0")
+
+
+def words_of(rng: random.Random, n: int) -> list[str]:
+    vocab = " ".join(ENCODER_TEXT).split() + ["unrelatedness", "Zyzzyva", "naïve", "3.14159"]
+    return [rng.choice(vocab) for _ in range(n)]
+
+
+def oracle(model, tokenizer: SubwordTokenizer, sub: Subwords, pooling: str, capacity: int, stride: int):
+    """A sentence's word vectors the long way: each window through the model alone, each
+    subword's window chosen by brute force over all windows containing it, pooled in a loop."""
+    n = len(sub.ids)
+    starts = [0]
+    while starts[-1] + capacity < n:
+        starts.append(min(starts[-1] + stride, n - capacity))
+    vectors = []
+    with torch.no_grad():
+        for start in starts:
+            ids = tokenizer.prefix + sub.ids[start : start + capacity] + tokenizer.suffix
+            vectors.append(model(input_ids=torch.tensor([ids])).last_hidden_state[0])
+    rows = []
+    for p in range(n):
+        scores = [(min(p - s, min(s + capacity, n) - 1 - p), -w) for w, s in enumerate(starts) if s <= p < s + capacity]
+        _, neg_w = max(scores)
+        rows.append(vectors[-neg_w][p - starts[-neg_w] + len(tokenizer.prefix)])
+    words = []
+    for a, b in zip(sub.offsets[:-1], sub.offsets[1:]):
+        span = torch.stack(rows[a:b])
+        words.append({"first": span[0], "last": span[-1], "mean": span.mean(0)}[pooling])
+    return torch.stack(words)
+
+
+# -- subwords and windows (no model) ------------------------------------------------------
+
+
+def test_plan_windows_hand_computed():
+    # capacity 4, stride 2 over 9 subwords: windows at 0, 2, 4 and 5 (the last ends at 9);
+    # subword 6 is 2 from window 2's left edge and 1 from its right, 1 and 2 in window 3: a tie
+    assert plan_windows(9, 4, 2) == ([0, 2, 4, 5], [0, 0, 0, 1, 1, 2, 2, 3, 3])
+    assert plan_windows(4, 4, 1) == ([0], [0, 0, 0, 0])
+    assert plan_windows(0, 4, 1) == ([0], [])
+    assert plan_windows(5, 1, 1) == ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="stride"):
+        plan_windows(9, 4, 5)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_plan_windows_cover_and_choose_the_most_central_window(seed):
+    rng = random.Random(seed)
+    for _ in range(200):
+        n, capacity = rng.randint(0, 60), rng.randint(1, 12)
+        stride = rng.randint(1, capacity)
+        starts, chosen = plan_windows(n, capacity, stride)
+        assert len(chosen) == n and starts[0] == 0 and starts == sorted(set(starts))
+        if n > capacity:
+            assert starts[-1] + capacity == n and all(b - a <= stride for a, b in zip(starts, starts[1:]))
+        for p, w in enumerate(chosen):
+            inside = [v for v, s in enumerate(starts) if s <= p < s + capacity]
+            score = [min(p - starts[v], min(starts[v] + capacity, n) - 1 - p) for v in inside]
+            assert w == inside[score.index(max(score))]
+
+
+def test_encoder_inputs_layout(encoders):
+    _, tok = encoders["bert"]
+    subs = [Subwords([7, 8, 9, 10, 11], [0, 2, 5]), Subwords([12], [0, 1]), Subwords([], [0])]
+    x = encoder_inputs(subs, tok, window_size=5, stride=2)  # 3 subwords a window
+    cls, sep, pad = tok.prefix[0], tok.suffix[0], tok.pad_id
+    assert x.window_ids == [[cls, 7, 8, 9, sep], [cls, 9, 10, 11, sep], [cls, 12, sep, pad, pad], [cls, sep, pad, pad, pad]]
+    assert x.window_mask == [[1] * 5, [1] * 5, [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]
+    assert x.source == [[1, 2, 3, 5 + 2, 5 + 3], [10 + 1, 0, 0, 0, 0], [0] * 5]
+    assert (x.word_starts, x.word_ends) == ([[0, 2], [0, 0], [0, 0]], [[2, 5], [1, 0], [0, 0]])
+    assert (x.lengths, x.subword_lengths) == ([2, 1, 0], [5, 1, 0])
+    with pytest.raises(ValueError, match="window_size"):
+        encoder_inputs(subs, tok, window_size=2, stride=1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_subwords_equal_transformers_word_ids(kind, encoder_dirs, encoders):
+    """The torch-free path gives the ids and word spans of transformers' fast tokenizer."""
+    _, tok = encoders[kind]
+    hf = transformers.AutoTokenizer.from_pretrained(encoder_dirs[kind], local_files_only=True)
+    rng = random.Random(1)
+    sentences = [s.split() for s in ENCODER_TEXT] + [words_of(rng, rng.randint(1, 30)) for _ in range(20)] + [["x"]]
+    for words, sub in zip(sentences, tok.tokenize(sentences)):
+        enc = hf(words, is_split_into_words=True)
+        word_ids = enc.word_ids()
+        assert enc.input_ids == tok.prefix + sub.ids + tok.suffix
+        inner = word_ids[len(tok.prefix) : len(word_ids) - len(tok.suffix)]
+        assert inner == [w for w in range(len(words)) for _ in range(sub.offsets[w], sub.offsets[w + 1])]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_words_mapped_to_nothing_get_unk_and_keep_their_place(kind, encoder_dirs, encoders):
+    _, tok = encoders[kind]
+    hf = transformers.AutoTokenizer.from_pretrained(encoder_dirs[kind], local_files_only=True)
+    words = ["The", *ODD, "dog"]
+    (sub,) = tok.tokenize([words])
+    assert len(sub.offsets) == len(words) + 1 and all(b > a for a, b in zip(sub.offsets, sub.offsets[1:]))
+    enc = hf(words, is_split_into_words=True)
+    ids, word_ids = enc.input_ids, enc.word_ids()
+    empty = 0
+    for w in range(len(words)):
+        expected = [i for i, v in zip(ids, word_ids) if v == w]
+        empty += not expected
+        assert sub.ids[sub.offsets[w] : sub.offsets[w + 1]] == (expected or [tok.unk_id]), repr(words[w])
+    assert empty >= (4 if kind == "bert" else 1)  # "" (and for BERT "\x00", "\u200b", ...): the case happened
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_special_tokens_spelled_in_the_text_are_text(kind, encoder_dirs, encoders):
+    _, tok = encoders[kind]
+    hf = transformers.AutoTokenizer.from_pretrained(encoder_dirs[kind], local_files_only=True, split_special_tokens=True)
+    words = ["the", "[SEP]", "<s>", "a[MASK]b", "<pad>", "[PAD]", "</s>", "[CLS]"]
+    (sub,) = tok.tokenize([words])
+    specials = set(tok.prefix + tok.suffix + [tok.pad_id])
+    assert not specials & set(sub.ids)
+    assert tok.prefix + sub.ids + tok.suffix == hf(words, is_split_into_words=True).input_ids
+
+
+# -- pooling, windows, batches ------------------------------------------------------------
+
+
+def test_pool_words_equals_a_loop():
+    subwords = torch.randn(2, 6, 3)
+    starts = torch.tensor([[0, 1, 4], [0, 3, 0]])
+    ends = torch.tensor([[1, 4, 6], [3, 5, 0]])
+    for pooling in ("first", "mean", "last"):
+        out = pool_words(subwords, starts, ends, pooling)
+        for b in range(2):
+            for w in range(3):
+                a, e = int(starts[b, w]), int(ends[b, w])
+                if a == e:
+                    expected = torch.zeros(3)
+                else:
+                    span = subwords[b, a:e]
+                    expected = {"first": span[0], "last": span[-1], "mean": span.mean(0)}[pooling]
+                torch.testing.assert_close(out[b, w], expected, rtol=0, atol=1e-6)
+
+
+def test_gather_windows_reads_the_chosen_rows():
+    hidden = torch.randn(3, 4, 2)
+    source = torch.tensor([[1, 2, 9], [5, 0, 0]])
+    out = gather_windows(hidden, source)
+    assert torch.equal(out[0, 2], hidden[2, 1]) and torch.equal(out[1, 0], hidden[1, 1]) and out.shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("pooling", ["first", "mean", "last"])
+def test_fitting_sentences_equal_the_unwindowed_model(kind, pooling, encoders):
+    model, tok = encoders[kind]
+    encoder = SubwordEncoder(model, pooling).eval()
+    rng = random.Random(2)
+    subs = tok.tokenize([words_of(rng, rng.randint(1, 12)) for _ in range(6)])
+    longest = max(len(s.ids) for s in subs) + tok.n_special
+    for window_size in (longest, max_window_size(model.config)):  # exactly fits, and the limit
+        with torch.no_grad():
+            out = encoder.encode(encoder_inputs(subs, tok, window_size, stride=1))
+        for i, sub in enumerate(subs):
+            expected = oracle(model, tok, sub, pooling, capacity=10**6, stride=1)
+            torch.testing.assert_close(out[i, : len(expected)], expected, rtol=0, atol=1e-5)
+            assert not out[i, len(expected) :].any()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("window_size", "stride"), [(8, 3), (6, 4), (7, 1)])
+def test_long_sentences_take_each_subword_from_its_most_central_window(kind, window_size, stride, encoders):
+    model, tok = encoders[kind]
+    encoder = SubwordEncoder(model, "mean").eval()
+    rng = random.Random(window_size)
+    subs = tok.tokenize([words_of(rng, n) for n in (25, 3, 40)])
+    capacity = window_size - tok.n_special
+    x = encoder_inputs(subs, tok, window_size, stride)
+    assert len(x.window_ids) > 3  # windows were needed
+    with torch.no_grad():
+        out = encoder.encode(x)
+    for i, sub in enumerate(subs):
+        expected = oracle(model, tok, sub, "mean", capacity, stride)
+        torch.testing.assert_close(out[i, : len(expected)], expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batched_equals_one_at_a_time_and_padding_changes_nothing(kind, encoders):
+    model, tok = encoders[kind]
+    torch.manual_seed(5)
+    encoder = SubwordEncoder(model, "first", layers=3).eval()
+    with torch.no_grad():
+        encoder.mix.weights.normal_()
+    rng = random.Random(3)
+    subs = tok.tokenize([words_of(rng, n) for n in (1, 30, 7, 2, 19)] + [["The", *ODD]])
+    with torch.no_grad():
+        batched = encoder.encode(encoder_inputs(subs, tok, 12, 5))
+        for i, sub in enumerate(subs):
+            alone = encoder.encode(encoder_inputs([sub], tok, 12, 5))[0]
+            torch.testing.assert_close(batched[i, : alone.size(0)], alone, rtol=0, atol=1e-5)
+        # more padding everywhere: window columns, subwords, words
+        window_ids, window_mask, source, starts, ends = encoder_tensors(encoder_inputs(subs, tok, 12, 5))
+        extra = 5
+        width = window_ids.size(1)
+        window_ids = torch.cat([window_ids, torch.full((window_ids.size(0), extra), tok.pad_id)], 1)
+        window_mask = torch.cat([window_mask, torch.zeros(window_mask.size(0), extra, dtype=torch.int64)], 1)
+        row, pos = source // width, source % width
+        source = torch.cat([row * (width + extra) + pos, torch.zeros(source.size(0), extra, dtype=torch.int64)], 1)
+        starts = torch.cat([starts, torch.zeros(starts.size(0), extra, dtype=torch.int64)], 1)
+        ends = torch.cat([ends, torch.zeros(ends.size(0), extra, dtype=torch.int64)], 1)
+        padded = encoder(window_ids, window_mask, source, starts, ends)
+    torch.testing.assert_close(padded[:, : batched.size(1)], batched, rtol=0, atol=1e-5)
+    assert not padded[:, batched.size(1) :].any()
+
+
+def test_scalar_mix_weights_the_last_layers(encoders):
+    model, tok = encoders["bert"]
+    encoder = SubwordEncoder(model, "last", layers=2).eval()
+    with torch.no_grad():
+        encoder.mix.weights.copy_(torch.tensor([0.3, -0.2]))
+        encoder.mix.gamma.fill_(1.5)
+        (sub,) = tok.tokenize([ENCODER_TEXT[0].split()])
+        out = encoder.encode(encoder_inputs([sub], tok, 64, 32))[0]
+        hidden = model(input_ids=torch.tensor([tok.prefix + sub.ids + tok.suffix]), output_hidden_states=True).hidden_states
+    w = torch.softmax(torch.tensor([0.3, -0.2]), 0)
+    mixed = 1.5 * (w[0] * hidden[-2][0] + w[1] * hidden[-1][0])
+    last = [e - 1 + len(tok.prefix) for e in sub.offsets[1:]]
+    torch.testing.assert_close(out, mixed[last], rtol=0, atol=1e-5)
+    assert ScalarMix(3)(torch.ones(3, 2)).tolist() == [1.0, 1.0]
+
+
+def test_frozen_encoder_trains_only_the_mix(encoders):
+    model, tok = encoders["bert"]
+    copy = transformers.AutoModel.from_config(model.config)
+    copy.load_state_dict(model.state_dict())
+    encoder = SubwordEncoder(copy, "mean", layers=2, frozen=True).train()
+    assert not copy.training and not any(p.requires_grad for p in copy.parameters())
+    out = encoder.encode(encoder_inputs(tok.tokenize([["The", "dog"]]), tok, 64, 32))
+    out.sum().backward()
+    assert encoder.mix.weights.grad is not None and all(p.grad is None for p in copy.parameters())
+
+
+# -- saving and loading --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_and_load_offline_give_the_same_outputs(kind, encoder_dirs, tmp_path, no_network):
+    model, tok = load_encoder(encoder_dirs[kind])  # a plain transformers directory, offline
+    with torch.no_grad():  # as after fine-tuning: weights that differ from the original files
+        model.get_input_embeddings().weight.mul_(1.5)
+    target = tmp_path / "model" / "encoder"
+    save_encoder(model, tok, target)
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors", "subwords.json", "tokenizer.json"]
+    loaded, loaded_tok = load_encoder(target)
+    sentences = [ENCODER_TEXT[1].split(), ["The", *ODD], words_of(random.Random(4), 40)]
+    subs = tok.tokenize(sentences)
+    assert loaded_tok.tokenize(sentences) == subs
+    assert (loaded_tok.prefix, loaded_tok.suffix, loaded_tok.unk_id, loaded_tok.pad_id) == (tok.prefix, tok.suffix, tok.unk_id, tok.pad_id)
+    x = encoder_inputs(subs, tok, 16, 7)
+    with torch.no_grad():
+        assert torch.equal(SubwordEncoder(loaded, "mean").encode(x), SubwordEncoder(model, "mean").encode(x))
+    assert loaded.config._attn_implementation == "sdpa"
+
+
+def test_torch_free_tokenizer(encoder_dirs, encoders, tmp_path):
+    """seqtag.data.subwords loads a saved tokenizer and tokenizes where torch and transformers cannot
+    be imported, as the ONNX runner does."""
+    model, tok = encoders["roberta"]
+    save_encoder(model, tok, tmp_path)
+    sentences = [ENCODER_TEXT[2].split(), ["The", *ODD]]
+    script = (
+        "import sys, json\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "import seqtag.data.subwords as s\n"
+        "tok = s.SubwordTokenizer.load(sys.argv[1])\n"
+        "x = s.encoder_inputs(tok.tokenize(json.loads(sys.argv[2])), tok, 16, 5)\n"
+        "print(json.dumps(x._asdict()))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path), json.dumps(sentences)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert EncoderInputs(**json.loads(run.stdout)) == encoder_inputs(tok.tokenize(sentences), tok, 16, 5)
+
+
+def test_import_seqtag_does_not_import_transformers():
+    code = "import sys, seqtag, seqtag.data.subwords, seqtag.model.encoder; print('transformers' in sys.modules, 'tokenizers' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.split() == ["False", "False"], run.stderr
+
+
+def test_errors_are_one_line(encoder_dirs, tmp_path, monkeypatch, no_network):
+    def fails(arg, match):
+        with pytest.raises(SeqtagError, match=match) as info:
+            load_encoder(arg)
+        assert "\n" not in str(info.value)
+
+    fails(tmp_path, "not a transformers model directory")
+    (tmp_path / "config.json").write_text("{}")
+    fails(tmp_path, "not a transformers model directory")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
+    fails(tmp_path, "cannot load its weights")
+    fails(str(tmp_path / "missing"), "no such encoder directory")
+    fails("seqtag-tests/no-such-model", "neither a local directory nor in the local Hugging Face cache")
+
+    (tmp_path / "subwords.json").write_text(json.dumps({"format": "seqtag.subwords", "version": 9}))
+    with pytest.raises(SeqtagError, match="version 9"):
+        SubwordTokenizer.load(tmp_path)
+
+    class Slow:
+        is_fast = False
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Slow())
+    fails(encoder_dirs["bert"], "not a fast one")
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    fails(encoder_dirs["bert"], r"needs transformers: pip install 'seqtag\[transformers\]'")
+
+
+# -- ONNX ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "pooling", "layers"), [("bert", "mean", 1), ("roberta", "first", 2)])
+def test_onnx_encoder_equals_eager(kind, pooling, layers, encoders, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from seqtag.serving.encoder_onnx import encoder_feeds, export_encoder
+
+    model, tok = encoders[kind]
+    torch.manual_seed(6)
+    encoder = SubwordEncoder(model, pooling, layers).eval()
+    if encoder.mix is not None:
+        with torch.no_grad():
+            encoder.mix.weights.normal_()
+    path = export_encoder(encoder, tok, tmp_path / "encoder.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = random.Random(7)
+    batches = [
+        ([["x"]], 64, 32),  # one token
+        ([ENCODER_TEXT[1].split(), ["a"], ["The", *ODD], ENCODER_TEXT[3].split()], 64, 32),
+        ([words_of(rng, 40), ["the", "dog"], words_of(rng, 25)], 10, 4),  # windows
+    ]
+    for sentences, window_size, stride in batches:
+        x = encoder_inputs(tok.tokenize(sentences), tok, window_size, stride)
+        with torch.no_grad():
+            expected = encoder.encode(x).numpy()
+        (got,) = session.run(None, encoder_feeds(x))
+        assert got.shape == expected.shape
+        assert abs(got - expected).max() < 1e-4
