@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from seqtag.config import POOLINGS
 from seqtag.data.subwords import SUBWORDS_FILE, TOKENIZER_FILE, EncoderInputs, SubwordTokenizer
 from seqtag.errors import SeqtagError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-POOLINGS = ("first", "mean", "last")
-"""How a word's subword vectors become its vector."""
 HF_CONFIG_FILE, HF_WEIGHTS_FILE = "config.json", "model.safetensors"
 # model types whose position ids start after the padding id (fairseq's convention), so that
 # max_position_embeddings counts padding_idx + 1 positions that a window cannot use

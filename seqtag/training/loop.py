@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from seqtag.config import DataConfig, TaggerConfig, TrainConfig
+from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags, make_loader
 from seqtag.data.vectors import init_embedding, read_vectors
 from seqtag.data.vocab import Vocabularies
@@ -90,20 +90,36 @@ def seed_everything(seed: int) -> None:
 def learning_rate(tc: TrainConfig, step: int, halvings: int, total_steps: int) -> float:
     """The learning rate of optimizer step ``step`` (0 = the first).
 
-    Warm-up multiplies by ``(step + 1) / warmup_steps`` during the first ``warmup_steps`` steps;
-    then ``linear`` decays to 0 at ``total_steps``, ``plateau`` halves ``halvings`` times,
-    ``constant`` keeps ``tc.lr``.
+    Warm-up multiplies by ``(step + 1) / warmup`` during the first ``warmup`` steps
+    (:meth:`TrainConfig.warmup_for <seqtag.config.TrainConfig.warmup_for>`: ``warmup_steps``, or
+    the fraction ``warmup`` of ``total_steps``); then ``linear`` decays to 0 at ``total_steps``,
+    ``plateau`` halves ``halvings`` times, ``constant`` keeps ``tc.lr``.
 
     >>> tc = TrainConfig(lr=1.0, schedule="linear", warmup_steps=2)
     >>> [learning_rate(tc, s, 0, 6) for s in range(6)]
     [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
     """
-    lr = tc.lr
-    if step < tc.warmup_steps:
-        return lr * (step + 1) / tc.warmup_steps
-    if tc.schedule == "linear":
-        lr *= max(0.0, (total_steps - step) / max(1, total_steps - tc.warmup_steps))
-    elif tc.schedule == "plateau":
+    return _scheduled(tc.lr, tc.schedule, tc.warmup_for(total_steps), step, halvings, total_steps)
+
+
+def encoder_learning_rate(tc: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of a pretrained encoder's weights at step ``step``: ``encoder_lr`` with
+    :func:`learning_rate`'s warm-up, then a linear decay to 0 at ``total_steps`` whatever
+    ``tc.schedule`` (the fine-tuning schedule of BERT and Hugging Face's Trainer).
+
+    >>> tc = TrainConfig(encoder_lr=1.0, warmup=0.25)
+    >>> [encoder_learning_rate(tc, s, 8) for s in range(8)]
+    [0.5, 1.0, 1.0, 0.8333333333333334, 0.6666666666666666, 0.5, 0.3333333333333333, 0.16666666666666666]
+    """
+    return _scheduled(tc.encoder_lr, "linear", tc.warmup_for(total_steps), step, 0, total_steps)
+
+
+def _scheduled(lr: float, schedule: str, warmup: int, step: int, halvings: int, total_steps: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "linear":
+        lr *= max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    elif schedule == "plateau":
         lr *= 0.5**halvings
     return lr
 
@@ -261,7 +277,9 @@ def train(
         else:
             if out is not None:
                 check_output_dir(out, overwrite)
-            config, tc = config or TaggerConfig(), train_config or TrainConfig()
+            config = config or TaggerConfig()
+            # an encoder model without a train_config trains by the measured recipe (config.ENCODER_RECIPE)
+            tc = train_config or (for_encoder(TrainConfig()) if config.encoder else TrainConfig())
         fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
         world = distributed.setup(tc.device, dist_backend)
         try:
