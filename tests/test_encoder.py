@@ -15,6 +15,8 @@ import sys
 import pytest
 import torch
 
+from seqtag import Sentence, TaggerConfig, Vocabularies
+from seqtag.data.dataset import SubwordBatch, TaggingDataset, collate, make_loader
 from seqtag.data.subwords import (
     EncoderInputs,
     Subwords,
@@ -26,13 +28,13 @@ from seqtag.errors import SeqtagError
 from seqtag.model.encoder import (
     ScalarMix,
     SubwordEncoder,
-    encoder_tensors,
     gather_windows,
     load_encoder,
     max_window_size,
     pool_words,
     save_encoder,
 )
+from seqtag.model.tagger import Tagger
 
 from .conftest import ENCODER_TEXT
 
@@ -257,7 +259,7 @@ def test_batched_equals_one_at_a_time_and_padding_changes_nothing(kind, encoders
             alone = encoder.encode(encoder_inputs([sub], tok, 12, 5))[0]
             torch.testing.assert_close(batched[i, : alone.size(0)], alone, rtol=0, atol=1e-5)
         # more padding everywhere: window columns, subwords, words
-        window_ids, window_mask, source, starts, ends = encoder_tensors(encoder_inputs(subs, tok, 12, 5))
+        window_ids, window_mask, source, starts, ends = SubwordBatch.from_inputs(encoder_inputs(subs, tok, 12, 5))
         extra = 5
         width = window_ids.size(1)
         window_ids = torch.cat([window_ids, torch.full((window_ids.size(0), extra), tok.pad_id)], 1)
@@ -401,3 +403,113 @@ def test_onnx_encoder_equals_eager(kind, pooling, layers, encoders, tmp_path):
         (got,) = session.run(None, encoder_feeds(x))
         assert got.shape == expected.shape
         assert abs(got - expected).max() < 1e-4
+
+
+# -- the tagger over an encoder ------------------------------------------------------------
+
+
+def tagger_config(encoder_dirs, kind: str = "bert", **changes):
+    """A small tagger over a tiny encoder; windows of 10 tokens 3 subwords apart, so that long
+    sentences are read in several windows."""
+    options = dict(encoder=str(encoder_dirs[kind]), embedding_dim=6, hidden_dim=5, char_filters=4,
+                   char_embedding_dim=3, case_embedding_dim=3, dropout=0.0, encoder_window=10, encoder_stride=3)  # fmt: skip
+    options.update(changes)
+    return TaggerConfig(**options)
+
+
+def sentences_of(n: int, seed: int) -> list[Sentence]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = words_of(rng, rng.randint(1, 14))
+        out.append(Sentence(words, [rng.choice("ABC") for _ in words]))
+    return out
+
+
+SENTENCES = sentences_of(30, seed=8)
+PROBES = [s.tokens for s in sentences_of(7, seed=9)] + [[], ["x"], ["The", *ODD], words_of(random.Random(3), 40)]
+
+
+@pytest.fixture(scope="module")
+def vocabs():
+    return Vocabularies.build(SENTENCES)
+
+
+def test_a_dataset_tokenizes_each_sentence_once_and_collate_lays_out_its_windows(encoder_dirs, vocabs):
+    tagger = Tagger(tagger_config(encoder_dirs), vocabs)
+    dataset = tagger.dataset(SENTENCES)
+    tokenized = tagger.windows.tokenizer.tokenize([s.tokens for s in SENTENCES])
+    assert [e.subwords for e in dataset.items] == tokenized
+    assert dataset.subword_lengths.tolist() == [len(t.ids) for t in tokenized]
+    batch = collate(dataset.items[:5], tagger.windows)
+    expected = SubwordBatch.from_inputs(encoder_inputs(tokenized[:5], tagger.windows.tokenizer, 10, 3))
+    assert all(torch.equal(a, b) for a, b in zip(batch.subwords, expected))
+    loader = make_loader(dataset, batch_size=4, shuffle=True)
+    assert loader.batch_sampler.lengths.tolist() == dataset.subword_lengths.tolist()  # bucketed by subwords
+    assert all(b.subwords is not None for b in loader)
+    # today's model: no subwords anywhere
+    plain = Tagger(TaggerConfig(embedding_dim=6, hidden_dim=5, char_filters=0), vocabs).dataset(SENTENCES)
+    assert plain.windows is None and plain.items[0].subwords is None and collate(plain.items).subwords is None
+    with pytest.raises(SeqtagError, match="encodes its data with its windows"):
+        TaggingDataset(SENTENCES, vocabs, tagger.config)
+
+
+ARCHITECTURES = [
+    dict(kind="bert", crf=True, num_layers=1, encoder_pooling="first"),
+    dict(kind="roberta", crf=True, num_layers=0, embedding_dim=0, char_filters=0, encoder_pooling="mean"),
+    dict(kind="bert", crf=False, num_layers=2, bidirectional=False, encoder_pooling="last", encoder_layers=2),
+    dict(kind="roberta", crf=False, num_layers=0, case_embedding_dim=0, encoder_window=0, encoder_stride=0),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
+def test_batched_equals_one_at_a_time_from_strings(arch, encoder_dirs, vocabs):
+    """predict, predict_with_confidence, marginals and nbest: the same batched (sentences padded
+    to the longest, windows padded to the widest) as one at a time."""
+    torch.manual_seed(4)
+    tagger = Tagger(tagger_config(encoder_dirs, **arch), vocabs).eval()
+    if tagger.encoder.mix is not None:
+        with torch.no_grad():
+            tagger.encoder.mix.weights.normal_()
+    batched = tagger.predict_with_confidence(PROBES, batch_size=4)
+    alone = [tagger.predict_with_confidence([s])[0] for s in PROBES]
+    assert [t for t, _ in batched] == [t for t, _ in alone] == tagger.predict(PROBES, batch_size=3)
+    for (_, a), (_, b) in zip(batched, alone):
+        assert a == pytest.approx(b, abs=1e-5)
+    for a, b in zip(tagger.marginals(PROBES, batch_size=5), [tagger.marginals([s])[0] for s in PROBES]):
+        assert a == pytest.approx(b, abs=1e-5)
+    nbest = tagger.nbest(PROBES, 3, batch_size=4)
+    for s, best in zip(PROBES, nbest):
+        (single,) = tagger.nbest([s], 3)
+        assert [tags for tags, _ in best] == [tags for tags, _ in single]
+        assert [p for _, p in best] == pytest.approx([p for _, p in single], abs=1e-4)
+        assert best[0][0] == tagger.predict([s])[0]
+    assert nbest[PROBES.index([])] == [([], 0.0)]
+
+
+def test_tag_ids_takes_the_vectors_and_empty_rows(encoder_dirs, vocabs):
+    tagger = Tagger(tagger_config(encoder_dirs), vocabs).eval()
+    sentences = [PROBES[0], [], PROBES[1]]
+    dataset = tagger.dataset([Sentence(s, ["A"] * len(s)) for s in sentences])
+    batch = collate(dataset.items, tagger.windows)
+    with torch.no_grad():
+        vectors = tagger.word_vectors(batch.subwords)
+        assert vectors.shape == (3, batch.words.size(1), tagger.encoder.dim) and not vectors[1].any()
+        ids = tagger.tag_ids(batch.words, batch.cases, batch.chars, batch.lengths, vectors)
+        with pytest.raises(ValueError, match="expected the encoder's vectors"):
+            tagger.tag_ids(batch.words, batch.cases, batch.chars, batch.lengths)
+        with pytest.raises(ValueError, match=r"expected vectors of shape \[3, "):
+            tagger.tag_ids(batch.words, batch.cases, batch.chars, batch.lengths, vectors[:, :, :3])
+    expected = tagger.predict_ids(sentences)
+    assert [row[: len(e)] for row, e in zip(ids.tolist(), expected)] == expected and not ids[1].any()
+    assert tagger.decode_encoded(dataset.items, batch_size=2) == expected
+
+
+def test_windows_are_checked_against_the_encoder(encoder_dirs, vocabs):
+    with pytest.raises(ValueError, match=r"expected encoder_window <= 128 \(the encoder's limit\), got 200"):
+        Tagger(tagger_config(encoder_dirs, encoder_window=200), vocabs)
+    with pytest.raises(ValueError, match=r"expected encoder_stride <= 8"):
+        Tagger(tagger_config(encoder_dirs, encoder_window=10, encoder_stride=9), vocabs)
+    layout = Tagger(tagger_config(encoder_dirs, encoder_window=0, encoder_stride=0), vocabs).windows
+    assert (layout.size, layout.stride) == (128, 63)  # BERT's 128 positions; half of 126 subwords
+    assert Tagger(tagger_config(encoder_dirs, "roberta", encoder_window=0), vocabs).windows.size == 128  # 130 - 2

@@ -267,6 +267,51 @@ def plan_windows(n: int, capacity: int, stride: int) -> tuple[list[int], list[in
     return starts, chosen
 
 
+class WindowLayout(NamedTuple):
+    """How a model reads its sentences: the tokenizer, the window size and the stride
+    (:func:`encoder_inputs`'s arguments after ``sentences``), fixed when the model is built.
+
+    Attributes:
+        tokenizer: the encoder's :class:`SubwordTokenizer`.
+        size: tokens per window, special tokens included.
+        stride: subwords between window starts.
+    """
+
+    tokenizer: SubwordTokenizer
+    size: int
+    stride: int
+
+    @classmethod
+    def resolve(cls, tokenizer: SubwordTokenizer, window: int, stride: int, limit: int | None) -> WindowLayout:
+        """The layout of a configuration's ``encoder_window`` and ``encoder_stride`` (0: the
+        encoder's ``limit``, at most 512; half of a window's subwords).
+
+        Raises:
+            ValueError: the window is over ``limit`` or holds no subword, or the stride is
+                longer than a window's subwords.
+
+        >>> from tokenizers import Tokenizer, models
+        >>> t = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+        >>> layout = WindowLayout.resolve(SubwordTokenizer(t, "[UNK]", "[UNK]"), 0, 0, limit=128)
+        >>> layout.size, layout.stride
+        (128, 64)
+        """
+        size = window or min(512, limit or 512)
+        if limit is not None and size > limit:
+            raise ValueError(f"expected encoder_window <= {limit} (the encoder's limit), got {size}")
+        capacity = size - tokenizer.n_special
+        if capacity < 1:
+            raise ValueError(f"expected encoder_window > {tokenizer.n_special} (the special tokens), got {size}")
+        stride = stride or max(1, capacity // 2)
+        if stride > capacity:
+            raise ValueError(f"expected encoder_stride <= {capacity} (a window's subwords), got {stride}")
+        return cls(tokenizer, size, stride)
+
+    def inputs(self, sentences: list[Subwords]) -> EncoderInputs:
+        """:func:`encoder_inputs` of ``sentences`` in this layout."""
+        return encoder_inputs(sentences, self.tokenizer, self.size, self.stride)
+
+
 def encoder_inputs(
     sentences: list[Subwords], tokenizer: SubwordTokenizer, window_size: int, stride: int
 ) -> EncoderInputs:

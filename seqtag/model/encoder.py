@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from seqtag.config import POOLINGS
+from seqtag.data.dataset import SubwordBatch
 from seqtag.data.subwords import SUBWORDS_FILE, TOKENIZER_FILE, EncoderInputs, SubwordTokenizer
 from seqtag.errors import SeqtagError
 
@@ -186,29 +187,7 @@ class SubwordEncoder(nn.Module):
         """:meth:`forward` on an :class:`~seqtag.data.subwords.EncoderInputs` (lists), on the
         module's device: ``(B, max_words, dim)``."""
         device = self.mix.weights.device if self.mix is not None else next(self.model.parameters()).device
-        tensors = encoder_tensors(inputs, device)
-        return self(*tensors)
-
-
-def encoder_tensors(inputs: EncoderInputs, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The five int64 tensors :meth:`SubwordEncoder.forward` takes, from the lists of
-    :func:`seqtag.data.subwords.encoder_inputs`: ``window_ids``, ``window_mask``
-    ``(n_windows, width)``, ``source`` ``(B, max_subwords)``, ``word_starts``, ``word_ends``
-    ``(B, max_words)``."""
-    b = len(inputs.lengths)
-
-    def tensor(rows: list[list[int]], n_rows: int) -> Tensor:
-        t = torch.tensor(rows, dtype=torch.int64) if rows and rows[0] else torch.zeros(n_rows, 0, dtype=torch.int64)
-        return t.to(device)
-
-    n_windows = len(inputs.window_ids)
-    return (
-        tensor(inputs.window_ids, n_windows),
-        tensor(inputs.window_mask, n_windows),
-        tensor(inputs.source, b),
-        tensor(inputs.word_starts, b),
-        tensor(inputs.word_ends, b),
-    )
+        return self(*SubwordBatch.from_inputs(inputs).to(device))
 
 
 def max_window_size(config: Any) -> int | None:

@@ -67,7 +67,7 @@ def export_encoder(encoder: SubwordEncoder, tokenizer: SubwordTokenizer, path: s
     """
     import torch
 
-    from seqtag.model.encoder import encoder_tensors
+    from seqtag.data.dataset import SubwordBatch
 
     path = Path(path)
     # a padded example: two sentences of different lengths, the longer in two windows
@@ -81,7 +81,7 @@ def export_encoder(encoder: SubwordEncoder, tokenizer: SubwordTokenizer, path: s
         with _export_warnings(), torch.no_grad():
             torch.onnx.export(
                 encoder,
-                encoder_tensors(example),
+                tuple(SubwordBatch.from_inputs(example)),
                 str(path),
                 input_names=list(INPUT_NAMES),
                 output_names=[OUTPUT_NAME],
