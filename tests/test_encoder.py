@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import sys
 import pytest
 import torch
 
-from seqtag import Sentence, TaggerConfig, Vocabularies
+import seqtag
+from seqtag import Sentence, TaggerConfig, TrainConfig, Vocabularies
 from seqtag.data.dataset import SubwordBatch, TaggingDataset, collate, make_loader
 from seqtag.data.subwords import (
     EncoderInputs,
@@ -35,6 +37,9 @@ from seqtag.model.encoder import (
     save_encoder,
 )
 from seqtag.model.tagger import Tagger
+from seqtag.training.checkpoint import numbered_checkpoints, read_checkpoint
+from seqtag.training.loop import encoder_learning_rate, learning_rate
+from seqtag.training.step import ENCODER_GROUP
 
 from .conftest import ENCODER_TEXT
 
@@ -513,3 +518,53 @@ def test_windows_are_checked_against_the_encoder(encoder_dirs, vocabs):
     layout = Tagger(tagger_config(encoder_dirs, encoder_window=0, encoder_stride=0), vocabs).windows
     assert (layout.size, layout.stride) == (128, 63)  # BERT's 128 positions; half of 126 subwords
     assert Tagger(tagger_config(encoder_dirs, "roberta", encoder_window=0), vocabs).windows.size == 128  # 130 - 2
+
+
+# -- training --------------------------------------------------------------------------------
+
+FAST = TrainConfig(epochs=2, batch_size=8, device="cpu", patience=0, lr=1e-2, encoder_lr=3e-3, warmup=0.3,
+                   schedule="constant", checkpoint_every=2, keep=100, seed=5)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def straight_run(encoder_dirs, tmp_path_factory):
+    """2 epochs of 4 steps, a checkpoint every 2 steps; the encoder's own dropout is on."""
+    out = tmp_path_factory.mktemp("straight")
+    config = tagger_config(encoder_dirs, dropout=0.2)
+    tagger = seqtag.train(SENTENCES, SENTENCES[:8], config, FAST, output_dir=out, quiet=True)
+    return out, tagger
+
+
+def test_the_encoder_has_its_own_learning_rate_warm_up_and_linear_decay(straight_run):
+    out, _ = straight_run
+    saved = read_checkpoint(out / "checkpoints/last.pt")
+    groups = saved["optimizer"]["param_groups"]
+    assert [g.get("name") for g in groups] == [None, ENCODER_GROUP]
+    steps = saved["progress"].step
+    assert steps == 8  # 30 sentences in batches of 8, 2 epochs
+    assert groups[0]["lr"] == learning_rate(FAST, steps - 1, 0, 8) == FAST.lr  # constant after warm-up
+    assert groups[1]["lr"] == encoder_learning_rate(FAST, steps - 1, 8) == pytest.approx(3e-3 / 6)
+    assert FAST.warmup_for(8) == 2 and encoder_learning_rate(FAST, 0, 8) == 3e-3 / 2
+
+
+def test_resuming_an_encoder_run_mid_epoch_is_bit_identical(straight_run, tmp_path):
+    straight, straight_tagger = straight_run
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    mid = [p for p in numbered_checkpoints(run / "checkpoints") if "-step-" in p.name and p.name.startswith("epoch-0002")]
+    assert read_checkpoint(mid[0])["progress"].batch == 2
+    resumed = seqtag.train(SENTENCES, SENTENCES[:8], output_dir=run, quiet=True, resume=mid[0])
+    a, b = resumed.state_dict(), straight_tagger.state_dict()
+    assert a.keys() == b.keys() and any(k.startswith("encoder.model.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_frozen_encoder_has_no_parameter_group_and_stays_in_eval_mode(encoder_dirs, tmp_path):
+    config = tagger_config(encoder_dirs, encoder_frozen=True, encoder_layers=2)
+    before = Tagger(config, Vocabularies.build(SENTENCES)).encoder.model.state_dict()
+    tagger = seqtag.train(SENTENCES, None, config, FAST.replace(epochs=1), output_dir=tmp_path, quiet=True)
+    groups = read_checkpoint(tmp_path / "checkpoints/last.pt")["optimizer"]["param_groups"]
+    assert len(groups) == 1
+    assert all(torch.equal(v, tagger.encoder.model.state_dict()[k]) for k, v in before.items())
+    assert not tagger.train().encoder.model.training and tagger.encoder.mix.training
+    assert tagger.encoder.mix.weights.abs().sum() > 0  # the mix learned

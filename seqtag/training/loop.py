@@ -74,7 +74,13 @@ from seqtag.training.runs import (
     save_model,
     write_metrics,
 )
-from seqtag.training.step import LossModule, StepResult, train_step, word_dropout_probabilities
+from seqtag.training.step import (
+    ENCODER_GROUP,
+    LossModule,
+    StepResult,
+    train_step,
+    word_dropout_probabilities,
+)
 
 # Row fields that measure wall-clock time, so differ between an interrupted run and a straight one.
 WALL_CLOCK_FIELDS = ("tokens_per_s", "epoch_seconds", "wall_time")
@@ -125,7 +131,14 @@ def _scheduled(lr: float, schedule: str, warmup: int, step: int, halvings: int, 
 
 
 def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in tagger.parameters() if p.requires_grad]
+    """The run's optimizer: one parameter group, and a second (:data:`ENCODER_GROUP`, at
+    ``encoder_lr``) for a pretrained encoder's weights unless it is frozen (then they have none)."""
+    encoder = tagger.encoder.model if tagger.encoder is not None and not tagger.encoder.frozen else None
+    in_encoder = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    params: list = [p for p in tagger.parameters() if p.requires_grad and id(p) not in in_encoder]
+    if encoder is not None:
+        own = [p for p in encoder.parameters() if p.requires_grad]
+        params = [{"params": params}, {"params": own, "lr": tc.encoder_lr, "name": ENCODER_GROUP}]
     if tc.optimizer == "sgd":
         return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW
@@ -159,10 +172,12 @@ def _build_tagger(
                 train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
             )
         tagger = Tagger(config, vocabs)
+        if vectors is not None and tagger.word_embedding is None:
+            raise SeqtagError("--vectors initialise the word embedding, which this model has none of (embedding_dim 0)")
         if vectors is not None:
             found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
             log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
-    if tc.vectors and tc.freeze_vectors:
+    if tc.vectors and tc.freeze_vectors and tagger.word_embedding is not None:
         tagger.word_embedding.weight.requires_grad_(False)
     return tagger
 
@@ -533,12 +548,16 @@ def run_epoch(session: _Session, state: TrainState, epoch: int) -> tuple[float, 
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", initial=progress.batch, total=steps_per_epoch,
                leave=False, disable=session.quiet, file=sys.stderr)  # fmt: skip
     stop = session.stop
+    encoder_lr = None
     for batch in bar:
         lr = learning_rate(tc, progress.step, progress.halvings, session.total_steps)
+        if state.tagger.encoder is not None:
+            encoder_lr = encoder_learning_rate(tc, progress.step, session.total_steps)
         # Every rank learns whether any rank has had a signal in the step's all-reduce, so that
         # all stop at the same step: a rank that stopped alone would leave the others waiting.
         signals = lambda: [stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM]
-        result = train_step(state.tagger, state.optimizer, batch, lr=lr, precision=tc.precision, clip=tc.clip,
+        result = train_step(state.tagger, state.optimizer, batch, lr=lr, encoder_lr=encoder_lr,
+                            precision=tc.precision, clip=tc.clip,
                             scaler=state.scaler, word_dropout=session.word_dropout, model=session.model,
                             world=session.world, agree=signals)  # fmt: skip
         if not result.finite:
