@@ -568,3 +568,65 @@ def test_a_frozen_encoder_has_no_parameter_group_and_stays_in_eval_mode(encoder_
     assert all(torch.equal(v, tagger.encoder.model.state_dict()[k]) for k, v in before.items())
     assert not tagger.train().encoder.model.training and tagger.encoder.mix.training
     assert tagger.encoder.mix.weights.abs().sum() > 0  # the mix learned
+
+
+# -- the model directory ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fine_tuned(encoder_dirs):
+    """An encoder tagger whose encoder's weights differ from the files it was loaded from."""
+    torch.manual_seed(7)
+    tagger = Tagger(tagger_config(encoder_dirs, "roberta", encoder_layers=2), Vocabularies.build(SENTENCES)).eval()
+    with torch.no_grad():
+        tagger.encoder.model.get_input_embeddings().weight.mul_(1.5)
+        tagger.encoder.mix.weights.normal_()
+    return tagger
+
+
+def test_a_model_directory_holds_its_encoder_and_loads_offline(fine_tuned, tmp_path, no_network, monkeypatch):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    fine_tuned.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m" / "encoder").iterdir()) == [
+        "config.json", "model.safetensors", "subwords.json", "tokenizer.json"
+    ]  # fmt: skip
+    weights = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    assert not any(k.startswith("encoder.model.") for k in weights) and "encoder.mix.weights" in weights
+    loaded = Tagger.load(tmp_path / "m")
+    a, b = loaded.state_dict(), fine_tuned.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert loaded.config == fine_tuned.config and loaded.windows[1:] == fine_tuned.windows[1:]
+    tok, expected = loaded.windows.tokenizer, fine_tuned.windows.tokenizer
+    assert (tok.prefix, tok.suffix, tok.unk_id, tok.pad_id) == (expected.prefix, expected.suffix, expected.unk_id, expected.pad_id)
+    assert loaded.predict_with_confidence(PROBES) == fine_tuned.predict_with_confidence(PROBES)
+
+
+def _edit_json(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda d: shutil.rmtree(d / "encoder"), "not a seqtag model directory .no encoder/, the model's encoder."),
+        (lambda d: (d / "encoder/model.safetensors").write_bytes(b"\0" * 64), "encoder: cannot load its weights"),
+        (lambda d: _edit_json(d / "encoder/config.json", lambda c: c.update(hidden_size=30)),
+         "encoder: cannot load its weights"),
+        (lambda d: (d / "encoder/subwords.json").write_text("{}"), r"subwords.json: not a seqtag.subwords file"),
+        (lambda d: _edit_json(d / "config.json", lambda c: c["model"].update(encoder="")),
+         "weights.pt does not match config.json/vocab.json: .*unexpected encoder.mix"),
+        (lambda d: torch.save({**torch.load(d / "weights.pt"), "encoder.model.pooler.x": torch.zeros(1)},
+                              d / "weights.pt"), "weights.pt does not match .*unexpected encoder.model.pooler.x"),
+    ],
+    ids=["no-encoder-dir", "encoder-weights-torn", "encoder-config-edited", "subwords-edited", "encoder-dropped",
+         "encoder-weights-in-weights-pt"],
+)
+def test_load_checks_an_encoder_model_directory_as_a_whole(fine_tuned, tmp_path, corrupt, message, no_network):
+    fine_tuned.save(tmp_path)
+    corrupt(tmp_path)
+    with pytest.raises(SeqtagError, match=message) as e:
+        Tagger.load(tmp_path)
+    assert "\n" not in str(e.value)

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,16 +245,29 @@ def load_encoder(name_or_path: str | os.PathLike, attn_implementation: str = "sd
     if saved:
         options["use_safetensors"] = True  # what save_encoder wrote: nothing pickled
     auto = transformers.AutoModel
+    options["output_loading_info"] = True
+    # a torn safetensors file raises the library's own error type
+    errors = (OSError, ValueError, RuntimeError, getattr(import_module("safetensors"), "SafetensorError", OSError))
     with _quiet(transformers):
         try:
             try:
-                model = auto.from_pretrained(name, config=config, attn_implementation=attn_implementation, **options)
+                model, info = auto.from_pretrained(
+                    name, config=config, attn_implementation=attn_implementation, **options
+                )
             except ValueError as e:  # an architecture without SDPA support
                 if "attn_implementation" not in str(e) and "scaled_dot_product_attention" not in str(e):
                     raise
-                model = auto.from_pretrained(name, config=config, attn_implementation="eager", **options)
-        except (OSError, ValueError) as e:
+                model, info = auto.from_pretrained(name, config=config, attn_implementation="eager", **options)
+        except errors as e:
             raise SeqtagError(f"{where}: cannot load its weights ({_first_line(e)})") from None
+    # transformers re-initializes weights of another shape (and, in a model name's files, those it
+    # lacks, such as a pooler): a weight of another shape is another model; a directory that
+    # save_encoder wrote must hold every weight
+    wrong = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ())]
+    if saved:
+        wrong += [str(k) for k in (*info.get("missing_keys", ()), *info.get("unexpected_keys", ()))]
+    if wrong:
+        raise SeqtagError(f"{where}: cannot load its weights (they do not fit its config.json: {', '.join(sorted(wrong)[:3])})")
     model = model.float().eval()
     tokenizer = SubwordTokenizer.load(path) if saved else _fast_tokenizer(transformers, name, where, options)
     return model, tokenizer
