@@ -18,6 +18,7 @@ import torch
 
 import seqtag
 from seqtag import Sentence, TaggerConfig, TrainConfig, Vocabularies
+from seqtag.cli.app import main
 from seqtag.data.dataset import SubwordBatch, TaggingDataset, collate, make_loader
 from seqtag.data.subwords import (
     EncoderInputs,
@@ -630,3 +631,16 @@ def test_load_checks_an_encoder_model_directory_as_a_whole(fine_tuned, tmp_path,
     with pytest.raises(SeqtagError, match=message) as e:
         Tagger.load(tmp_path)
     assert "\n" not in str(e.value)
+
+
+# -- exports ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("form", "name"), [("torchscript", "TorchScript"), ("torch-export", "torch.export"),
+                                            ("onnx", "ONNX")])  # fmt: skip
+def test_export_refuses_an_encoder_model_in_one_line(form, name, fine_tuned, tmp_path, capsys):
+    fine_tuned.save(tmp_path / "m")
+    assert main(["export", str(tmp_path / "m"), "--format", form, "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"{name} cannot hold a model with a pretrained encoder: serve its model directory" in err
+    assert "Traceback" not in err and err.count("\n") == 1 and not (tmp_path / "out").exists()

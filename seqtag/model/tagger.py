@@ -40,6 +40,7 @@ from seqtag.data.dataset import (
 from seqtag.data.encoding import plan_batches
 from seqtag.data.subwords import SubwordTokenizer, WindowLayout
 from seqtag.data.vocab import Vocabularies
+from seqtag.errors import SeqtagError
 from seqtag.metrics import detect_scheme
 from seqtag.model.directory import load_tagger, save_tagger
 from seqtag.model.encoder import SubwordEncoder, load_encoder, max_window_size
@@ -593,6 +594,17 @@ class Tagger(nn.Module):
                 vocabulary), or a weights file that holds Python objects.
         """
         return load_tagger(cls, directory, device)
+
+
+def refuse_encoder(tagger: Tagger, form: str) -> None:
+    """Raise :class:`~seqtag.errors.SeqtagError` (one line naming what does hold one) when
+    ``tagger`` has a pretrained encoder, which the export ``form`` cannot hold: a transformers
+    model neither scripts nor exports by bucket as the tagger does."""
+    if tagger.encoder is not None:
+        raise SeqtagError(
+            f"{form} cannot hold a model with a pretrained encoder: serve its model directory as it is "
+            "(seqtag predict --model DIR, Tagger.load)"
+        )
 
 
 def as_tagger(model_or_dir: Tagger | str | os.PathLike) -> Tagger:

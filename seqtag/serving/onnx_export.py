@@ -54,7 +54,7 @@ from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
 from seqtag.model.crf import NEG_SCORE
 from seqtag.model.heads import CRFHead, SoftmaxHead
-from seqtag.model.tagger import Tagger, as_tagger
+from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
 
 ONNX_FORMAT = "seqtag.onnx"
 FORMAT_VERSION = 1
@@ -535,6 +535,7 @@ def to_onnx(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike) -
         (strings in, strings out; numpy and onnxruntime only) or any ONNX runtime.
     """
     tagger = as_tagger(model_or_dir)
+    refuse_encoder(tagger, "ONNX")
     model = build_graph(_tagger_arrays(tagger))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import plan_batches
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
-from seqtag.model.tagger import Tagger, as_tagger
+from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
 
 TORCHSCRIPT_FORMAT = "seqtag.torchscript"
 FORMAT_VERSION = 1
@@ -284,6 +284,7 @@ def script(
 ) -> torch.jit.ScriptModule:
     """The scripted :class:`ScriptedTagger` of a tagger or a model directory, without saving it."""
     tagger = as_tagger(model_or_dir)
+    refuse_encoder(tagger, "TorchScript")
     with _torchscript_warnings():
         return torch.jit.script(ScriptedTagger(tagger, batch_size, max_tokens))
 
@@ -318,6 +319,7 @@ def to_torchscript(
     True
     """
     tagger = as_tagger(model_or_dir)
+    refuse_encoder(tagger, "TorchScript")
     scripted = script(tagger, batch_size, max_tokens)
     extra = {METADATA_FILE: json.dumps(torchscript_metadata(tagger), ensure_ascii=False)}
     buf = io.BytesIO()
