@@ -644,3 +644,37 @@ def test_export_refuses_an_encoder_model_in_one_line(form, name, fine_tuned, tmp
     err = capsys.readouterr().err
     assert f"{name} cannot hold a model with a pretrained encoder: serve its model directory" in err
     assert "Traceback" not in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+# -- without transformers ----------------------------------------------------------------------
+
+
+def test_a_model_without_an_encoder_never_imports_transformers_or_tokenizers(tmp_path):
+    """Training, saving, loading and predicting today's model: neither library is imported."""
+    code = (
+        "import sys, seqtag\n"
+        "data = seqtag.tutorial_corpus()\n"
+        "config = seqtag.TaggerConfig(embedding_dim=8, hidden_dim=8, char_filters=4)\n"
+        "tagger = seqtag.train(data, config=config, train_config=seqtag.TrainConfig(epochs=1, device='cpu'),\n"
+        "                      output_dir=sys.argv[1], quiet=True)\n"
+        "loaded = seqtag.Tagger.load(sys.argv[1])\n"
+        "assert loaded.predict([['The', 'dog']]) == tagger.predict([['The', 'dog']])\n"
+        "print('transformers' in sys.modules, 'tokenizers' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m")], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.split() == ["False", "False"], run.stderr
+
+
+def test_an_encoder_without_transformers_is_a_one_line_error(encoder_dirs, tmp_path):
+    train = tmp_path / "train.conll"
+    train.write_text("The\tA\ndog\tB\n\n")
+    code = (
+        "import sys\n"
+        "sys.modules['transformers'] = None\n"
+        "from seqtag.cli.app import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = ["train", "--train", str(train), "--output-dir", str(tmp_path / "m"), "--encoder", str(encoder_dirs["bert"])]
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == "seqtag: error: a pretrained encoder needs transformers: pip install 'seqtag[transformers]'"
