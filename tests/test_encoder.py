@@ -678,3 +678,11 @@ def test_an_encoder_without_transformers_is_a_one_line_error(encoder_dirs, tmp_p
     run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip() == "seqtag: error: a pretrained encoder needs transformers: pip install 'seqtag[transformers]'"
+
+
+def test_an_encoder_model_does_not_train_on_an_arrow_dataset_yet():
+    from seqtag.config import DataConfig
+    from seqtag.data.sources import training_data
+
+    with pytest.raises(SeqtagError, match="--hf-dataset does not train an encoder model yet"):
+        training_data(DataConfig(hf_dataset="no/such-dataset"), TaggerConfig(encoder="m"), TrainConfig())
