@@ -19,6 +19,7 @@ import torch
 import seqtag
 from seqtag import Sentence, TaggerConfig, TrainConfig, Vocabularies
 from seqtag.cli.app import main
+from seqtag.config import for_encoder
 from seqtag.data.dataset import SubwordBatch, TaggingDataset, collate, make_loader
 from seqtag.data.subwords import (
     EncoderInputs,
@@ -686,3 +687,25 @@ def test_an_encoder_model_does_not_train_on_an_arrow_dataset_yet():
 
     with pytest.raises(SeqtagError, match="--hf-dataset does not train an encoder model yet"):
         training_data(DataConfig(hf_dataset="no/such-dataset"), TaggerConfig(encoder="m"), TrainConfig())
+
+
+def test_seqtag_train_with_an_encoder_then_predict_and_evaluate(encoder_dirs, tmp_path, capsys):
+    from seqtag import write_conll
+
+    data = tmp_path / "train.conll"
+    write_conll(SENTENCES, data)
+    out = tmp_path / "run"
+    argv = ["train", "--train", str(data), "--dev", str(data), "--output-dir", str(out), "--encoder",
+            str(encoder_dirs["roberta"]), "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    saved = json.loads((out / "config.json").read_text())
+    recipe = for_encoder(TaggerConfig(encoder=str(encoder_dirs["roberta"])))
+    assert saved["model"] == recipe.to_dict() and saved["training"]["encoder_lr"] == 1e-4
+    assert saved["training"]["optimizer"] == "adamw" and saved["training"]["warmup"] == 0.1
+    text = tmp_path / "in.txt"
+    text.write_text("The dog runs .\nUnbelievable !\n")
+    capsys.readouterr()
+    assert main(["predict", str(out), "--input", str(text)]) == 0
+    tagged = capsys.readouterr().out
+    assert Tagger.load(out).predict([["The", "dog", "runs", "."]])[0] == [line.split()[-1] for line in tagged.splitlines()[:4]]
+    assert main(["evaluate", str(out), "--data", str(data)]) == 0
