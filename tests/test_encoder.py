@@ -637,13 +637,12 @@ def test_load_checks_an_encoder_model_directory_as_a_whole(fine_tuned, tmp_path,
 # -- exports ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("form", "name"), [("torchscript", "TorchScript"), ("torch-export", "torch.export"),
-                                            ("onnx", "ONNX")])  # fmt: skip
+@pytest.mark.parametrize(("form", "name"), [("torchscript", "TorchScript"), ("torch-export", "torch.export")])
 def test_export_refuses_an_encoder_model_in_one_line(form, name, fine_tuned, tmp_path, capsys):
     fine_tuned.save(tmp_path / "m")
     assert main(["export", str(tmp_path / "m"), "--format", form, "--output", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert f"{name} cannot hold a model with a pretrained encoder: serve its model directory" in err
+    assert f"{name} cannot hold a model with a pretrained encoder: export it as ONNX (seqtag export --format onnx)" in err
     assert "Traceback" not in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
@@ -709,3 +708,56 @@ def test_seqtag_train_with_an_encoder_then_predict_and_evaluate(encoder_dirs, tm
     tagged = capsys.readouterr().out
     assert Tagger.load(out).predict([["The", "dog", "runs", "."]])[0] == [line.split()[-1] for line in tagged.splitlines()[:4]]
     assert main(["evaluate", str(out), "--data", str(data)]) == 0
+
+
+ONNX_PROBES = [["x"], ["The", *ODD], *PROBES[:4], [], words_of(random.Random(11), 45), ["Zyzzyva"]]
+
+
+@pytest.mark.parametrize("arch", [ARCHITECTURES[0], ARCHITECTURES[1], ARCHITECTURES[2]],
+                         ids=["bert-bilstm-crf", "roberta-head-crf", "bert-mix-softmax"])  # fmt: skip
+def test_onnx_export_is_one_graph_that_equals_eager_where_torch_cannot_be_imported(arch, encoder_dirs, vocabs,
+                                                                                    tmp_path, capsys):
+    """seqtag export --format onnx: the encoder, pooling, own features, BiLSTM and head in one
+    file; OnnxTagger tokenizes with tokenizers alone, in a process without torch or transformers."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    torch.manual_seed(6)
+    tagger = Tagger(tagger_config(encoder_dirs, **arch), vocabs).eval()
+    if tagger.encoder.mix is not None:
+        with torch.no_grad():
+            tagger.encoder.mix.weights.normal_()
+    tagger.save(tmp_path / "m")
+    path = tmp_path / "m.onnx"
+    assert main(["export", str(tmp_path / "m"), "--format", "onnx", "--output", str(path)]) == 0
+    graph = onnx.load(str(path)).graph
+    assert {i.name for i in graph.input} >= {"window_ids", "window_mask", "source", "word_starts", "word_ends",
+                                              "words", "lengths", "with_marginals"}  # fmt: skip
+    assert [o.name for o in graph.output] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
+    code = (
+        "import sys, json\n"
+        "sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from seqtag.serving.onnx_runner import OnnxTagger\n"
+        "tagger = OnnxTagger(sys.argv[1])\n"
+        "sentences = json.loads(sys.argv[2])\n"
+        "print(json.dumps([tagger.predict(sentences, batch_size=3), tagger.predict_with_confidence(sentences),\n"
+        "                  tagger.nbest(sentences, 3, batch_size=2)]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(ONNX_PROBES)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    tags, with_confidence, nbest = json.loads(run.stdout)
+    expected = tagger.predict_with_confidence(ONNX_PROBES)
+    assert tags == [t for t, _ in with_confidence] == [t for t, _ in expected]
+    for (_, got), (_, want) in zip(with_confidence, expected):
+        assert got == pytest.approx(want, abs=1e-4)
+    for got, want in zip(nbest, tagger.nbest(ONNX_PROBES, 3)):
+        assert [list(t) for t, _ in got] == [t for t, _ in want]
+        assert [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-4)
+    # the command line tags with the file as with the model directory
+    text = tmp_path / "in.txt"
+    text.write_text("The dog runs .\n" + " ".join(ONNX_PROBES[-2]) + "\n")
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m"), "--input", str(text)]) == 0
+    from_directory = capsys.readouterr().out
+    assert main(["predict", str(path), "--input", str(text)]) == 0
+    assert capsys.readouterr().out == from_directory

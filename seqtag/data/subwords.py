@@ -175,6 +175,23 @@ class SubwordTokenizer:
         atomic_write_text(directory / SUBWORDS_FILE, json.dumps(meta, indent=2) + "\n")
 
     @classmethod
+    def from_str(cls, text: str, unk_token: str, pad_token: str) -> SubwordTokenizer:
+        """The tokenizer of a ``tokenizer.json`` text (as an ONNX file's metadata holds it).
+
+        Raises:
+            SeqtagError: ``tokenizers`` is not installed, or ``text`` is not its format.
+        """
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise SeqtagError("an encoder's tokenizer needs the tokenizers library: pip install 'seqtag[transformers]'") from None
+        try:
+            tokenizer = Tokenizer.from_str(text)
+        except Exception as e:  # the library raises its own Exception type for a bad text
+            raise SeqtagError(f"not a tokenizers text ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        return cls(tokenizer, unk_token, pad_token)
+
+    @classmethod
     def load(cls, directory: str | os.PathLike) -> SubwordTokenizer:
         """Read what :meth:`save` wrote, with ``tokenizers`` only.
 

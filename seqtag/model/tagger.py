@@ -597,13 +597,13 @@ class Tagger(nn.Module):
 
 
 def refuse_encoder(tagger: Tagger, form: str) -> None:
-    """Raise :class:`~seqtag.errors.SeqtagError` (one line naming what does hold one) when
-    ``tagger`` has a pretrained encoder, which the export ``form`` cannot hold: a transformers
-    model neither scripts nor exports by bucket as the tagger does."""
+    """Raise :class:`~seqtag.errors.SeqtagError` (one line naming what does hold one: ONNX, the
+    model directory) when ``tagger`` has a pretrained encoder, which the export ``form`` cannot
+    hold: a transformers model neither scripts nor exports by length bucket as the tagger does."""
     if tagger.encoder is not None:
         raise SeqtagError(
-            f"{form} cannot hold a model with a pretrained encoder: serve its model directory as it is "
-            "(seqtag predict --model DIR, Tagger.load)"
+            f"{form} cannot hold a model with a pretrained encoder: export it as ONNX (seqtag export "
+            "--format onnx), or serve its model directory as it is"
         )
 
 

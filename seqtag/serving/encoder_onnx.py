@@ -1,24 +1,27 @@
-"""A :class:`~seqtag.model.encoder.SubwordEncoder` as an ONNX graph (a prototype): windows ► the
-transformer ► gather ► pooling, for any number of windows, window width, sentences, subwords
-and words.
+"""The encoder part of a model with a pretrained encoder as ONNX: windows ► the transformer ►
+gather ► pooling, for any number of windows, window width, sentences, subwords and words.
 
-:func:`export_encoder` traces the module with ``torch.onnx.export`` (the TorchScript-based
-exporter, ``dynamo=False``, opset :data:`OPSET`, dynamic axes on every length); the graph's
-inputs are the five int64 arrays of :class:`~seqtag.data.subwords.EncoderInputs` (names
-:data:`INPUT_NAMES`), its output ``vectors`` ``(batch, max_words, dim)`` float32.
+:func:`encoder_graph` traces a :class:`~seqtag.model.encoder.SubwordEncoder` with
+``torch.onnx.export`` (the TorchScript-based exporter, ``dynamo=False``, opset :data:`OPSET`,
+dynamic axes on every length); the graph's inputs are the five int64 arrays of
+:class:`~seqtag.data.subwords.EncoderInputs` (names :data:`INPUT_NAMES`), its output ``vectors``
+``(batch, max_words, dim)`` float32. :func:`seqtag.serving.onnx_export.to_onnx` joins it to the
+tagger's hand-written graph, whose input of that name it feeds: one file.
 :func:`encoder_feeds` turns a batch laid out by :func:`seqtag.data.subwords.encoder_inputs` into
-ONNX Runtime's feeds with numpy alone, so a runner needs neither torch nor transformers.
+ONNX Runtime's feeds with numpy alone, so the runner needs neither torch nor transformers
+(torch is imported only to trace).
 
-Unlike the tagger's graph (:mod:`seqtag.serving.onnx_export`, written by hand because tracing unrolls
-the CRF's loops at the example's length), the encoder has no data-dependent loop: its lengths
-are shapes, which the tracer records symbolically. The example batch is padded (two sentences
-of different lengths), and a test holds the graph to eager on batches of one token, of several
-sentences and of windowed long sentences.
+Unlike the tagger's graph (written by hand because tracing unrolls the CRF's loops at the
+example's length), the encoder has no data-dependent loop: its lengths are shapes, which the
+tracer records symbolically. The example batch is padded (two sentences of different lengths),
+and tests hold the graph to eager on batches of one token, of several sentences and of
+windowed long sentences.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -30,6 +33,8 @@ import numpy as np
 from seqtag.data.subwords import EncoderInputs, Subwords, encoder_inputs
 
 if TYPE_CHECKING:
+    import onnx
+
     from seqtag.data.subwords import SubwordTokenizer
     from seqtag.model.encoder import SubwordEncoder
 
@@ -61,15 +66,23 @@ def encoder_feeds(inputs: EncoderInputs) -> dict[str, np.ndarray]:
 
 
 def export_encoder(encoder: SubwordEncoder, tokenizer: SubwordTokenizer, path: str | os.PathLike) -> Path:
-    """Write ``encoder`` (in eval mode) as an ONNX graph to ``path``; returns the path.
+    """Write ``encoder`` (in eval mode) as an ONNX graph to ``path`` (:func:`encoder_graph`);
+    returns the path."""
+    path = Path(path)
+    path.write_bytes(encoder_graph(encoder, tokenizer).SerializeToString())
+    return path
 
-    The weights are stored inside the file (ONNX's 2 GB limit: base-size encoders fit).
+
+def encoder_graph(encoder: SubwordEncoder, tokenizer: SubwordTokenizer) -> onnx.ModelProto:
+    """``encoder`` traced in eval mode (its mode is restored after) as an ONNX model: inputs
+    :data:`INPUT_NAMES`, output :data:`OUTPUT_NAME`, every length dynamic.
+
+    The weights are stored inside the model (ONNX's 2 GB limit: base-size encoders fit).
     """
     import torch
 
     from seqtag.data.dataset import SubwordBatch
 
-    path = Path(path)
     # a padded example: two sentences of different lengths, the longer in two windows
     unk = tokenizer.unk_id
     example = encoder_inputs(
@@ -77,12 +90,13 @@ def export_encoder(encoder: SubwordEncoder, tokenizer: SubwordTokenizer, path: s
     )
     was_training = encoder.training
     encoder.eval()
+    buffer = io.BytesIO()
     try:
         with _export_warnings(), torch.no_grad():
             torch.onnx.export(
                 encoder,
                 tuple(SubwordBatch.from_inputs(example)),
-                str(path),
+                buffer,
                 input_names=list(INPUT_NAMES),
                 output_names=[OUTPUT_NAME],
                 dynamic_axes=_DYNAMIC_AXES,
@@ -91,7 +105,9 @@ def export_encoder(encoder: SubwordEncoder, tokenizer: SubwordTokenizer, path: s
             )
     finally:
         encoder.train(was_training)
-    return path
+    import onnx
+
+    return onnx.load_from_string(buffer.getvalue())
 
 
 @contextlib.contextmanager
