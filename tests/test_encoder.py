@@ -761,3 +761,25 @@ def test_onnx_export_is_one_graph_that_equals_eager_where_torch_cannot_be_import
     from_directory = capsys.readouterr().out
     assert main(["predict", str(path), "--input", str(text)]) == 0
     assert capsys.readouterr().out == from_directory
+
+
+@pytest.mark.slow
+def test_two_ranks_train_an_encoder_model(encoder_dirs, tmp_path):
+    """Under DDP the encoder's weights that the tagger never reads (BERT's pooler) do not stall
+    the gradient reduction."""
+    import os
+
+    from seqtag import write_conll
+
+    data = tmp_path / "train.conll"
+    write_conll(SENTENCES, data)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "seqtag",
+           "train", "--train", str(data), "--output-dir", str(out), "--encoder", str(encoder_dirs["bert"]),
+           "--encoder-window", "10", "--encoder-stride", "3", "--epochs", "2", "--batch-size", "4", "--device", "cpu",
+           "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_checkpoint(out / "checkpoints/last.pt")["distributed"]["world_size"] == 2
+    assert len(Tagger.load(out).predict([["The", "dog"]])[0]) == 2

@@ -498,7 +498,12 @@ def _loss_model(tagger: Tagger, world: Distributed) -> nn.Module:
         else {"broadcast_buffers": False}
     )
     device = world.device
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers)
+    # a transformers encoder has weights the tagger never reads (BERT's pooler): DDP must not
+    # wait for their gradients
+    unused = {"find_unused_parameters": True} if tagger.encoder is not None else {}
+    return DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers, **unused
+    )
 
 
 def _loop(session: _Session, state: TrainState) -> Tagger:
