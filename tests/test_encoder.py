@@ -509,7 +509,7 @@ def test_tag_ids_takes_the_vectors_and_empty_rows(encoder_dirs, vocabs):
             tagger.tag_ids(batch.words, batch.cases, batch.chars, batch.lengths, vectors[:, :, :3])
     expected = tagger.predict_ids(sentences)
     assert [row[: len(e)] for row, e in zip(ids.tolist(), expected)] == expected and not ids[1].any()
-    assert tagger.decode_encoded(dataset.items, batch_size=2) == expected
+    assert tagger.decode_encoded(dataset.items, batch_size=2) == expected == tagger.decode_encoded(dataset, batch_size=2)
 
 
 def test_windows_are_checked_against_the_encoder(encoder_dirs, vocabs):

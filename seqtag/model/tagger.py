@@ -421,9 +421,13 @@ class Tagger(nn.Module):
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
         lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
         fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
+        planned = lengths
+        subword_lengths = getattr(items, "subword_lengths", None)
+        if self.windows is not None and subword_lengths is not None:  # an encoder's cost: its subwords
+            planned = [int(n) for n in subword_lengths]
 
         def batches() -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor, SubwordBatch | None]]]:
-            for chunk in plan_batches(lengths, batch_size, max_tokens):
+            for chunk in plan_batches(planned, batch_size, max_tokens):
                 b = collate(fetch(chunk) if fetch else [items[i] for i in chunk], self.windows)
                 yield chunk, (b.words, b.cases, b.chars, b.lengths, b.subwords)
 
