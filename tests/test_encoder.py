@@ -354,6 +354,12 @@ def test_import_seqtag_does_not_import_transformers():
     assert run.returncode == 0 and run.stdout.split() == ["False", "False"], run.stderr
 
 
+def test_a_directory_under_home_is_found(encoder_dirs, monkeypatch, no_network):
+    monkeypatch.setenv("HOME", str(encoder_dirs["bert"].parent))
+    model, tok = load_encoder("~/bert")
+    assert model.config.model_type == "bert" and tok.prefix
+
+
 def test_errors_are_one_line(encoder_dirs, tmp_path, monkeypatch, no_network):
     def fails(arg, match):
         with pytest.raises(SeqtagError, match=match) as info:
@@ -688,14 +694,15 @@ def test_an_encoder_model_does_not_train_on_an_arrow_dataset_yet():
         training_data(DataConfig(hf_dataset="no/such-dataset"), TaggerConfig(encoder="m"), TrainConfig())
 
 
-def test_seqtag_train_with_an_encoder_then_predict_and_evaluate(encoder_dirs, tmp_path, capsys):
+def test_seqtag_train_with_an_encoder_then_predict_and_evaluate(encoder_dirs, tmp_path, capsys, monkeypatch):
     from seqtag import write_conll
 
     data = tmp_path / "train.conll"
     write_conll(SENTENCES, data)
     out = tmp_path / "run"
-    argv = ["train", "--train", str(data), "--dev", str(data), "--output-dir", str(out), "--encoder",
-            str(encoder_dirs["roberta"]), "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"]  # fmt: skip
+    monkeypatch.chdir(encoder_dirs["roberta"].parent)  # a relative directory is saved absolute
+    argv = ["train", "--train", str(data), "--dev", str(data), "--output-dir", str(out), "--encoder", "roberta",
+            "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     saved = json.loads((out / "config.json").read_text())
     recipe = for_encoder(TaggerConfig(encoder=str(encoder_dirs["roberta"])))

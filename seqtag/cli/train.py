@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> None:
     if data.train_file and data.hf_dataset:
         raise SeqtagError("train takes --train FILE or --hf-dataset, not both")
     base_model, base_train = TaggerConfig(), TrainConfig()
+    if args.encoder and Path(args.encoder).expanduser().is_dir():  # absolute, as the data's paths: a run resumes anywhere
+        args.encoder = str(Path(args.encoder).expanduser().resolve())
     if args.encoder:  # an encoder model starts from the measured recipe (config.ENCODER_RECIPE); flags override it
         base_model, base_train = for_encoder(TaggerConfig(encoder=args.encoder)), for_encoder(TrainConfig())
     model_config = config_from_args(TaggerConfig, args, base=base_model)

@@ -222,7 +222,9 @@ def load_encoder(name_or_path: str | os.PathLike, attn_implementation: str = "sd
     """
     transformers = import_transformers()
     name = str(name_or_path)
-    path = Path(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        name = str(path)
     saved = path.is_dir() and (path / SUBWORDS_FILE).is_file()
     if path.is_dir():
         if not (path / HF_CONFIG_FILE).is_file():

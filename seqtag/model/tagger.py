@@ -1,17 +1,21 @@
-"""The tagger: embeddings (words, case, characters) ► (Bi)LSTM ► emissions ► CRF or softmax.
+"""The tagger: features (a pretrained encoder's word vectors, word embedding, case, characters)
+► (Bi)LSTM ► emissions ► CRF or softmax.
 
 :class:`Tagger` is an ``nn.Module`` built from parts that exist only when configured (the
-character CNN, the case embedding), an LSTM run by one of two paths and a head; the parts are in
+pretrained encoder, the word embedding, the character CNN, the case embedding, the LSTM), the
+LSTM run by one of two paths, and a head; the parts are in
 :mod:`seqtag.model.layers` (:class:`~seqtag.model.layers.CharCNN`, :class:`~seqtag.model.layers.PackedLSTM`,
-:class:`~seqtag.model.layers.PaddedLSTM`) and :mod:`seqtag.model.heads` (:class:`~seqtag.model.heads.CRFHead`,
+:class:`~seqtag.model.layers.PaddedLSTM`), :mod:`seqtag.model.encoder`
+(:class:`~seqtag.model.encoder.SubwordEncoder`) and :mod:`seqtag.model.heads` (:class:`~seqtag.model.heads.CRFHead`,
 :class:`~seqtag.model.heads.SoftmaxHead`), the model directory's files in :mod:`seqtag.model.directory`.
 
 Its tensor methods (``forward``, ``loss``, ``decode``, and the id-level entry points
 ``tag_ids``, ``tag_confidence``, ``tag_marginals``, ``tag_nbest``) are TorchScript-compatible;
-``predict``, ``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work
-with strings and files.
+a model with an encoder gives them its word vectors (``vectors``, from :meth:`Tagger.word_vectors`),
+which they treat as one more per-word input. ``predict``, ``predict_with_confidence``,
+``marginals``, ``nbest``, ``save`` and ``load`` work with strings and files.
 
-The module is longer than the others (about 500 lines) because it is one class: the tensor
+The module is longer than the others (about 600 lines) because it is one class: the tensor
 methods and the string methods are the tagger's whole interface, read together.
 """
 
