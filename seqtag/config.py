@@ -25,6 +25,9 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
+POOLINGS = ("first", "mean", "last")
+"""How a word's subword vectors become its encoder vector (:class:`TaggerConfig` ``encoder_pooling``)."""
+
 DEFAULT_BATCH_SIZE = 256
 """Sentences per batch when evaluating or predicting: the one home of this default."""
 
@@ -154,9 +157,9 @@ class JsonConfig:
 class TaggerConfig(JsonConfig):
     """The architecture. Defaults are the recipe that reaches 95%+ UPOS on UD English-EWT."""
 
-    embedding_dim: int = _f(100, "word embedding size", min=1)
+    embedding_dim: int = _f(100, "word embedding size (0 = no word embedding: only with an encoder)", min=0)
     hidden_dim: int = _f(256, "LSTM hidden size per direction", min=1)
-    num_layers: int = _f(1, "stacked LSTM layers", min=1)
+    num_layers: int = _f(1, "stacked LSTM layers (0 = none, the features straight to the head: only with an encoder)", min=0)
     bidirectional: bool = _f(True, "run a backward LSTM too and concatenate")
     dropout: float = _f(0.33, "dropout on the LSTM's input and output (and between layers)", min=0.0, below=1.0)
     crf: bool = _f(True, "a linear-chain CRF head (its loss and Viterbi decoding) instead of per-token softmax")
@@ -178,11 +181,35 @@ class TaggerConfig(JsonConfig):
         "auto (packed on CUDA, padded elsewhere); all give the same scores",
         choices=("auto", "packed", "padded"),
     )
+    encoder: str = _f(
+        "", "a pretrained transformer encoder under the tagger: a local directory or a name in the local "
+        "Hugging Face cache, never downloaded (\"\" = none)", metavar="NAME_OR_DIR", since="0.3.0",
+    )
+    encoder_pooling: str = _f("first", "which subwords of a word make its encoder vector", choices=POOLINGS,
+                              since="0.3.0")  # fmt: skip
+    encoder_layers: int = _f(1, "encoder layers read: 1 = the last, N = a learned scalar mix of the last N", min=1,
+                             since="0.3.0")  # fmt: skip
+    encoder_frozen: bool = _f(False, "keep the encoder's weights fixed (it runs in eval mode; a scalar mix still "
+                              "learns)", since="0.3.0")  # fmt: skip
+    encoder_window: int = _f(
+        0, "encoder tokens per window, special tokens included; longer sentences are read in overlapping "
+        "windows (0 = the encoder's limit, at most 512)", min=0, since="0.3.0",
+    )
+    encoder_stride: int = _f(0, "subwords between the starts of overlapping windows (0 = half a window)", min=0,
+                             since="0.3.0")  # fmt: skip
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.char_kernel_size % 2 == 0:
             raise ValueError(f"expected an odd char_kernel_size, got {self.char_kernel_size}")
+        if not self.encoder:
+            for name in ("num_layers", "embedding_dim"):
+                if getattr(self, name) == 0:
+                    raise ValueError(f"expected {name} >= 1 without an encoder, got 0")
+        if self.encoder_window and self.encoder_stride > self.encoder_window:
+            raise ValueError(
+                f"expected encoder_stride <= encoder_window = {self.encoder_window}, got {self.encoder_stride}"
+            )
 
 
 @dataclass
@@ -211,6 +238,14 @@ class TrainConfig(JsonConfig):
     warmup_steps: int = _f(
         0, "raise the learning rate linearly from lr/N to lr over the first N steps", metavar="N", min=0,
     )
+    warmup: float = _f(
+        0.0, "warm-up over this fraction of all steps (as --warmup-steps; give one of the two)", min=0.0, below=1.0,
+        since="0.3.0",
+    )
+    encoder_lr: float = _f(
+        1e-4, "learning rate of a pretrained encoder's weights (after warm-up it decays linearly to 0, whatever "
+        "--schedule says; lr is the rest's)", resumable=True, above=0.0, since="0.3.0",
+    )
     lr_halving: int = _f(2, "plateau schedule: halve the learning rate after this many epochs without dev gain (0 = never)", min=0)
     precision: str = _f(
         "fp32",
@@ -238,6 +273,53 @@ class TrainConfig(JsonConfig):
     eval_batch_size: int = _f(
         DEFAULT_BATCH_SIZE, "sentences per batch when evaluating or predicting", resumable=True, min=1
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.warmup and self.warmup_steps:
+            raise ValueError(f"expected warmup or warmup_steps, not both; got {self.warmup} and {self.warmup_steps}")
+
+    def warmup_for(self, total_steps: int) -> int:
+        """The warm-up steps of a run of ``total_steps`` steps: ``warmup_steps``, or ``warmup``
+        of ``total_steps`` (rounded).
+
+        >>> TrainConfig(warmup=0.1).warmup_for(95), TrainConfig(warmup_steps=3).warmup_for(95)
+        (10, 3)
+        """
+        return self.warmup_steps or round(self.warmup * total_steps)
+
+
+ENCODER_RECIPE: dict[str, dict[str, Any]] = {
+    "TaggerConfig": {
+        "embedding_dim": 0,  # the encoder's vector replaces the word embedding
+        "char_filters": 0,
+        "case_embedding_dim": 16,  # an uncased encoder: +0.3 test UPOS on EWT with MiniLM (docs/design.md)
+        "num_layers": 0,  # the encoder's vectors straight to the head, as measured
+        "dropout": 0.1,  # as the Hugging Face reference's classifier dropout
+    },
+    "TrainConfig": {
+        "optimizer": "adamw",
+        "lr": 1e-3,  # the rest; the encoder's is encoder_lr
+        "schedule": "linear",
+        "warmup": 0.1,
+        "clip": 1.0,
+        "epochs": 5,
+        "word_dropout": 0.0,
+    },
+}
+"""The settings an encoder model starts from, where :func:`for_encoder` applies them (``seqtag
+train --encoder``; ``train()`` without a ``train_config``): the recipe measured on UD
+English-EWT with all-MiniLM-L6-v2 (docs/design.md, "Encoders"). Every other field keeps its
+default."""
+
+
+def for_encoder(config: JsonConfig) -> JsonConfig:
+    """``config`` with :data:`ENCODER_RECIPE`'s settings for its class.
+
+    >>> for_encoder(TrainConfig()).lr, for_encoder(TaggerConfig(encoder="m")).num_layers
+    (0.001, 0)
+    """
+    return config.replace(**ENCODER_RECIPE[type(config).__name__])
 
 
 # The subcommands that read data: training data, files, datasets.

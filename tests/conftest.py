@@ -53,3 +53,68 @@ def softmax_tagger():
     from .helpers import random_sentences, trained_tagger
 
     return trained_tagger(random_sentences(120, seed=2), crf=False, char_filters=0, lowercase=False, case_embedding_dim=0)
+
+
+# Tiny random transformer encoders with their tokenizers, built without the network (the
+# tokenizers are trained here on a few sentences) and saved as a model name's files would be.
+ENCODER_TEXT = [
+    "The quick brown fox jumps over the lazy dog .",
+    "A cat runs quickly , and the dogs ran after it !",
+    "Unbelievable weather in New York today : 42 degrees .",
+    "She sells sea shells by the sea shore .",
+    "They are running , jumping and swimming all day long .",
+]
+
+
+def _bert_encoder(directory: Path) -> Path:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wordpiece.train_from_iterator(ENCODER_TEXT, trainers.WordPieceTrainer(vocab_size=160, special_tokens=special))
+    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab())
+    torch.manual_seed(11)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _roberta_encoder(directory: Path) -> Path:
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(ENCODER_TEXT, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    tokenizer = RobertaTokenizerFast(vocab=model["vocab"], merges=[tuple(m) for m in model["merges"]], add_prefix_space=True)
+    torch.manual_seed(12)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1,
+    )
+    RobertaModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def encoder_dirs(tmp_path_factory) -> dict[str, Path]:
+    """``{"bert": DIR, "roberta": DIR}``: a tiny random BERT (WordPiece) and RoBERTa (byte-level
+    BPE), each saved with ``save_pretrained`` beside its fast tokenizer."""
+    pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("encoders")
+    return {"bert": _bert_encoder(root / "bert"), "roberta": _roberta_encoder(root / "roberta")}

@@ -41,6 +41,7 @@ def test_what_resume_may_change_is_declared_on_the_fields():
 
     assert set(resumable_fields(TrainConfig)) == {
         "epochs", "patience", "lr", "clip", "device", "num_workers", "eval_batch_size", "checkpoint_every", "keep",
+        "encoder_lr",
     }  # fmt: skip
 
 
@@ -59,6 +60,12 @@ def test_what_resume_may_change_is_declared_on_the_fields():
         ("TrainConfig", {"eval_batch_size": -1}, "expected eval_batch_size >= 1, got -1"),
         ("TrainConfig", {"word_dropout": -0.1}, "expected word_dropout >= 0.0, got -0.1"),
         ("DataConfig", {"num_proc": 0}, "expected num_proc >= 1, got 0"),
+        ("TaggerConfig", {"num_layers": 0}, "expected num_layers >= 1 without an encoder, got 0"),
+        ("TaggerConfig", {"embedding_dim": 0}, "expected embedding_dim >= 1 without an encoder, got 0"),
+        ("TaggerConfig", {"encoder": "m", "encoder_pooling": "max"}, "expected encoder_pooling in ('first', 'mean', 'last'), got 'max'"),
+        ("TaggerConfig", {"encoder": "m", "encoder_window": 8, "encoder_stride": 9}, "expected encoder_stride <= encoder_window = 8, got 9"),
+        ("TrainConfig", {"warmup": 1.0}, "expected warmup < 1.0, got 1.0"),
+        ("TrainConfig", {"warmup": 0.1, "warmup_steps": 3}, "expected warmup or warmup_steps, not both"),
         ("DataConfig", {"format": "csv"}, "expected format in ('auto', 'conll', 'conllu'), got 'csv'"),
     ],
 )  # fmt: skip

@@ -11,6 +11,7 @@ from seqtag.cli.options import add_config_options, checked_type, config_from_arg
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig
 from seqtag.data import sources
 from seqtag.device import PRECISIONS, resolve_device
+from seqtag.errors import SeqtagError
 from seqtag.host import host_info, matmul_gflops
 from seqtag.training.bench import baseline_tokens_per_s, bench, synthetic_corpus
 
@@ -38,6 +39,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     config = config_from_args(TaggerConfig, args)
+    if config.encoder:  # its rates (LSTM GFLOP/s, tokens/s of the BiLSTM tagger) do not describe one
+        raise SeqtagError("seqtag bench measures the BiLSTM tagger; it does not benchmark an --encoder model yet")
     sentences = synthetic_corpus() if args.corpus == "synthetic" else sources.read_files(config_from_args(DataConfig, args), args.corpus)
     device = resolve_device(args.device)
     batch_sizes = args.batch_size or [TrainConfig.batch_size]

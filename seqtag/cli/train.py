@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from seqtag.cli.options import add_config_options, checked_type, config_from_args, set_threads
-from seqtag.config import DataConfig, TaggerConfig, TrainConfig
+from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data import sources
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
@@ -52,8 +52,13 @@ def run(args: argparse.Namespace) -> None:
         raise SeqtagError("train needs --train FILE (or --hf-dataset) and --output-dir DIR (or --resume DIR)")
     if data.train_file and data.hf_dataset:
         raise SeqtagError("train takes --train FILE or --hf-dataset, not both")
-    model_config = config_from_args(TaggerConfig, args)
-    train_config = config_from_args(TrainConfig, args)
+    base_model, base_train = TaggerConfig(), TrainConfig()
+    if args.encoder and Path(args.encoder).expanduser().is_dir():  # absolute, as the data's paths: a run resumes anywhere
+        args.encoder = str(Path(args.encoder).expanduser().resolve())
+    if args.encoder:  # an encoder model starts from the measured recipe (config.ENCODER_RECIPE); flags override it
+        base_model, base_train = for_encoder(TaggerConfig(encoder=args.encoder)), for_encoder(TrainConfig())
+    model_config = config_from_args(TaggerConfig, args, base=base_model)
+    train_config = config_from_args(TrainConfig, args, base=base_train)
     out = Path(args.output_dir)
     with _hold(out):  # for the whole run; train() checks everything else before its first write
         check_output_dir(out, args.overwrite)  # before reading the data; train() checks again

@@ -17,6 +17,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "collate", "collate_strings", "encode_strings", "encode_tags", "encode_tokens",
         "lengths_to_mask", "make_loader", "string_rules",
     ],
+    "subwords": ["EncoderInputs", "SubwordTokenizer", "Subwords", "encoder_inputs", "plan_windows"],
     "vectors": ["init_embedding", "read_vectors"],
     "tutorial": ["TUTORIAL_MODEL", "TUTORIAL_TRAINING", "sonnet_corpus", "tutorial_corpus"],
 })  # fmt: skip

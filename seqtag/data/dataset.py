@@ -14,10 +14,11 @@ eager tagger and every exported format run the same code.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqtag.config import TaggerConfig
 from seqtag.data.encoding import cut_sorted, default_max_tokens, encode_table, lowercase_table
+from seqtag.data.subwords import EncoderInputs, Subwords, WindowLayout
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 
@@ -38,15 +40,60 @@ def lengths_to_mask(lengths: Tensor, max_len: int, device: torch.device) -> Tens
 @dataclass
 class Encoded:
     """One encoded sentence: ``words``, ``cases`` and ``tags`` have shape ``(n,)``; ``chars`` has
-    shape ``(n, w)`` with ``w`` the longest (capped) word, or ``(n, 0)`` without character features."""
+    shape ``(n, w)`` with ``w`` the longest (capped) word, or ``(n, 0)`` without character
+    features; ``subwords`` its encoder subwords and word spans for a model with a pretrained
+    encoder (:class:`~seqtag.data.subwords.Subwords`), else None."""
 
     words: np.ndarray
     cases: np.ndarray
     chars: np.ndarray
     tags: np.ndarray
+    subwords: Subwords | None = None
 
     def __len__(self) -> int:
         return len(self.words)
+
+
+class SubwordBatch(NamedTuple):
+    """A batch's subwords in windows, as :class:`~seqtag.model.encoder.SubwordEncoder` takes them:
+    the int64 tensors of :class:`~seqtag.data.subwords.EncoderInputs`.
+
+    Attributes:
+        window_ids, window_mask: ``(n_windows, width)``.
+        source: ``(batch, max_subwords)``.
+        word_starts, word_ends: ``(batch, max_words)``.
+    """
+
+    window_ids: Tensor
+    window_mask: Tensor
+    source: Tensor
+    word_starts: Tensor
+    word_ends: Tensor
+
+    @classmethod
+    def from_inputs(cls, inputs: EncoderInputs) -> SubwordBatch:
+        """The tensors of :func:`~seqtag.data.subwords.encoder_inputs`' lists (an empty row
+        gives a ``(rows, 0)`` tensor)."""
+        b, n_windows = len(inputs.lengths), len(inputs.window_ids)
+
+        def tensor(rows: list[list[int]], n_rows: int) -> Tensor:
+            if not rows or not rows[0]:
+                return torch.zeros(n_rows, 0, dtype=torch.int64)
+            return torch.from_numpy(np.array(rows, dtype=np.int64))
+
+        return cls(
+            tensor(inputs.window_ids, n_windows),
+            tensor(inputs.window_mask, n_windows),
+            tensor(inputs.source, b),
+            tensor(inputs.word_starts, b),
+            tensor(inputs.word_ends, b),
+        )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SubwordBatch:
+        return SubwordBatch(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    def pin_memory(self) -> SubwordBatch:
+        return SubwordBatch(*(t.pin_memory() for t in self))
 
 
 @dataclass
@@ -59,6 +106,8 @@ class Batch:
         chars: ``(batch, seq_len, word_len)`` int64 character ids (``word_len`` may be 0).
         tags: ``(batch, seq_len)`` int64 tag ids, 0 at padding (use ``lengths`` to mask).
         lengths: ``(batch,)`` int64 sentence lengths, always on the CPU.
+        subwords: the batch's subwords in windows (:class:`SubwordBatch`) for a model with a
+            pretrained encoder, else None.
     """
 
     words: torch.Tensor
@@ -66,14 +115,17 @@ class Batch:
     chars: torch.Tensor
     tags: torch.Tensor
     lengths: torch.Tensor
+    subwords: SubwordBatch | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Move everything but ``lengths`` (which stays on the CPU, as packing needs) to ``device``."""
         move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return Batch(move(self.words), move(self.cases), move(self.chars), move(self.tags), self.lengths)
+        subwords = self.subwords.to(device, non_blocking) if self.subwords is not None else None
+        return Batch(move(self.words), move(self.cases), move(self.chars), move(self.tags), self.lengths, subwords)
 
     def pin_memory(self) -> Batch:
-        return Batch(*(t.pin_memory() for t in (self.words, self.cases, self.chars, self.tags)), self.lengths)
+        subwords = self.subwords.pin_memory() if self.subwords is not None else None
+        return Batch(*(t.pin_memory() for t in (self.words, self.cases, self.chars, self.tags)), self.lengths, subwords)
 
     @property
     def num_tokens(self) -> int:
@@ -220,6 +272,8 @@ def check_encoding(dataset: EncodedDataset, vocabs: Vocabularies, config: Tagger
     if dataset.vocabs is not vocabs and dataset.vocabs != vocabs:
         raise SeqtagError(f"{what} was encoded with other vocabularies than the model's")
     given, expected = dataset.config, config
+    if expected.encoder and getattr(dataset, "windows", None) is None:
+        raise SeqtagError(f"{what} was encoded without subwords, which a model with an encoder reads (Tagger.dataset)")
     options = ("lowercase", "max_word_length")
     if any(getattr(given, o) != getattr(expected, o) for o in options) or (given.char_filters > 0) != (
         expected.char_filters > 0
@@ -230,10 +284,26 @@ def check_encoding(dataset: EncodedDataset, vocabs: Vocabularies, config: Tagger
 
 
 class TaggingDataset(Dataset):
-    """Sentences encoded once, up front. ``lengths`` is a NumPy array for the bucketing sampler."""
+    """Sentences encoded once, up front. ``lengths`` is a NumPy array for the bucketing sampler.
 
-    def __init__(self, sentences: Sequence, vocabs: Vocabularies, config: TaggerConfig, with_tags: bool = True):
-        self.vocabs, self.config = vocabs, config
+    For a model with a pretrained encoder, ``windows`` is its
+    :class:`~seqtag.data.subwords.WindowLayout` (``Tagger.windows``): each sentence is also
+    tokenized into subwords once, here (:attr:`Encoded.subwords`); ``subword_lengths`` holds their
+    counts, which the bucketing sampler then sorts by, and :func:`collate` lays them out in
+    windows. Without one (``windows`` None) nothing of this is done.
+    """
+
+    def __init__(
+        self,
+        sentences: Sequence,
+        vocabs: Vocabularies,
+        config: TaggerConfig,
+        with_tags: bool = True,
+        windows: WindowLayout | None = None,
+    ):
+        if bool(config.encoder) != (windows is not None):
+            raise SeqtagError("a model with an encoder encodes its data with its windows, and only such a model")
+        self.vocabs, self.config, self.windows = vocabs, config, windows
         if with_tags:
             check_tags(sentences, vocabs)
         self.items: list[Encoded] = []
@@ -243,6 +313,12 @@ class TaggingDataset(Dataset):
                 enc.tags = encode_tags(s.tags, vocabs)
             self.items.append(enc)
         self.lengths = np.asarray([len(e) for e in self.items], dtype=np.int64)
+        self.subword_lengths: np.ndarray | None = None
+        if windows is not None:
+            tokenized = windows.tokenizer.tokenize([list(s.tokens) for s in sentences])
+            for enc, sub in zip(self.items, tokenized):
+                enc.subwords = sub
+            self.subword_lengths = np.asarray([len(sub.ids) for sub in tokenized], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -251,8 +327,10 @@ class TaggingDataset(Dataset):
         return self.items[index]
 
 
-def collate(items: Sequence[Encoded]) -> Batch:
-    """Pad encoded sentences to the longest one: see :class:`Batch` for the shapes."""
+def collate(items: Sequence[Encoded], windows: WindowLayout | None = None) -> Batch:
+    """Pad encoded sentences to the longest one: see :class:`Batch` for the shapes. With
+    ``windows`` (a model with a pretrained encoder), also lay out their subwords in windows
+    (:attr:`Batch.subwords`)."""
     lengths = np.fromiter((len(e) for e in items), dtype=np.int64, count=len(items))
     b, t = len(items), int(lengths.max(initial=0))
     w = max((e.chars.shape[1] for e in items), default=0)
@@ -268,13 +346,23 @@ def collate(items: Sequence[Encoded]) -> Batch:
             tags[i, :n] = e.tags
         if w:
             chars[i, :n, : e.chars.shape[1]] = e.chars
+    subwords = None
+    if windows is not None:
+        subwords = SubwordBatch.from_inputs(windows.inputs([_subwords_of(e) for e in items]))
     return Batch(
         torch.from_numpy(words),
         torch.from_numpy(cases),
         torch.from_numpy(chars),
         torch.from_numpy(tags),
         torch.from_numpy(lengths),
+        subwords,
     )
+
+
+def _subwords_of(item: Encoded) -> Subwords:
+    if item.subwords is None:
+        raise SeqtagError("a model with an encoder needs its sentences encoded with their subwords (Tagger.dataset)")
+    return item.subwords
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -374,14 +462,18 @@ def make_loader(
     num_replicas: int = 1,
     rank: int = 0,
 ) -> DataLoader:
-    """A ``DataLoader`` over ``dataset`` with length bucketing; its ``batch_sampler`` has ``set_epoch``."""
+    """A ``DataLoader`` over ``dataset`` with length bucketing; its ``batch_sampler`` has ``set_epoch``.
+    A dataset with subwords (``windows``: a model with a pretrained encoder) is bucketed by its
+    ``subword_lengths``, the encoder's cost, and collated with its windows."""
+    windows = getattr(dataset, "windows", None)
+    lengths = dataset.subword_lengths if windows is not None else dataset.lengths
     sampler = BucketBatchSampler(
-        dataset.lengths, batch_size, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank
+        lengths, batch_size, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank
     )
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=collate,
+        collate_fn=collate if windows is None else functools.partial(collate, windows=windows),
         num_workers=num_workers,
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if num_workers > 0 else None,

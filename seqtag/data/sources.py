@@ -41,6 +41,9 @@ def training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs:
     when None)."""
     if not dc.hf_dataset:
         return read_files(dc, dc.train_file), read_files(dc, dc.validation_file) if dc.validation_file else None
+    if config.encoder:  # before encoding the whole dataset for nothing
+        raise SeqtagError("--hf-dataset does not train an encoder model yet (its Arrow encoding holds no subwords): "
+                          "give --train FILE")
     from seqtag.data import hf  # imports datasets: only when asked for
     from seqtag.data.arrow import ArrowTaggingDataset
 

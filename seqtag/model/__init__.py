@@ -10,5 +10,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "layers": ["CharCNN", "PackedLSTM", "PaddedLSTM"],
     "heads": ["CRFHead", "SoftmaxHead", "build_head"],
     "crf": ["CRF"],
+    "encoder": ["ScalarMix", "SubwordEncoder", "load_encoder", "save_encoder"],
     "directory": ["CONFIG_FILE", "VOCAB_FILE", "WEIGHTS_FILE", "load_tagger", "save_tagger", "trained_data_config"],
 })  # fmt: skip

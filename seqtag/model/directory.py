@@ -3,8 +3,11 @@
 A model directory holds ``config.json`` (``seqtag_version``, ``model``: the
 :class:`~seqtag.config.TaggerConfig`, and optionally ``training`` and ``data``), ``vocab.json``
 (the :class:`~seqtag.data.vocab.Vocabularies`) and ``weights.pt`` (the state dict, tensors only).
-:func:`save_tagger` writes each file atomically; :func:`load_tagger` checks that the three
-agree and raises :class:`~seqtag.errors.SeqtagError` with one line when they do not.
+A model with a pretrained encoder also holds it in ``encoder/`` (:data:`ENCODER_DIR`: the
+transformers config, ``model.safetensors``, the tokenizer; :func:`~seqtag.model.encoder.save_encoder`),
+whose weights ``weights.pt`` leaves out; loading reads it from there, never from the network.
+:func:`save_tagger` writes each file atomically; :func:`load_tagger` checks that they agree and
+raises :class:`~seqtag.errors.SeqtagError` with one line when they do not.
 """
 
 from __future__ import annotations
@@ -25,8 +28,14 @@ from seqtag.data.vocab import Vocabularies
 from seqtag.device import resolve_device
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes, atomic_write_text
+from seqtag.model.encoder import load_encoder, save_encoder
 
 CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE = "config.json", "vocab.json", "weights.pt"
+ENCODER_DIR = "encoder"
+"""The folder of a model directory that holds its pretrained encoder (fine-tuned or not)."""
+ENCODER_WEIGHTS = "encoder.model."
+"""The state-dict prefix of the encoder's transformer weights, which ``encoder/`` holds instead
+of ``weights.pt`` (the encoder's scalar mix stays in ``weights.pt``)."""
 
 
 def save_tagger(
@@ -36,7 +45,7 @@ def save_tagger(
     ``weights.pt`` into ``directory``, each to a temporary name and renamed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in tagger.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in tagger.state_dict().items() if not k.startswith(ENCODER_WEIGHTS)}
     buf = io.BytesIO()
     torch.save(state, buf)
     meta: dict[str, Any] = {"seqtag_version": __version__, "model": tagger.config.to_dict()}
@@ -45,6 +54,8 @@ def save_tagger(
     if data is not None:
         meta["data"] = dict(data.to_dict() if hasattr(data, "to_dict") else data)
     config_text = json.dumps(meta, indent=2) + "\n"  # fails here, before any write, if not JSON
+    if tagger.encoder is not None:
+        save_encoder(tagger.encoder.model, tagger.windows.tokenizer, directory / ENCODER_DIR)
     atomic_write_bytes(directory / WEIGHTS_FILE, buf.getvalue())
     atomic_write_text(directory / VOCAB_FILE, json.dumps(tagger.vocabs.to_dict(), ensure_ascii=False))
     atomic_write_text(directory / CONFIG_FILE, config_text)
@@ -60,15 +71,22 @@ def load_tagger(cls: type[nn.Module], directory: str | Path, device: str | torch
             raise SeqtagError(f"{directory}: not a seqtag model directory (no {name})")
     config = _read_config(directory / CONFIG_FILE)
     vocabs = _read_vocabs(directory / VOCAB_FILE)
+    pretrained = None
+    if config.encoder:
+        if not (directory / ENCODER_DIR).is_dir():
+            raise SeqtagError(f"{directory}: not a seqtag model directory (no {ENCODER_DIR}/, the model's encoder)")
+        pretrained = load_encoder(directory / ENCODER_DIR)
     try:
-        tagger = cls(config, vocabs)
+        tagger = cls(config, vocabs, pretrained) if pretrained is not None else cls(config, vocabs)
     except ValueError as e:  # e.g. tags that do not follow the configured tag scheme
         raise SeqtagError(f"{directory}: config.json and vocab.json disagree ({e})") from None
     state = _read_weights(directory / WEIGHTS_FILE)
-    problem = _state_mismatch(state, tagger.state_dict())
+    expected = {k: v for k, v in tagger.state_dict().items() if not k.startswith(ENCODER_WEIGHTS)}
+    problem = _state_mismatch(state, expected)
     if problem:
         raise SeqtagError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}/{VOCAB_FILE}: {problem}")
-    tagger.load_state_dict(state)
+    # the encoder's own weights came from encoder/: the only keys weights.pt leaves out
+    tagger.load_state_dict(state, strict=not config.encoder)
     dev = resolve_device(device)
     tagger.set_rnn_mode(dev)
     return tagger.to(dev)

@@ -1,15 +1,19 @@
-"""The tagger: embeddings (words, case, characters) ► (Bi)LSTM ► emissions ► CRF or softmax.
+"""The tagger: features (a pretrained encoder's word vectors, word embedding, case, characters)
+► (Bi)LSTM ► emissions ► CRF or softmax.
 
 :class:`Tagger` is an ``nn.Module`` built from parts that exist only when configured (the
-character CNN, the case embedding), an LSTM run by one of two paths and a head; the parts are in
+pretrained encoder, the word embedding, the character CNN, the case embedding, the LSTM), the
+LSTM run by one of two paths, and a head; the parts are in
 :mod:`seqtag.model.layers` (:class:`~seqtag.model.layers.CharCNN`, :class:`~seqtag.model.layers.PackedLSTM`,
-:class:`~seqtag.model.layers.PaddedLSTM`) and :mod:`seqtag.model.heads` (:class:`~seqtag.model.heads.CRFHead`,
+:class:`~seqtag.model.layers.PaddedLSTM`), :mod:`seqtag.model.encoder`
+(:class:`~seqtag.model.encoder.SubwordEncoder`) and :mod:`seqtag.model.heads` (:class:`~seqtag.model.heads.CRFHead`,
 :class:`~seqtag.model.heads.SoftmaxHead`), the model directory's files in :mod:`seqtag.model.directory`.
 
 Its tensor methods (``forward``, ``loss``, ``decode``, and the id-level entry points
 ``tag_ids``, ``tag_confidence``, ``tag_marginals``, ``tag_nbest``) are TorchScript-compatible;
-``predict``, ``predict_with_confidence``, ``marginals``, ``nbest``, ``save`` and ``load`` work
-with strings and files.
+a model with an encoder gives them its word vectors (``vectors``, from :meth:`Tagger.word_vectors`),
+which they treat as one more per-word input. ``predict``, ``predict_with_confidence``,
+``marginals``, ``nbest``, ``save`` and ``load`` work with strings and files.
 
 """
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, TrainConfig
 from seqtag.data.dataset import (
     Encoded,
+    SubwordBatch,
     TaggingDataset,
     collate,
     collate_strings,
@@ -35,17 +40,26 @@ from seqtag.data.dataset import (
     string_rules,
 )
 from seqtag.data.encoding import plan_batches
+from seqtag.data.subwords import SubwordTokenizer, WindowLayout
 from seqtag.data.vocab import Vocabularies
+from seqtag.errors import SeqtagError
 from seqtag.model.directory import load_tagger, save_tagger
+from seqtag.model.encoder import SubwordEncoder, load_encoder, max_window_size
 from seqtag.model.heads import build_head
 from seqtag.model.layers import CharCNN, PackedLSTM, PaddedLSTM, dropout, resolve_rnn_mode
 from seqtag.schemes import resolve_scheme
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+
+def check_id_batch(
+    words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None = None, vector_dim: int = 0
+) -> Tensor:
     """Check an id-level batch as :meth:`Tagger.tag_ids` takes it: ``(batch, seq_len)`` words and
     cases, ``(batch, seq_len, word_len)`` chars, ``(batch,)`` lengths with ``0 <= length <=
-    seq_len``. Returns the lengths as int64 on the CPU.
+    seq_len``, and ``(batch, seq_len, vector_dim)`` encoder vectors when ``vector_dim > 0`` (a
+    model with a pretrained encoder), else none. Returns the lengths as int64 on the CPU.
 
     Raises:
         ValueError: naming what disagrees.
@@ -59,6 +73,13 @@ def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor)
         raise ValueError(f"expected chars of shape [{b}, {t}, word_len], got {list(chars.shape)}")
     if lengths.dim() != 1 or lengths.size(0) != b:
         raise ValueError(f"expected lengths of shape [{b}], got {list(lengths.shape)}")
+    if vector_dim > 0:
+        if vectors is None:
+            raise ValueError("expected the encoder's vectors (Tagger.word_vectors) for a model with an encoder")
+        if vectors.dim() != 3 or vectors.size(0) != b or vectors.size(1) != t or vectors.size(2) != vector_dim:
+            raise ValueError(f"expected vectors of shape [{b}, {t}, {vector_dim}], got {list(vectors.shape)}")
+    elif vectors is not None:
+        raise ValueError("expected no vectors: the model has no encoder")
     lengths = lengths.cpu().long()
     if b > 0 and (int(lengths.min()) < 0 or int(lengths.max()) > t):
         low, high = int(lengths.min()), int(lengths.max())
@@ -66,6 +87,11 @@ def check_id_batch(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor)
     return lengths
 
 
+def _rows(vectors: Tensor | None, rows: Tensor) -> Tensor | None:
+    """``vectors[rows]``, or None."""
+    if vectors is None:
+        return None
+    return vectors[rows.to(vectors.device)]
 
 
 class Tagger(nn.Module):
@@ -74,14 +100,18 @@ class Tagger(nn.Module):
     Args:
         config: the architecture.
         vocabs: word, character and tag vocabularies (see :class:`~seqtag.data.vocab.Vocabularies`).
+        pretrained: for ``config.encoder``, the transformer and its tokenizer; None loads them
+            from ``config.encoder`` (:func:`~seqtag.model.encoder.load_encoder`: offline).
 
     Attributes:
-        word_embedding: ``nn.Embedding`` of the words.
+        encoder: the :class:`~seqtag.model.encoder.SubwordEncoder` (``config.encoder``), or None.
+        windows: how the encoder reads sentences (:class:`~seqtag.data.subwords.WindowLayout`), or None.
+        word_embedding: ``nn.Embedding`` of the words, or None (``embedding_dim = 0``).
         case_embedding: ``nn.Embedding`` of the case feature, or None (``case_embedding_dim = 0``).
         char_cnn: :class:`~seqtag.model.layers.CharCNN`, or None (``char_filters = 0``).
-        lstm: the ``nn.LSTM`` holding the recurrent weights.
+        lstm: the ``nn.LSTM`` holding the recurrent weights, or None (``num_layers = 0``).
         rnn: how the LSTM runs, :class:`~seqtag.model.layers.PackedLSTM` or
-            :class:`~seqtag.model.layers.PaddedLSTM` (:meth:`set_rnn_mode`).
+            :class:`~seqtag.model.layers.PaddedLSTM` (:meth:`set_rnn_mode`), or None.
         output: ``nn.Linear`` to tag scores.
         head: :class:`~seqtag.model.heads.CRFHead` (``config.crf``) or :class:`~seqtag.model.heads.SoftmaxHead`.
 
@@ -94,13 +124,29 @@ class Tagger(nn.Module):
         [2, 0]
     """
 
-    def __init__(self, config: TaggerConfig, vocabs: Vocabularies) -> None:
+    def __init__(
+        self,
+        config: TaggerConfig,
+        vocabs: Vocabularies,
+        pretrained: tuple[PreTrainedModel, SubwordTokenizer] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.vocabs = vocabs
         self.num_tags = len(vocabs.tags)
-        self.word_embedding = nn.Embedding(len(vocabs.words), config.embedding_dim, padding_idx=0)
-        input_dim = config.embedding_dim
+        self.encoder: SubwordEncoder | None = None
+        self.windows: WindowLayout | None = None
+        self.vector_dim = 0  # the encoder's vector size; 0 without an encoder
+        if config.encoder:
+            model, tokenizer = pretrained if pretrained is not None else load_encoder(config.encoder)
+            self.encoder = SubwordEncoder(model, config.encoder_pooling, config.encoder_layers, config.encoder_frozen)
+            limit = max_window_size(model.config)
+            self.windows = WindowLayout.resolve(tokenizer, config.encoder_window, config.encoder_stride, limit)
+            self.vector_dim = self.encoder.dim
+        input_dim = self.vector_dim + config.embedding_dim
+        self.word_embedding = None
+        if config.embedding_dim > 0:
+            self.word_embedding = nn.Embedding(len(vocabs.words), config.embedding_dim, padding_idx=0)
         self.case_embedding = None
         if config.case_embedding_dim > 0:
             self.case_embedding = nn.Embedding(4, config.case_embedding_dim, padding_idx=0)
@@ -112,48 +158,80 @@ class Tagger(nn.Module):
             )
             input_dim += config.char_filters
         self.dropout_p = config.dropout
-        self.lstm = nn.LSTM(
-            input_dim,
-            config.hidden_dim,
-            num_layers=config.num_layers,
-            bidirectional=config.bidirectional,
-            batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-        )
+        self.lstm = None
+        output_dim = input_dim
+        if config.num_layers > 0:
+            self.lstm = nn.LSTM(
+                input_dim,
+                config.hidden_dim,
+                num_layers=config.num_layers,
+                bidirectional=config.bidirectional,
+                batch_first=True,
+                dropout=config.dropout if config.num_layers > 1 else 0.0,
+            )
+            output_dim = config.hidden_dim * (2 if config.bidirectional else 1)
         self.set_rnn_mode(torch.device("cpu"))  # sets self.rnn
-        directions = 2 if config.bidirectional else 1
-        self.output = nn.Linear(config.hidden_dim * directions, self.num_tags)
+        self.output = nn.Linear(output_dim, self.num_tags)
         self.tag_scheme = resolve_scheme(config.tag_scheme, vocabs.tags.itos)
         self.head: nn.Module = build_head(config, vocabs.tags.itos, self.tag_scheme)
 
     # -- tensor methods (TorchScript-compatible) ------------------------------------------
 
-    def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+    def forward(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None = None
+    ) -> Tensor:
         """Tag scores (emissions) for a padded batch.
 
         Args:
-            words: ``(batch, seq_len)`` word ids.
+            words: ``(batch, seq_len)`` word ids (unused without a word embedding).
             cases: ``(batch, seq_len)`` case-feature ids (unused without a case embedding).
             chars: ``(batch, seq_len, word_len)`` character ids (``word_len`` may be 0; unused
                 without a character CNN).
             lengths: ``(batch,)`` int64 lengths on the CPU, each >= 1.
+            vectors: ``(batch, seq_len, encoder dim)``, the encoder's word vectors
+                (:meth:`word_vectors`) for a model with an encoder; else None.
 
         Returns:
             ``(batch, seq_len, num_tags)`` scores; values at padded positions are meaningless.
         """
-        x = self.word_embedding(words)
+        parts: list[Tensor] = []
+        if vectors is not None:
+            parts.append(vectors)
+        if self.word_embedding is not None:
+            parts.append(self.word_embedding(words))
         if self.case_embedding is not None:
-            x = torch.cat([x, self.case_embedding(cases)], dim=2)
+            parts.append(self.case_embedding(cases))
         if self.char_cnn is not None:
-            x = torch.cat([x, self.char_cnn(chars)], dim=2)
+            parts.append(self.char_cnn(chars))
+        x = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
         x = dropout(x, self.dropout_p, self.training)
         x = self.recurrent(x, lengths)
         return self.output(dropout(x, self.dropout_p, self.training))
 
+    @torch.jit.unused
+    def word_vectors(self, subwords: SubwordBatch | None) -> Tensor | None:
+        """The encoder's word vectors ``(batch, max_words, dim)`` for a batch's subwords
+        (:attr:`Batch.subwords <seqtag.data.dataset.Batch.subwords>`), on the model's device; None
+        for a model without an encoder.
+
+        Raises:
+            ValueError: a model with an encoder given no subwords, or one without given some.
+        """
+        if self.encoder is None:
+            if subwords is not None:
+                raise ValueError("expected no subwords: the model has no encoder")
+            return None
+        if subwords is None:
+            raise ValueError("expected the batch's subwords (Batch.subwords) for a model with an encoder")
+        return self.encoder(*subwords.to(self.output.weight.device))
+
     @torch.jit.export
     def recurrent(self, x: Tensor, lengths: Tensor) -> Tensor:
         """The LSTM by the chosen path: ``(batch, seq_len, input_dim)`` ►
-        ``(batch, seq_len, hidden * directions)``; ``lengths`` ``(batch,)`` on the CPU."""
+        ``(batch, seq_len, hidden * directions)``; ``lengths`` ``(batch,)`` on the CPU. Without
+        LSTM layers (``num_layers = 0``), ``x`` itself."""
+        if self.rnn is None or self.lstm is None:
+            return x
         return self.rnn(x, lengths, self.lstm._flat_weights)
 
     @torch.jit.export
@@ -176,7 +254,9 @@ class Tagger(nn.Module):
         return self.head.decode(emissions, lengths_to_mask(lengths, emissions.size(1), emissions.device))
 
     @torch.jit.export
-    def tag_ids(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+    def tag_ids(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None = None
+    ) -> Tensor:
         """Best tag ids for a padded batch: :meth:`forward`, then :meth:`decode` (CRF Viterbi with
         its constraints, or argmax). The one id-level entry point: eager prediction, the
         TorchScript module and the ``torch.export`` programs all call it. Call it in eval mode.
@@ -186,6 +266,8 @@ class Tagger(nn.Module):
             cases: ``(batch, seq_len)`` int64 case ids (1 lower, 2 Title, 3 other, 0 padding).
             chars: ``(batch, seq_len, word_len)`` int64 character ids (``word_len`` may be 0).
             lengths: ``(batch,)`` int64 sentence lengths, ``0 <= length <= seq_len``.
+            vectors: ``(batch, seq_len, encoder dim)``: the encoder's word vectors
+                (:meth:`word_vectors`), for a model with an encoder only.
 
         Returns:
             ``(batch, seq_len)`` int64 tag ids on ``words.device``; 0 at padded positions and in
@@ -197,19 +279,22 @@ class Tagger(nn.Module):
         """
         if not torch.jit.is_scripting():
             if torch.compiler.is_exporting():
-                return self._tag_rows(words, cases, chars, lengths)
-        lengths = check_id_batch(words, cases, chars, lengths)
+                return self._tag_rows(words, cases, chars, lengths, vectors)
+        lengths = check_id_batch(words, cases, chars, lengths, vectors, self.vector_dim)
         out = torch.zeros(words.shape, dtype=torch.long, device=words.device)
         keep = (lengths > 0).nonzero().squeeze(1)
         if keep.numel() == words.size(0) and keep.numel() > 0:
-            return self._tag_rows(words, cases, chars, lengths).to(words.device)
+            return self._tag_rows(words, cases, chars, lengths, vectors).to(words.device)
         if keep.numel() > 0:
             rows = keep.to(words.device)
-            out[rows] = self._tag_rows(words[rows], cases[rows], chars[rows], lengths[keep]).to(words.device)
+            kept = _rows(vectors, rows)
+            out[rows] = self._tag_rows(words[rows], cases[rows], chars[rows], lengths[keep], kept).to(words.device)
         return out
 
     @torch.jit.export
-    def tag_confidence(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def tag_confidence(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """:meth:`tag_ids` and the marginal probability of each chosen tag.
 
         Returns:
@@ -217,14 +302,14 @@ class Tagger(nn.Module):
             gives them, and ``(batch, seq_len)`` float32 ``p(y_t = paths[:, t] | x)`` (the CRF's
             forward-backward marginal, or the softmax), 0 at padding and in rows of length 0.
         """
-        lengths = check_id_batch(words, cases, chars, lengths)
+        lengths = check_id_batch(words, cases, chars, lengths, vectors, self.vector_dim)
         b, t = words.size(0), words.size(1)
         paths = torch.zeros((b, t), dtype=torch.long, device=words.device)
         confidence = torch.zeros((b, t), dtype=torch.float32, device=words.device)
         keep = (lengths > 0).nonzero().squeeze(1)
         if keep.numel() > 0:
             rows = keep.to(words.device)
-            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep], _rows(vectors, rows))
             best = self.head.decode(emissions, mask)
             probs = self.head.marginals(emissions, mask).gather(2, best.unsqueeze(2)).squeeze(2)
             paths[rows] = best.to(words.device)
@@ -232,23 +317,25 @@ class Tagger(nn.Module):
         return paths, confidence
 
     @torch.jit.export
-    def tag_marginals(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
+    def tag_marginals(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None = None
+    ) -> Tensor:
         """``(batch, seq_len, num_tags)`` float32 ``p(y_t = k | x)`` for the batch of
         :meth:`tag_ids` (the CRF's forward-backward marginals, or the softmax); rows of 0 at
         padding and in rows of length 0."""
-        lengths = check_id_batch(words, cases, chars, lengths)
+        lengths = check_id_batch(words, cases, chars, lengths, vectors, self.vector_dim)
         b, t = words.size(0), words.size(1)
         out = torch.zeros((b, t, self.num_tags), dtype=torch.float32, device=words.device)
         keep = (lengths > 0).nonzero().squeeze(1)
         if keep.numel() > 0:
             rows = keep.to(words.device)
-            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep], _rows(vectors, rows))
             out[rows] = self.head.marginals(emissions, mask).float().to(words.device)
         return out
 
     @torch.jit.export
     def tag_nbest(
-        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, k: int
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, k: int, vectors: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """The ``k`` best tag sequences of each sentence of the batch of :meth:`tag_ids`.
 
@@ -263,7 +350,7 @@ class Tagger(nn.Module):
         """
         if k < 1:
             raise ValueError(f"expected k >= 1, got {k}")
-        lengths = check_id_batch(words, cases, chars, lengths)
+        lengths = check_id_batch(words, cases, chars, lengths, vectors, self.vector_dim)
         b, t = words.size(0), words.size(1)
         paths = torch.zeros((b, k, t), dtype=torch.long, device=words.device)
         log_probs = torch.full((b, k), float("-inf"), dtype=torch.float32, device=words.device)
@@ -271,20 +358,26 @@ class Tagger(nn.Module):
         keep = (lengths > 0).nonzero().squeeze(1)
         if keep.numel() > 0:
             rows = keep.to(words.device)
-            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep])
+            emissions, mask = self._emissions(words[rows], cases[rows], chars[rows], lengths[keep], _rows(vectors, rows))
             best, scores = self.head.nbest(emissions, mask, k)
             paths[rows] = best.to(words.device)
             log_probs[rows] = scores.float().to(words.device)
         return paths, log_probs
 
-    def _emissions(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def _emissions(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         """Emissions ``(B, T, K)`` and mask ``(B, T)`` on the model's device (lengths >= 1)."""
         device = self.output.weight.device
-        emissions = self(words.to(device), cases.to(device), chars.to(device), lengths)
+        if vectors is not None:
+            vectors = vectors.to(device)
+        emissions = self(words.to(device), cases.to(device), chars.to(device), lengths, vectors)
         return emissions, lengths_to_mask(lengths, emissions.size(1), device)
 
-    def _tag_rows(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> Tensor:
-        emissions, mask = self._emissions(words, cases, chars, lengths)
+    def _tag_rows(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None
+    ) -> Tensor:
+        emissions, mask = self._emissions(words, cases, chars, lengths, vectors)
         return self.head.decode(emissions, mask)
 
     # -- strings in, strings out ---------------------------------------------------------
@@ -323,11 +416,15 @@ class Tagger(nn.Module):
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
         lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
         fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
+        planned = lengths
+        subword_lengths = getattr(items, "subword_lengths", None)
+        if self.windows is not None and subword_lengths is not None:  # an encoder's cost: its subwords
+            planned = [int(n) for n in subword_lengths]
 
-        def batches() -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor]]]:
-            for chunk in plan_batches(lengths, batch_size, max_tokens):
-                b = collate(fetch(chunk) if fetch else [items[i] for i in chunk])
-                yield chunk, (b.words, b.cases, b.chars, b.lengths)
+        def batches() -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor, SubwordBatch | None]]]:
+            for chunk in plan_batches(planned, batch_size, max_tokens):
+                b = collate(fetch(chunk) if fetch else [items[i] for i in chunk], self.windows)
+                yield chunk, (b.words, b.cases, b.chars, b.lengths, b.subwords)
 
         return self._run(batches(), len(lengths), self._paths, list)
 
@@ -348,8 +445,8 @@ class Tagger(nn.Module):
         """
         itos = self.vocabs.tags.itos
 
-        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
-            paths, probs = self.tag_confidence(words, cases, chars, lengths)
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None) -> list:
+            paths, probs = self.tag_confidence(words, cases, chars, lengths, vectors)
             return [([itos[i] for i in p[:n]], q[:n])
                     for p, q, n in zip(paths.cpu().tolist(), probs.cpu().tolist(), lengths.tolist())]
 
@@ -362,8 +459,8 @@ class Tagger(nn.Module):
         forward-backward marginals, 0 for tags its constraints rule out; the softmax for a
         softmax head). ``batch_size`` as in :meth:`predict`."""
 
-        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
-            probs = self.tag_marginals(words, cases, chars, lengths).cpu().numpy()
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None) -> list:
+            probs = self.tag_marginals(words, cases, chars, lengths, vectors).cpu().numpy()
             return [probs[i, :n].copy() for i, n in enumerate(lengths.tolist())]
 
         k = self.num_tags
@@ -388,8 +485,8 @@ class Tagger(nn.Module):
             raise ValueError(f"expected k >= 1, got {k}")
         itos = self.vocabs.tags.itos
 
-        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list:
-            paths, log_probs = self.tag_nbest(words, cases, chars, lengths, k)
+        def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None) -> list:
+            paths, log_probs = self.tag_nbest(words, cases, chars, lengths, k, vectors)
             return [[([itos[i] for i in p[:n]], s) for p, s in zip(ps, ss) if s != float("-inf")]
                     for ps, ss, n in zip(paths.cpu().tolist(), log_probs.cpu().tolist(), lengths.tolist())]
 
@@ -399,50 +496,68 @@ class Tagger(nn.Module):
     @torch.jit.unused
     def _string_batches(
         self, sentences: Sequence[Sequence[str]], batch_size: int, max_tokens: int | None
-    ) -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor]]]:
-        """The planned batches of token strings: ``(indices, (words, cases, chars, lengths))``."""
+    ) -> Iterator[tuple[list[int], tuple[Tensor, Tensor, Tensor, Tensor, SubwordBatch | None]]]:
+        """The planned batches of token strings: ``(indices, (words, cases, chars, lengths,
+        subwords))``; with an encoder, each sentence is tokenized once and the plan sorts and
+        cuts by subword counts (every word has at least one subword, so the same sentences are
+        empty)."""
         lens = [len(s) for s in sentences]
-        plan = plan_batches(lens, batch_size, max_tokens)  # checks batch_size before any work
+        if self.windows is None:
+            plan = plan_batches(lens, batch_size, max_tokens)  # checks batch_size before any work
+            tokenized = None
+        else:
+            plan_batches([], batch_size, max_tokens)  # checks batch_size before any work
+            tokenized = self.windows.tokenizer.tokenize([list(s) for s in sentences])
+            plan = plan_batches([len(sub.ids) for sub in tokenized], batch_size, max_tokens)
         table = encode_strings(sentences, *string_rules(self.vocabs, self.config))
         for chunk in plan:
-            yield chunk, collate_strings(table, lens, chunk)
+            subwords = None
+            if self.windows is not None and tokenized is not None:
+                subwords = SubwordBatch.from_inputs(self.windows.inputs([tokenized[i] for i in chunk]))
+            yield chunk, (*collate_strings(table, lens, chunk), subwords)
 
     @torch.jit.unused
     def _run(self, batches: Iterable, n: int, step: Callable, empty: Callable) -> list:
-        """The eager inference loop: ``step(words, cases, chars, lengths)`` gives one result per
-        row of each batch, in eval mode without autograd; sentences in no batch (empty ones)
-        get ``empty()``."""
+        """The eager inference loop: ``step(words, cases, chars, lengths, vectors)`` gives one
+        result per row of each batch (``vectors`` from the batch's subwords: :meth:`word_vectors`),
+        in eval mode without autograd; sentences in no batch (empty ones) get ``empty()``."""
         out = [empty() for _ in range(n)]
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for chunk, batch in batches:
-                    for i, result in zip(chunk, step(*batch)):
+                for chunk, (*batch, subwords) in batches:
+                    for i, result in zip(chunk, step(*batch, self.word_vectors(subwords))):
                         out[i] = result
         finally:
             self.train(was_training)
         return out
 
     @torch.jit.unused
-    def _paths(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor) -> list[list[int]]:
-        paths = self.tag_ids(words, cases, chars, lengths).cpu().tolist()
+    def _paths(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None
+    ) -> list[list[int]]:
+        paths = self.tag_ids(words, cases, chars, lengths, vectors).cpu().tolist()
         return [path[:n] for path, n in zip(paths, lengths.tolist())]
 
     @torch.jit.unused
     def dataset(self, sentences: Sequence, with_tags: bool = True) -> TaggingDataset:
         """Encode ``sentences`` with this tagger's vocabularies."""
-        return TaggingDataset(sentences, self.vocabs, self.config, with_tags=with_tags)
+        return TaggingDataset(sentences, self.vocabs, self.config, with_tags=with_tags, windows=self.windows)
 
     def _apply(self, fn, recurse=True):
         # after a move to CUDA, cuDNN wants the LSTM's weights in one contiguous block
         result = super()._apply(fn, recurse)
-        self.lstm.flatten_parameters()
+        if self.lstm is not None:
+            self.lstm.flatten_parameters()
         return result
 
     @torch.jit.unused
     def set_rnn_mode(self, device: torch.device, exporting: bool = False) -> None:
         """Choose the LSTM path (attribute ``rnn``) for ``device`` by :func:`~seqtag.model.layers.resolve_rnn_mode`."""
+        if self.lstm is None:
+            self.rnn = None
+            return
         path = resolve_rnn_mode(self.config.rnn_mode, device, exporting)
         self.rnn = PackedLSTM(self.lstm) if path == "packed" else PaddedLSTM(self.lstm)
 
@@ -478,6 +593,17 @@ class Tagger(nn.Module):
                 vocabulary), or a weights file that holds Python objects.
         """
         return load_tagger(cls, directory, device)
+
+
+def refuse_encoder(tagger: Tagger, form: str) -> None:
+    """Raise :class:`~seqtag.errors.SeqtagError` (one line naming what does hold one: ONNX, the
+    model directory) when ``tagger`` has a pretrained encoder, which the export ``form`` cannot
+    hold: a transformers model neither scripts nor exports by length bucket as the tagger does."""
+    if tagger.encoder is not None:
+        raise SeqtagError(
+            f"{form} cannot hold a model with a pretrained encoder: export it as ONNX (seqtag export "
+            "--format onnx), or serve its model directory as it is"
+        )
 
 
 def as_tagger(model_or_dir: Tagger | str | os.PathLike) -> Tagger:

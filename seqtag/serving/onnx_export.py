@@ -7,6 +7,11 @@ operators, opset :data:`OPSET`) runs for any batch size, sentence length and wor
   and ``lengths`` ``(batch,)``, all int64, 0 at padding, every length >= 1 (``word_len >= 1``;
   ``cases`` and ``chars`` are read only when the model has those features), and the optional
   boolean ``with_marginals`` (default true; false skips the forward-backward: :data:`WITH_MARGINALS`);
+- for a model with a pretrained encoder, also the encoder's inputs (``window_ids``,
+  ``window_mask``, ``source``, ``word_starts``, ``word_ends``:
+  :class:`~seqtag.data.subwords.EncoderInputs`): the traced encoder
+  (:mod:`seqtag.serving.encoder_onnx`) is joined to the hand-written graph below by its word
+  vectors (:func:`merge_encoder`), and the tokenizer travels in the metadata;
 - outputs ``tags`` ``(batch, seq_len)`` int64 (0 at padding), ``confidence`` ``(batch, seq_len)``
   (the probability of each chosen tag), ``marginals`` ``(batch, seq_len, num_tags)``,
   ``emissions`` ``(batch, seq_len, num_tags)``, float32, and ``log_partition`` ``(batch,)``,
@@ -25,7 +30,8 @@ of ``Loop`` operators over the time steps, the second inside an ``If`` on ``with
 
 The vocabularies, the encoding rules and the tag names are stored as JSON in the model's
 ``metadata_props`` under :data:`METADATA_NAME`; :class:`seqtag.serving.onnx_runner.OnnxTagger` reads
-them to tag token strings with nothing but ``numpy`` and ``onnxruntime``.
+them to tag token strings with nothing but ``numpy`` and ``onnxruntime`` (and ``tokenizers``
+for a model with a pretrained encoder).
 
 The graph is built in the order the data flows (embeddings, LSTM, head); every part reads the
 arrays of :func:`_tagger_arrays`, the one place that knows the Tagger's layout.
@@ -55,6 +61,9 @@ from seqtag.fileio import atomic_write_bytes
 from seqtag.model.crf import NEG_SCORE
 from seqtag.model.heads import CRFHead, SoftmaxHead
 from seqtag.model.tagger import Tagger, as_tagger
+from seqtag.serving.encoder_onnx import INPUT_NAMES as ENCODER_INPUTS
+from seqtag.serving.encoder_onnx import OUTPUT_NAME as ENCODER_OUTPUT
+from seqtag.serving.encoder_onnx import encoder_graph
 from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
 
 OPSET = 17
@@ -64,6 +73,9 @@ PAD_SCORE = -1e30
 CHAR_GROUPS = (8, 16)
 """Word-length limits of the graph's character groups: up to 8 characters, up to 16, longer."""
 INPUTS = ("words", "cases", "chars", "lengths")
+VECTORS = ENCODER_OUTPUT
+"""The encoder's word vectors ``(batch, seq_len, dim)``: the encoder part's output and the
+tagger part's input, one edge of the merged graph of a model with a pretrained encoder."""
 OUTPUTS = ("tags", "confidence", "marginals", "emissions", "log_partition")
 CASE_RULE = "seqtag.vocab.case_id/1"  # the name of the case rule (docs/serving.md) since 0.2.0
 """The case feature: 1 when lowercasing changes nothing, 2 when it changes only the first
@@ -88,9 +100,12 @@ def _tagger_arrays(tagger: Tagger) -> dict:
         SeqtagError: for a head the graph has no translation for.
 
     Returns:
-        A dict: ``word_embedding`` ``(V, E)``; ``case_embedding`` ``(4, C)`` or None;
+        A dict: ``encoder``: None, or for a model with a pretrained encoder what the runner
+        tokenizes with (``tokenizer``: the ``tokenizer.json`` text, ``unk_token``,
+        ``pad_token``, ``window_size``, ``stride``) and ``dim``, its vector size;
+        ``word_embedding`` ``(V, E)`` or None; ``case_embedding`` ``(4, C)`` or None;
         ``char_embedding`` ``(num_chars, Ec)``, ``conv_weight`` ``(F, Ec, kernel)``,
-        ``conv_bias`` ``(F,)`` or None; ``lstm``: one ``[(w_ih, w_hh, b_ih, b_hh), ...]`` list per layer, one tuple per direction, in PyTorch's gate order (i, f, g, o);
+        ``conv_bias`` ``(F,)`` or None; ``lstm``: one ``[(w_ih, w_hh, b_ih, b_hh), ...]`` list per layer (none without LSTM layers), one tuple per direction, in PyTorch's gate order (i, f, g, o);
         ``hidden_size``; ``output_weight`` ``(K, D)``, ``output_bias`` ``(K,)``; ``crf``: None
         or a dict of ``start`` ``(K,)``, ``transitions`` ``(K, K)``, ``end`` ``(K,)`` and their
         bool masks; ``tags``, ``words``, ``chars`` (id order), ``lower_map``, ``lowercase``,
@@ -102,9 +117,9 @@ def _tagger_arrays(tagger: Tagger) -> dict:
         raise SeqtagError(f"no ONNX translation for the head {type(head).__name__}: export CRF or softmax heads")
     crf = head.crf if isinstance(head, CRFHead) else None
     lstm = tagger.lstm
-    directions = ["", "_reverse"] if lstm.bidirectional else [""]
+    directions = ["", "_reverse"] if lstm is not None and lstm.bidirectional else [""]
     layers = []
-    for layer in range(lstm.num_layers):
+    for layer in range(lstm.num_layers if lstm is not None else 0):
         per_direction = []
         for suffix in directions:
             names = [f"{kind}_l{layer}{suffix}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -125,14 +140,27 @@ def _tagger_arrays(tagger: Tagger) -> dict:
             "transition_mask": crf.transition_mask.cpu().numpy().copy(),
             "end_mask": crf.end_mask.cpu().numpy().copy(),
         }
+    windows = tagger.windows
+    encoder = None
+    if windows is not None:
+        tokenizer = windows.tokenizer
+        encoder = {
+            "tokenizer": tokenizer.tokenizer.to_str(),
+            "unk_token": tokenizer.unk_token,
+            "pad_token": tokenizer.pad_token,
+            "window_size": windows.size,
+            "stride": windows.stride,
+            "dim": tagger.vector_dim,
+        }
     return {
-        "word_embedding": _np(tagger.word_embedding.weight),
+        "encoder": encoder,
+        "word_embedding": _np(tagger.word_embedding.weight) if tagger.word_embedding is not None else None,
         "case_embedding": _np(case.weight) if case is not None else None,
         "char_embedding": _np(char_cnn.embedding.weight) if char_cnn is not None else None,
         "conv_weight": _np(char_cnn.conv.weight) if char_cnn is not None else None,
         "conv_bias": _np(char_cnn.conv.bias) if char_cnn is not None and char_cnn.conv.bias is not None else None,
         "lstm": layers,
-        "hidden_size": lstm.hidden_size,
+        "hidden_size": lstm.hidden_size if lstm is not None else 0,
         "output_weight": _np(tagger.output.weight),
         "output_bias": _np(tagger.output.bias),
         "crf": crf_arrays,
@@ -430,13 +458,19 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
     words, cases, chars, lengths = INPUTS
     batch = g.op("Shape", words, start=0, end=1)
     time = g.op("Shape", words, start=1, end=2)
-    parts = [g.op("Gather", g.const(arrays["word_embedding"], "word_embedding"), words)]  # (B, T, E)
+    parts = []
+    if arrays["encoder"] is not None:  # (B, T, Dv): the encoder graph's output, joined by merge_encoder
+        parts.append(VECTORS)
+    if arrays["word_embedding"] is not None:
+        parts.append(g.op("Gather", g.const(arrays["word_embedding"], "word_embedding"), words))  # (B, T, E)
     if arrays["case_embedding"] is not None:
         parts.append(g.op("Gather", g.const(arrays["case_embedding"], "case_embedding"), cases))
     if arrays["char_embedding"] is not None:
         parts.append(_char_features(g, arrays, chars, batch, time))
     x = g.op("Concat", *parts, axis=2) if len(parts) > 1 else parts[0]
-    x = _bilstm(g, arrays, g.op("Transpose", x, perm=[1, 0, 2]), lengths)  # (T, B, D)
+    x = g.op("Transpose", x, perm=[1, 0, 2])  # (T, B, D)
+    if arrays["lstm"]:
+        x = _bilstm(g, arrays, x, lengths)
     em = g.op("Add", g.op("MatMul", x, g.const(arrays["output_weight"].T.copy(), "output_weight")),
               g.const(arrays["output_bias"], "output_bias"))  # (T, B, K)
     steps = g.op("Range", g.const(0, "zero", np.int64), g.op("Squeeze", time, g.const([0], "axis0", np.int64)),
@@ -456,9 +490,13 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
     g.op("Transpose", em, perm=[1, 0, 2], out="emissions")
     g.op("Identity", log_partition, out="log_partition")
     k = len(arrays["tags"])
+    vectors = []
+    if arrays["encoder"] is not None:
+        vectors = [helper.make_tensor_value_info(VECTORS, TensorProto.FLOAT, ["batch", "seq_len", arrays["encoder"]["dim"]])]
     graph = helper.make_graph(
         g.nodes, "seqtag_tagger",
-        [helper.make_tensor_value_info(words, TensorProto.INT64, ["batch", "seq_len"]),
+        [*vectors,
+         helper.make_tensor_value_info(words, TensorProto.INT64, ["batch", "seq_len"]),
          helper.make_tensor_value_info(cases, TensorProto.INT64, ["batch", "seq_len"]),
          helper.make_tensor_value_info(chars, TensorProto.INT64, ["batch", "seq_len", "word_len"]),
          helper.make_tensor_value_info(lengths, TensorProto.INT64, ["batch"]),
@@ -486,7 +524,9 @@ def onnx_metadata(arrays: dict) -> dict:
     Keys: ``format``, ``format_version``, ``seqtag_version``, ``inputs``, ``outputs``, ``tags``
     (names in id order), ``head`` (``"crf"`` or ``"softmax"``), ``crf`` (``start``,
     ``transitions`` ``[from][to]``, ``end`` and their ``*_mask`` lists of allowed moves; None for
-    a softmax head), and ``encoding``: ``words`` and ``chars`` (strings in id order; 0 padding, 1
+    a softmax head), ``encoder`` (None, or for a model with a pretrained encoder the
+    ``tokenizer.json`` text as ``tokenizer``, ``unk_token``, ``pad_token``, ``window_size`` and
+    ``stride``: what :mod:`seqtag.data.subwords` tokenizes and lays out windows with), and ``encoding``: ``words`` and ``chars`` (strings in id order; 0 padding, 1
     unknown), ``lowercase`` (look words up lowercased), ``lower_map`` (per-character lowercasing
     of non-ASCII tokens; ASCII tokens use ``str.lower``), ``use_chars``, ``max_word_length``
     (characters kept per word), ``use_case`` and ``case_rule`` (:data:`CASE_RULE`); ``model``
@@ -497,7 +537,7 @@ def onnx_metadata(arrays: dict) -> dict:
         "format": ONNX_FORMAT,
         "format_version": FORMAT_VERSION,
         "seqtag_version": __version__,
-        "inputs": list(INPUTS),
+        "inputs": [*(ENCODER_INPUTS if arrays["encoder"] is not None else ()), *INPUTS],
         "outputs": list(OUTPUTS),
         "tags": arrays["tags"],
         "head": "crf" if crf is not None else "softmax",
@@ -512,8 +552,25 @@ def onnx_metadata(arrays: dict) -> dict:
             "use_case": arrays["case_embedding"] is not None,
             "case_rule": CASE_RULE,
         },
+        "encoder": None if arrays["encoder"] is None else {k: v for k, v in arrays["encoder"].items() if k != "dim"},
         "model": arrays["config"],
     }
+
+
+def merge_encoder(encoder: onnx.ModelProto, tagger: onnx.ModelProto) -> onnx.ModelProto:
+    """One graph of a model with a pretrained encoder: the encoder's (traced,
+    :func:`~seqtag.serving.encoder_onnx.encoder_graph`), its output :data:`VECTORS` joined to the
+    tagger's input of that name (:func:`build_graph`). The encoder's own names take the prefix
+    ``encoder/`` (its inputs and output keep theirs), the tagger's metadata is kept."""
+    encoder = onnx.compose.add_prefix(encoder, "encoder/", rename_inputs=False, rename_outputs=False)
+    encoder.ir_version = tagger.ir_version
+    merged = onnx.compose.merge_models(encoder, tagger, io_map=[(VECTORS, VECTORS)])
+    merged.ir_version = tagger.ir_version
+    merged.producer_name, merged.producer_version = tagger.producer_name, tagger.producer_version
+    del merged.metadata_props[:]
+    helper.set_model_props(merged, {p.key: p.value for p in tagger.metadata_props})
+    onnx.checker.check_model(merged)
+    return merged
 
 
 def to_onnx(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike) -> Path:
@@ -530,6 +587,8 @@ def to_onnx(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike) -
     """
     tagger = as_tagger(model_or_dir)
     model = build_graph(_tagger_arrays(tagger))
+    if tagger.encoder is not None:
+        model = merge_encoder(encoder_graph(tagger.encoder, tagger.windows.tokenizer), model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, model.SerializeToString())

@@ -1,7 +1,10 @@
 """Tag token strings with an ONNX file written by :func:`seqtag.serving.onnx_export.to_onnx`.
 
-Needs only ``numpy`` and ``onnxruntime`` (``pip install 'seqtag[onnx]'``, or just those two):
-this module imports nothing from torch, so it runs in serving processes without PyTorch. The
+Needs only ``numpy`` and ``onnxruntime`` (``pip install 'seqtag[onnx]'``, or just those two),
+and ``tokenizers`` for a model with a pretrained encoder (its tokenizer is in the file's
+metadata; :mod:`seqtag.data.subwords` tokenizes and lays out the windows as the eager tagger
+does): this module imports nothing from torch or transformers, so it runs in serving processes
+without them. The
 strings are encoded from the file's metadata by seqtag's own string encoder and batched by its
 batch planner (:mod:`seqtag.data.encoding`, which imports no torch either), as :meth:`Tagger.predict
 <seqtag.model.tagger.Tagger.predict>` encodes and batches them.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime
@@ -27,6 +31,9 @@ from seqtag.config import DEFAULT_BATCH_SIZE
 from seqtag.data.encoding import encode_table, lowercase_table, plan_batches
 from seqtag.errors import SeqtagError
 from seqtag.serving.files import METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
+
+if TYPE_CHECKING:
+    from seqtag.data.subwords import Subwords, WindowLayout
 
 _WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
 
@@ -94,6 +101,15 @@ class OnnxTagger:
         self._lower_map = lowercase_table(dict(encoding["lower_map"]))
         self._lowercase = bool(encoding["lowercase"])
         self._width = int(encoding["max_word_length"]) if encoding["use_chars"] else 0
+        # a model with a pretrained encoder: its tokenizer and windows, from the metadata
+        self._windows: WindowLayout | None = None
+        if meta.get("encoder") is not None:
+            # imported here: a model without an encoder loads no more of seqtag than before
+            from seqtag.data.subwords import SubwordTokenizer, WindowLayout
+
+            e = meta["encoder"]
+            tokenizer = SubwordTokenizer.from_str(e["tokenizer"], e["unk_token"], e["pad_token"])
+            self._windows = WindowLayout(tokenizer, int(e["window_size"]), int(e["stride"]))
         crf = meta["crf"]
         k = len(self.tags)
         if crf is None:  # a softmax head: independent tokens, log-probabilities from the emissions
@@ -175,11 +191,19 @@ class OnnxTagger:
         return self._collate(table, [len(s) for s in sentences], list(range(len(sentences))))
 
     def run(self, words: np.ndarray, cases: np.ndarray, chars: np.ndarray, lengths: np.ndarray,
-            outputs: Sequence[str] = ("tags",)) -> list[np.ndarray]:
-        """Run the graph on a padded batch (every length >= 1); returns the named outputs."""
+            outputs: Sequence[str] = ("tags",), subwords: Sequence[Subwords] | None = None) -> list[np.ndarray]:
+        """Run the graph on a padded batch (every length >= 1); returns the named outputs. A
+        model with a pretrained encoder also takes each sentence's ``subwords`` (its tokenizer's
+        :meth:`~seqtag.data.subwords.SubwordTokenizer.tokenize`), laid out here in its windows."""
         if chars.shape[2] == 0:  # the graph takes at least one character per word (all padding here)
             chars = np.zeros((*chars.shape[:2], 1), np.int64)
         feed = {"words": words, "cases": cases, "chars": chars, "lengths": lengths}
+        if (self._windows is None) != (subwords is None):
+            raise ValueError("expected subwords for a model with an encoder, and only for one")
+        if self._windows is not None and subwords is not None:
+            from seqtag.serving.encoder_onnx import encoder_feeds
+
+            feed.update(encoder_feeds(self._windows.inputs(list(subwords))))
         if self._has_marginals_switch:  # files of seqtag 0.2.0 always compute them
             feed[WITH_MARGINALS] = np.array(not set(outputs) <= _WITHOUT_MARGINALS)
         return self.session.run(list(outputs), feed)
@@ -188,12 +212,18 @@ class OnnxTagger:
         """``(indices, outputs)`` per batch of the plan of :func:`plan_batches`."""
         _check_batch_size(batch_size)
         lens = [len(s) for s in sentences]
-        batches = plan_batches(lens, batch_size)
+        tokenized = None
+        if self._windows is None:
+            batches = plan_batches(lens, batch_size)
+        else:  # by subword counts, as Tagger.predict plans an encoder model's batches
+            tokenized = self._windows.tokenizer.tokenize([list(s) for s in sentences])
+            batches = plan_batches([len(t.ids) for t in tokenized], batch_size)
         if not batches:
             return
         table = self._table(sentences)
         for chunk in batches:
-            yield chunk, self.run(*self._collate(table, lens, chunk), outputs=outputs)
+            subwords = [tokenized[i] for i in chunk] if tokenized is not None else None
+            yield chunk, self.run(*self._collate(table, lens, chunk), outputs=outputs, subwords=subwords)
 
     def _table(self, sentences: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                                      np.ndarray, np.ndarray]:

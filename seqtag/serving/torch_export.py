@@ -27,7 +27,7 @@ from seqtag.data.encoding import plan_batches
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_bytes, atomic_write_text, make_dir
-from seqtag.model.tagger import Tagger, as_tagger, check_id_batch
+from seqtag.model.tagger import Tagger, as_tagger, check_id_batch, refuse_encoder
 from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCH_EXPORT_FORMAT
 
 """Name of the manifest file of a ``torch.export`` directory."""
@@ -115,6 +115,7 @@ def to_torch_export(
         (nothing is left behind on an error), read best in one place.
     """
     tagger = as_tagger(model_or_dir)
+    refuse_encoder(tagger, "torch.export")
     if max_length < 1:
         raise SeqtagError(f"expected max_length >= 1, got {max_length}")
     lengths = sorted(set(buckets if buckets is not None else length_buckets(max_length)))

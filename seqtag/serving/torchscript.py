@@ -42,7 +42,7 @@ from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import plan_batches
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
-from seqtag.model.tagger import Tagger, as_tagger
+from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
 from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCHSCRIPT_FORMAT
 
 # -- TorchScript: strings in, strings out --------------------------------------------------
@@ -278,6 +278,7 @@ def script(
 ) -> torch.jit.ScriptModule:
     """The scripted :class:`ScriptedTagger` of a tagger or a model directory, without saving it."""
     tagger = as_tagger(model_or_dir)
+    refuse_encoder(tagger, "TorchScript")
     with _torchscript_warnings():
         return torch.jit.script(ScriptedTagger(tagger, batch_size, max_tokens))
 
@@ -312,6 +313,7 @@ def to_torchscript(
     True
     """
     tagger = as_tagger(model_or_dir)
+    refuse_encoder(tagger, "TorchScript")
     scripted = script(tagger, batch_size, max_tokens)
     extra = {METADATA_NAME: json.dumps(torchscript_metadata(tagger), ensure_ascii=False)}
     buf = io.BytesIO()

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from seqtag.config import DataConfig, TaggerConfig, TrainConfig
+from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags, make_loader
 from seqtag.data.vectors import init_embedding, read_vectors
 from seqtag.data.vocab import Vocabularies
@@ -73,7 +73,13 @@ from seqtag.training.runs import (
     save_model,
     write_metrics,
 )
-from seqtag.training.step import LossModule, StepResult, train_step, word_dropout_probabilities
+from seqtag.training.step import (
+    ENCODER_GROUP,
+    LossModule,
+    StepResult,
+    train_step,
+    word_dropout_probabilities,
+)
 
 # Row fields that measure wall-clock time, so differ between an interrupted run and a straight one.
 WALL_CLOCK_FIELDS = ("tokens_per_s", "epoch_seconds", "wall_time")
@@ -89,26 +95,49 @@ def seed_everything(seed: int) -> None:
 def learning_rate(tc: TrainConfig, step: int, halvings: int, total_steps: int) -> float:
     """The learning rate of optimizer step ``step`` (0 = the first).
 
-    Warm-up multiplies by ``(step + 1) / warmup_steps`` during the first ``warmup_steps`` steps;
-    then ``linear`` decays to 0 at ``total_steps``, ``plateau`` halves ``halvings`` times,
-    ``constant`` keeps ``tc.lr``.
+    Warm-up multiplies by ``(step + 1) / warmup`` during the first ``warmup`` steps
+    (:meth:`TrainConfig.warmup_for <seqtag.config.TrainConfig.warmup_for>`: ``warmup_steps``, or
+    the fraction ``warmup`` of ``total_steps``); then ``linear`` decays to 0 at ``total_steps``,
+    ``plateau`` halves ``halvings`` times, ``constant`` keeps ``tc.lr``.
 
     >>> tc = TrainConfig(lr=1.0, schedule="linear", warmup_steps=2)
     >>> [learning_rate(tc, s, 0, 6) for s in range(6)]
     [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
     """
-    lr = tc.lr
-    if step < tc.warmup_steps:
-        return lr * (step + 1) / tc.warmup_steps
-    if tc.schedule == "linear":
-        lr *= max(0.0, (total_steps - step) / max(1, total_steps - tc.warmup_steps))
-    elif tc.schedule == "plateau":
+    return _scheduled(tc.lr, tc.schedule, tc.warmup_for(total_steps), step, halvings, total_steps)
+
+
+def encoder_learning_rate(tc: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of a pretrained encoder's weights at step ``step``: ``encoder_lr`` with
+    :func:`learning_rate`'s warm-up, then a linear decay to 0 at ``total_steps`` whatever
+    ``tc.schedule`` (the fine-tuning schedule of BERT and Hugging Face's Trainer).
+
+    >>> tc = TrainConfig(encoder_lr=1.0, warmup=0.25)
+    >>> [encoder_learning_rate(tc, s, 8) for s in range(8)]
+    [0.5, 1.0, 1.0, 0.8333333333333334, 0.6666666666666666, 0.5, 0.3333333333333333, 0.16666666666666666]
+    """
+    return _scheduled(tc.encoder_lr, "linear", tc.warmup_for(total_steps), step, 0, total_steps)
+
+
+def _scheduled(lr: float, schedule: str, warmup: int, step: int, halvings: int, total_steps: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "linear":
+        lr *= max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    elif schedule == "plateau":
         lr *= 0.5**halvings
     return lr
 
 
 def _optimizer(tagger: Tagger, tc: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in tagger.parameters() if p.requires_grad]
+    """The run's optimizer: one parameter group, and a second (:data:`ENCODER_GROUP`, at
+    ``encoder_lr``) for a pretrained encoder's weights unless it is frozen (then they have none)."""
+    encoder = tagger.encoder.model if tagger.encoder is not None and not tagger.encoder.frozen else None
+    in_encoder = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+    params: list = [p for p in tagger.parameters() if p.requires_grad and id(p) not in in_encoder]
+    if encoder is not None:
+        own = [p for p in encoder.parameters() if p.requires_grad]
+        params = [{"params": params}, {"params": own, "lr": tc.encoder_lr, "name": ENCODER_GROUP}]
     if tc.optimizer == "sgd":
         return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
     cls = torch.optim.Adam if tc.optimizer == "adam" else torch.optim.AdamW
@@ -142,10 +171,12 @@ def _build_tagger(
                 train_data, lowercase=config.lowercase, min_freq=tc.min_freq, extra_words=vectors[0] if vectors else ()
             )
         tagger = Tagger(config, vocabs)
+        if vectors is not None and tagger.word_embedding is None:
+            raise SeqtagError("--vectors initialise the word embedding, which this model has none of (embedding_dim 0)")
         if vectors is not None:
             found = init_embedding(tagger.word_embedding.weight, vocabs.words, *vectors)
             log(f"{tc.vectors}: {len(vectors[0]):,} vectors; {found:,} of {len(vocabs.words):,} words initialised", quiet)
-    if tc.vectors and tc.freeze_vectors:
+    if tc.vectors and tc.freeze_vectors and tagger.word_embedding is not None:
         tagger.word_embedding.weight.requires_grad_(False)
     return tagger
 
@@ -260,7 +291,9 @@ def train(
         else:
             if out is not None:
                 check_output_dir(out, overwrite)
-            config, tc = config or TaggerConfig(), train_config or TrainConfig()
+            config = config or TaggerConfig()
+            # an encoder model without a train_config trains by the measured recipe (config.ENCODER_RECIPE)
+            tc = train_config or (for_encoder(TrainConfig()) if config.encoder else TrainConfig())
         fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
         world = distributed.setup(tc.device, dist_backend)
         try:
@@ -464,7 +497,12 @@ def _loss_model(tagger: Tagger, world: Distributed) -> nn.Module:
         else {"broadcast_buffers": False}
     )
     device = world.device
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers)
+    # a transformers encoder has weights the tagger never reads (BERT's pooler): DDP must not
+    # wait for their gradients
+    unused = {"find_unused_parameters": True} if tagger.encoder is not None else {}
+    return DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, **constant_buffers, **unused
+    )
 
 
 def _loop(session: _Session, state: TrainState) -> Tagger:
@@ -514,12 +552,16 @@ def run_epoch(session: _Session, state: TrainState, epoch: int) -> tuple[float, 
     bar = tqdm(batches, desc=f"epoch {epoch}", unit="batch", initial=progress.batch, total=steps_per_epoch,
                leave=False, disable=session.quiet, file=sys.stderr)  # fmt: skip
     stop = session.stop
+    encoder_lr = None
     for batch in bar:
         lr = learning_rate(tc, progress.step, progress.halvings, session.total_steps)
+        if state.tagger.encoder is not None:
+            encoder_lr = encoder_learning_rate(tc, progress.step, session.total_steps)
         # Every rank learns whether any rank has had a signal in the step's all-reduce, so that
         # all stop at the same step: a rank that stopped alone would leave the others waiting.
         signals = lambda: [stop.signal_number == signal.SIGINT, stop.signal_number == signal.SIGTERM]
-        result = train_step(state.tagger, state.optimizer, batch, lr=lr, precision=tc.precision, clip=tc.clip,
+        result = train_step(state.tagger, state.optimizer, batch, lr=lr, encoder_lr=encoder_lr,
+                            precision=tc.precision, clip=tc.clip,
                             scaler=state.scaler, word_dropout=session.word_dropout, model=session.model,
                             world=session.world, agree=signals)  # fmt: skip
         if not result.finite:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from seqtag.data.dataset import Batch
+from seqtag.data.dataset import Batch, SubwordBatch
 from seqtag.data.vocab import UNK, Vocabularies
 from seqtag.device import autocast
 from seqtag.model.tagger import Tagger
@@ -28,6 +28,11 @@ def word_dropout_probabilities(vocabs: Vocabularies, alpha: float, device: torch
     return probs.to(device)
 
 
+ENCODER_GROUP = "encoder"
+"""The name of the optimizer's parameter group of a pretrained encoder's weights (its own
+learning rate, ``TrainConfig.encoder_lr``)."""
+
+
 class LossModule(nn.Module):
     """The tagger and its loss in one ``forward``, the module that ``DistributedDataParallel``
     wraps: its gradient hooks must see every parameter that the loss uses, the CRF's included."""
@@ -36,11 +41,16 @@ class LossModule(nn.Module):
         super().__init__()
         self.tagger = tagger
 
-    def forward(self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, tags: Tensor) -> Tensor:
+    def forward(
+        self, words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, tags: Tensor,
+        subwords: SubwordBatch | None = None,
+    ) -> Tensor:
         """The mean loss per real token of a padded batch (see :meth:`Tagger.loss`): ``words``,
         ``cases``, ``tags`` of shape ``(batch, seq_len)``, ``chars`` ``(batch, seq_len,
-        max_word_length)``, ``lengths`` ``(batch,)`` on the CPU; a float32 scalar."""
-        emissions = self.tagger(words, cases, chars, lengths)
+        max_word_length)``, ``lengths`` ``(batch,)`` on the CPU, and for a model with an encoder
+        the batch's ``subwords`` (the encoder runs here, inside the module DDP wraps); a float32
+        scalar."""
+        emissions = self.tagger(words, cases, chars, lengths, self.tagger.word_vectors(subwords))
         return self.tagger.loss(emissions, tags, lengths)  # float32 (the CRF upcasts)
 
 
@@ -74,6 +84,7 @@ def train_step(
     batch: Batch,
     *,
     lr: float | None = None,
+    encoder_lr: float | None = None,
     precision: str = "fp32",
     clip: float = 0.0,
     scaler: torch.amp.GradScaler | None = None,
@@ -88,7 +99,9 @@ def train_step(
 
     Args:
         tagger: the model being trained (in train mode).
-        optimizer: its optimizer; ``lr`` (when given) is set on every parameter group first.
+        optimizer: its optimizer; ``lr`` (when given) is set on every parameter group first, but
+            for the pretrained encoder's group (named :data:`ENCODER_GROUP`), which gets
+            ``encoder_lr`` (when given).
         batch: a padded batch (:class:`~seqtag.data.dataset.Batch`: ``words`` of shape ``(batch,
             seq_len)``, ...), moved to the tagger's device here.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (then ``scaler`` scales the loss).
@@ -113,14 +126,14 @@ def train_step(
         drop = torch.rand(words.shape, device=device) < word_dropout[words]
         words = words.masked_fill(drop, tagger.vocabs.words.stoi[UNK])
     with autocast(device, precision):
-        loss = (model or LossModule(tagger))(words, batch.cases, batch.chars, batch.lengths, batch.tags)
+        loss = (model or LossModule(tagger))(words, batch.cases, batch.chars, batch.lengths, batch.tags, batch.subwords)
     local = float(loss.detach()) * batch.num_tokens
     # One all-reduce a step (none in a single process): the loss summed over all ranks' tokens,
     # and the values to agree on.
     values = [local, batch.num_tokens, *(agree() if agree is not None else ())]
     loss_sum, tokens, *agreed = world.sum(values) if world is not None else values
     optimizer.zero_grad(set_to_none=True)
-    norm = _update(tagger, loss, optimizer, scaler, lr, clip) if math.isfinite(loss_sum) else 0.0
+    norm = _update(tagger, loss, optimizer, scaler, lr, encoder_lr, clip) if math.isfinite(loss_sum) else 0.0
     return StepResult(loss_sum, int(tokens), local, norm, agreed)
 
 
@@ -130,13 +143,15 @@ def _update(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     lr: float | None,
+    encoder_lr: float | None,
     clip: float,
 ) -> float:
     """Back-propagate ``loss`` and take one optimizer step; the gradient norm (see
     :class:`StepResult`). If the norm is not finite, no step is taken."""
-    if lr is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    for group in optimizer.param_groups:
+        rate = encoder_lr if group.get("name") == ENCODER_GROUP else lr
+        if rate is not None:
+            group["lr"] = rate
     if scaler is None:
         loss.backward()
     else:  # fp16: scale the loss so small gradients do not flush to zero; unscale before clipping
