@@ -31,6 +31,11 @@ POOLINGS = ("first", "mean", "last")
 DEFAULT_BATCH_SIZE = 256
 """Sentences per batch when evaluating or predicting: the one home of this default."""
 
+MAX_PARALLEL = 4 * (os.cpu_count() or 1)
+"""The most threads or processes a count option takes (threads, workers, num_proc): four per
+CPU core of this machine. More only oversubscribes the cores, and far more (100,000 threads)
+crashed torch's thread pool (a segmentation fault)."""
+
 
 def resumable_fields(cls: type) -> tuple[str, ...]:
     """The fields of ``cls`` declared ``resumable=True``: what ``resume`` lets a caller change.
@@ -269,7 +274,7 @@ class TrainConfig(JsonConfig):
     freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
     seed: int = _f(1, "seed for Python, NumPy and torch")
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps", resumable=True)
-    num_workers: int = _f(0, "DataLoader worker processes", resumable=True, min=0)
+    num_workers: int = _f(0, "DataLoader worker processes", resumable=True, min=0, max=MAX_PARALLEL)
     eval_batch_size: int = _f(
         DEFAULT_BATCH_SIZE, "sentences per batch when evaluating or predicting", resumable=True, min=1
     )
@@ -367,7 +372,7 @@ class DataConfig(JsonConfig):
     )
     cache_dir: str = _f("", "where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)",
                         flag="--hf-cache-dir", metavar="DIR", resumable=True, commands=_READ_DATASETS)  # fmt: skip
-    num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, resumable=True, commands=_TRAIN)
+    num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, max=MAX_PARALLEL, resumable=True, commands=_TRAIN)
 
     @property
     def labels(self) -> list[str] | None:
@@ -408,9 +413,12 @@ class PredictConfig(JsonConfig):
     batch_size: int = _ranged(DEFAULT_BATCH_SIZE, "sentences per forward pass", min=1)
     device: str = _f("cpu", "auto, cpu, cuda, cuda:N or mps (exported torch.export and ONNX models: cpu)")
     threads: int = _ranged(
-        0, "intra-op CPU threads per process (0 = torch's choice with one worker, else cores // workers)", min=0
+        0, "intra-op CPU threads per process (0 = torch's choice with one worker, else cores // workers)", min=0,
+        max=MAX_PARALLEL,
     )
-    workers: int = _ranged(DEFAULT_WORKERS, "processes that tag chunks side by side, each with its own model", min=1)
+    workers: int = _ranged(
+        DEFAULT_WORKERS, "processes that tag chunks side by side, each with its own model", min=1, max=MAX_PARALLEL
+    )
     chunk_size: int = _ranged(10_000, "sentences read, tagged and written at a time (bounds memory)", min=1)
 
     def threads_per_worker(self) -> int:
@@ -441,8 +449,8 @@ class ServeConfig(JsonConfig):
 
     host: str = _f("127.0.0.1", "address to listen on (0.0.0.0: every interface)", metavar="ADDRESS")
     port: int = _f(8000, "TCP port to listen on", metavar="PORT", min=1, max=65535)
-    workers: int = _ranged(1, "server processes, each with its own model, sharing the port", min=1)
-    threads: int = _ranged(0, "inference threads per process (0 = the runtime's choice with one process, else cores // workers)", min=0)
+    workers: int = _ranged(1, "server processes, each with its own model, sharing the port", min=1, max=MAX_PARALLEL)
+    threads: int = _ranged(0, "inference threads per process (0 = the runtime's choice with one process, else cores // workers)", min=0, max=MAX_PARALLEL)
     device: str = _f("cpu", "auto, cpu, cuda, cuda:N or mps (ONNX and torch.export models: cpu)")
     max_batch_size: int = _ranged(64, "sentences per batch: the batcher runs a batch as soon as it is this full", min=1)
     max_batch_tokens: int = _ranged(0, "padded tokens per batch (0 = max_batch_size * 128, as in prediction)", min=0)

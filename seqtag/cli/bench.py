@@ -7,7 +7,13 @@ import json
 
 import torch
 
-from seqtag.cli.options import add_config_options, checked_type, config_from_args, set_threads
+from seqtag.cli.options import (
+    add_config_options,
+    add_threads_option,
+    checked_type,
+    config_from_args,
+    set_threads,
+)
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig
 from seqtag.data import sources
 from seqtag.device import PRECISIONS, resolve_device
@@ -24,8 +30,7 @@ def add_parser(subparsers) -> None:
                    help=f"batch sizes to time (default: {TrainConfig.batch_size})")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="autocast precision (default: fp32)")
     p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=checked_type(int, "threads", min=0), default=0, metavar="N",
-                   help="intra-op CPU threads (default: torch's choice)")
+    add_threads_option(p)
     p.add_argument("--steps", type=checked_type(int, "steps", min=1), default=20, metavar="N",
                    help="steps per timed segment (default: 20)")
     p.add_argument("--repeats", type=checked_type(int, "repeats", min=1), default=5, metavar="N",

@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from seqtag.cli.options import add_config_options, checked_type, config_from_args
+from seqtag.cli.options import (
+    add_config_options,
+    add_threads_option,
+    checked_type,
+    config_from_args,
+    set_threads,
+)
 from seqtag.config import DataConfig, TrainConfig
 from seqtag.data import sources
 from seqtag.errors import SeqtagError
@@ -22,6 +28,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score a trained tagger on gold-tagged data")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
     p.add_argument("--data", metavar="FILE", help="gold-tagged data (or --hf-dataset)")
+    add_threads_option(p)
     p.add_argument("--split", metavar="SPLIT", help="--hf-dataset: the split to score (default: test, or the only split)")
     p.add_argument("--unknown-tags", choices=("error", "map-to-O"), default=None,
                    help="gold tags the model does not know: scored as O (the default for span tag sets such as "
@@ -47,6 +54,7 @@ def _evaluation_data(args: argparse.Namespace, model: Path):
 def run(args: argparse.Namespace) -> None:
     if bool(args.data) == bool(args.hf_dataset):
         raise SeqtagError("evaluate takes --data FILE or --hf-dataset NAME_OR_PATH (one of them)")
+    set_threads(args.threads)
     tagger = Tagger.load(args.model, device=args.device)
     data = _evaluation_data(args, Path(args.model))
     # Span tag sets: a gold tag the model lacks is scored as O by default, as conlleval would

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqtag.cli.options import checked_type
+from seqtag.cli.options import add_threads_option, checked_type, set_threads
 from seqtag.errors import SeqtagError
 from seqtag.serving.torch_export import DEFAULT_MAX_LENGTH, to_torch_export
 from seqtag.serving.torchscript import to_torchscript
@@ -17,6 +17,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="export a trained tagger as TorchScript (strings in, tags out), ONNX or "
                        "torch.export")
     p.add_argument("model", metavar="DIR", help="model directory written by 'seqtag train'")
+    add_threads_option(p)
     p.add_argument("--output", required=True, metavar="PATH",
                    help="torchscript: the file to write (e.g. tagger.pt); onnx: the file to write (e.g. "
                    "tagger.onnx); torch-export: a new directory")
@@ -33,6 +34,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
     if args.quantize != "none" and args.format != "onnx":
         raise SeqtagError(f"--quantize {args.quantize} is for --format onnx")
     if args.format == "torchscript":

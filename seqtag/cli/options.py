@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from seqtag.config import check_value, command_fields, field_kind
+from seqtag.config import MAX_PARALLEL, check_value, command_fields, field_kind
 from seqtag.errors import SeqtagError
 
 
@@ -76,6 +76,13 @@ def checked_type(kind: type, name: str, **bounds):
         return value
 
     return parse
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``, the same for every subcommand that computes with torch (bounded by
+    :data:`~seqtag.config.MAX_PARALLEL`); :func:`set_threads` applies it."""
+    parser.add_argument("--threads", type=checked_type(int, "threads", min=0, max=MAX_PARALLEL), default=0,
+                        metavar="N", help="intra-op CPU threads (default: torch's choice)")
 
 
 def set_threads(threads: int) -> None:

@@ -8,7 +8,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from seqtag.cli.options import add_config_options, checked_type, config_from_args, set_threads
+from seqtag.cli.options import (
+    add_config_options,
+    add_threads_option,
+    config_from_args,
+    set_threads,
+)
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data import sources
 from seqtag.data.vocab import Vocabularies
@@ -27,8 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (or from a checkpoint file in "
                    "DIR/checkpoints) with its saved settings, data included; --epochs N trains up to N epochs in all")
     p.add_argument("--overwrite", action="store_true", help="replace the model or run already in --output-dir")
-    p.add_argument("--threads", type=checked_type(int, "threads", min=0), default=0, metavar="N",
-                   help="intra-op CPU threads (default: torch's choice)")
+    add_threads_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--dist-backend", choices=BACKENDS, default=None,
                    help="under torchrun: the torch.distributed backend (default: nccl on CUDA, else gloo)")

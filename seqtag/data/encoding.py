@@ -233,3 +233,44 @@ def cut_sorted(order: list[int], lengths: list[int], batch_size: int, max_tokens
             batches.append(order[start:end])
             start = end
     return batches
+
+
+def check_sentences(sentences: object) -> list[list[str]]:
+    """``sentences`` as a list of token lists, checked at the boundary of every tagger's Python API
+    (eager, ``OnnxTagger``; plain Python, not compiled): a sequence of sequences of ``str``. A bare
+    string, a list of strings, a dict, bytes or ``None`` would otherwise be tagged character by
+    character or fail deep inside.
+
+    Raises:
+        TypeError: what was expected, and what came (and where).
+
+    >>> check_sentences([["The", "dog"], ()])
+    [['The', 'dog'], []]
+    >>> check_sentences("The dog")
+    Traceback (most recent call last):
+    ...
+    TypeError: expected sentences as a sequence of token lists (e.g. [["The", "dog"]]), got a str
+    """
+    if sentences is None or isinstance(sentences, (str, bytes, bytearray, dict)) or not hasattr(sentences, "__iter__"):
+        raise TypeError(f'expected sentences as a sequence of token lists (e.g. [["The", "dog"]]), got a {type(sentences).__name__}')
+    out: list[list[str]] = []
+    for i, sentence in enumerate(sentences):  # type: ignore[attr-defined]
+        if sentence is None or isinstance(sentence, (str, bytes, bytearray, dict)) or not hasattr(sentence, "__iter__"):
+            raise TypeError(f"expected sentence {i} as a sequence of token strings, got a {type(sentence).__name__}")
+        tokens = list(sentence)
+        for j, token in enumerate(tokens):
+            if not isinstance(token, str):
+                raise TypeError(f"expected token {j} of sentence {i} as a str, got a {type(token).__name__}")
+        out.append(tokens)
+    return out
+
+
+def check_batch_size(batch_size: object) -> None:
+    """Raise ``ValueError`` unless ``batch_size`` is an int >= 1 (not a bool, not 2.5): the check
+    of ``PredictConfig.batch_size``'s field metadata, as the command line applies it."""
+    import dataclasses
+
+    from seqtag.config import PredictConfig, check_value  # torch-free; imported here so that this module imports nothing
+
+    field = next(f for f in dataclasses.fields(PredictConfig) if f.name == "batch_size")
+    check_value("batch_size", batch_size, field.metadata, int)

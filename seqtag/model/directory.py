@@ -85,6 +85,7 @@ def load_tagger(cls: type[nn.Module], directory: str | Path, device: str | torch
     problem = _state_mismatch(state, expected)
     if problem:
         raise SeqtagError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}/{VOCAB_FILE}: {problem}")
+    check_finite(state, directory / WEIGHTS_FILE)
     # the encoder's own weights came from encoder/: the only keys weights.pt leaves out
     tagger.load_state_dict(state, strict=not config.encoder)
     dev = resolve_device(device)
@@ -130,6 +131,21 @@ def _read_weights(path: Path) -> dict[str, Tensor]:
     if not isinstance(state, dict):
         raise SeqtagError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return state
+
+
+def check_finite(tensors: Mapping[str, Tensor], where: str | Path) -> None:
+    """Refuse weights with NaN or infinite values (a diverged run, a damaged file), which would
+    load and tag every token with one tag: one line naming the file and the first such tensor.
+    ``tensors`` maps names to tensors of any shape (a state dict).
+
+    Raises:
+        SeqtagError: ``WHERE: TENSOR holds N NaN or infinite values``.
+    """
+    for name, tensor in tensors.items():
+        if isinstance(tensor, Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise SeqtagError(f"{where}: {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}")
 
 
 def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:

@@ -39,7 +39,7 @@ from seqtag.data.dataset import (
     lengths_to_mask,
     string_rules,
 )
-from seqtag.data.encoding import plan_batches
+from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
 from seqtag.data.subwords import SubwordTokenizer, WindowLayout
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
@@ -403,6 +403,8 @@ class Tagger(nn.Module):
     @torch.jit.unused
     def predict_ids(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[int]]:
         """Like :meth:`predict`, returning tag ids."""
+        sentences = check_sentences(sentences)
+        check_batch_size(batch_size)
         return self._run(self._string_batches(sentences, batch_size, None), len(sentences), self._paths, list)
 
     @torch.jit.unused
@@ -443,6 +445,8 @@ class Tagger(nn.Module):
             marginal probability of the chosen tag, ``p(y_t = tag_t | sentence)`` (the CRF's
             forward-backward marginal; the softmax for a softmax head).
         """
+        sentences = check_sentences(sentences)
+        check_batch_size(batch_size)
         itos = self.vocabs.tags.itos
 
         def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None) -> list:
@@ -458,6 +462,8 @@ class Tagger(nn.Module):
         float32 array, columns in ``vocabs.tags.itos`` order, each row summing to 1 (the CRF's
         forward-backward marginals, 0 for tags its constraints rule out; the softmax for a
         softmax head). ``batch_size`` as in :meth:`predict`."""
+        sentences = check_sentences(sentences)
+        check_batch_size(batch_size)
 
         def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None) -> list:
             probs = self.tag_marginals(words, cases, chars, lengths, vectors).cpu().numpy()
@@ -481,6 +487,8 @@ class Tagger(nn.Module):
         Raises:
             ValueError: ``k < 1`` or ``batch_size < 1``.
         """
+        sentences = check_sentences(sentences)
+        check_batch_size(batch_size)
         if k < 1:
             raise ValueError(f"expected k >= 1, got {k}")
         itos = self.vocabs.tags.itos

@@ -28,7 +28,13 @@ import numpy as np
 import onnxruntime
 
 from seqtag.config import DEFAULT_BATCH_SIZE
-from seqtag.data.encoding import encode_table, lowercase_table, plan_batches
+from seqtag.data.encoding import (
+    check_batch_size,
+    check_sentences,
+    encode_table,
+    lowercase_table,
+    plan_batches,
+)
 from seqtag.errors import SeqtagError
 from seqtag.serving.files import METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
 
@@ -36,16 +42,6 @@ if TYPE_CHECKING:
     from seqtag.data.subwords import Subwords, WindowLayout
 
 _WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
-
-
-def _as_list(sentences: Sequence[Sequence[str]]) -> Sequence[Sequence[str]]:
-    """``sentences`` itself when it is a list or tuple, else a list of it (it may be a generator)."""
-    return sentences if isinstance(sentences, (list, tuple)) else list(sentences)
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"expected batch_size >= 1, got {batch_size!r}")
 
 
 class OnnxTagger:
@@ -123,7 +119,7 @@ class OnnxTagger:
 
     def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
         """Tag tokenized sentences: one list of tag strings per sentence (``[]`` for ``[]``)."""
-        sentences = _as_list(sentences)
+        sentences = check_sentences(sentences)
         out: list[list[str]] = [[] for _ in sentences]
         for chunk, (tags,) in self._batches(sentences, batch_size, ["tags"]):
             for row, i in enumerate(chunk):
@@ -135,7 +131,7 @@ class OnnxTagger:
     ) -> list[tuple[list[str], list[float]]]:
         """Per sentence, the best tags and the marginal probability of each chosen tag (under a
         CRF, by forward-backward; for a softmax head, the softmax)."""
-        sentences = _as_list(sentences)
+        sentences = check_sentences(sentences)
         out: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
         for chunk, (tags, confidence) in self._batches(sentences, batch_size, ["tags", "confidence"]):
             for row, i in enumerate(chunk):
@@ -146,7 +142,7 @@ class OnnxTagger:
     def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
         """Per sentence, a ``(n_tokens, num_tags)`` float32 array of ``p(tag | sentence)`` at each
         token, columns in :attr:`tags` order; rows sum to 1."""
-        sentences = _as_list(sentences)
+        sentences = check_sentences(sentences)
         out = [np.zeros((0, len(self.tags)), np.float32) for _ in sentences]
         for chunk, (marginals,) in self._batches(sentences, batch_size, ["marginals"]):
             for row, i in enumerate(chunk):
@@ -162,7 +158,7 @@ class OnnxTagger:
         tokens and tags) gets fewer; an empty sentence gets ``[([], 0.0)]``. Computed here in
         numpy (:func:`kbest_viterbi`) from the graph's emissions and the CRF's scores.
         """
-        sentences = _as_list(sentences)
+        sentences = check_sentences(sentences)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"expected k >= 1, got {k!r}")
         out: list[list[tuple[list[str], float]]] = [[([], 0.0)] for _ in sentences]
@@ -186,7 +182,7 @@ class OnnxTagger:
         ``seqtag.data.dataset.encode_tokens``: ``words``, ``cases`` ``(batch, seq_len)``, ``chars``
         ``(batch, seq_len, word_len)`` (``word_len`` the longest word, capped at
         ``max_word_length``; 0 without character features) and ``lengths`` ``(batch,)``, int64."""
-        sentences = _as_list(sentences)
+        sentences = check_sentences(sentences)
         table = self._table(sentences)
         return self._collate(table, [len(s) for s in sentences], list(range(len(sentences))))
 
@@ -210,7 +206,7 @@ class OnnxTagger:
 
     def _batches(self, sentences: Sequence[Sequence[str]], batch_size: int, outputs: list[str]):
         """``(indices, outputs)`` per batch of the plan of :func:`plan_batches`."""
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         lens = [len(s) for s in sentences]
         tokenized = None
         if self._windows is None:

@@ -42,6 +42,7 @@ from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import plan_batches
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
+from seqtag.model.directory import check_finite
 from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
 from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCHSCRIPT_FORMAT
 
@@ -346,4 +347,5 @@ def load_torchscript(path: str | os.PathLike, map_location: str | torch.device |
         meta = {}
     if meta.get("format") != TORCHSCRIPT_FORMAT:
         raise SeqtagError(f"{path}: a TorchScript file, but not a seqtag tagger (no {METADATA_NAME})")
+    check_finite(module.state_dict(), path)
     return module

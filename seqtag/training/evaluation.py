@@ -64,6 +64,8 @@ def evaluate(
     Raises:
         SeqtagError: if the gold data has tags the model was not trained with (listing them).
     """
+    if len(sentences) == 0:
+        raise ValueError("expected at least one sentence to evaluate, got none")
     if unknown_tags not in ("error", "map-to-O"):
         raise ValueError(f"expected unknown_tags 'error' or 'map-to-O', got {unknown_tags!r}")
     dataset = sentences if isinstance(sentences, EncodedDataset) else None

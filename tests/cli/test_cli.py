@@ -349,3 +349,23 @@ def test_export_into_a_place_that_cannot_be_a_directory_is_one_line(tmp_path, tu
                  "--output", str(tmp_path / "a_file" / "programs")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"seqtag: error: cannot write {tmp_path / 'a_file'}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--train", "x.conll", "--output-dir", "out"], ["evaluate", "m", "--data", "x.conll"],
+    ["export", "m", "--output", "m.pt"], ["bench"], ["predict", "m"], ["serve", "m"],
+], ids=lambda c: c[0])  # fmt: skip
+def test_every_command_that_computes_takes_threads_bounded_by_the_machine(command, capsys, tmp_path, monkeypatch):
+    """One spelling of --threads wherever torch or ONNX Runtime computes, and a count far beyond the
+    machine (which crashed torch's thread pool) is one line naming the option, not a crash."""
+    from seqtag.config import MAX_PARALLEL
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main([*command, "--threads", str(MAX_PARALLEL + 1)])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "Traceback" not in err
+    assert f"expected threads <= {MAX_PARALLEL}, got {MAX_PARALLEL + 1}" in err
+    assert len(err.strip().splitlines()[-1:]) == 1 and not (tmp_path / "out").exists()

@@ -105,3 +105,30 @@ def test_imports_in_a_process_that_cannot_import_torch(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(SEQTAG_DIR.parent)})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [[[2, 4], [0, 3]], list("naïve"), ["seqtag.data", "seqtag.data.encoding", "seqtag.lazy"]]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("The dog ate", "got a str"), (b"The dog", "got a bytes"), ({"a": 1}, "got a dict"), (None, "got a NoneType"),
+    (5, "got a int"), (["The", "dog"], "sentence 0 as a sequence of token strings, got a str"),
+    ([["The", None]], "token 1 of sentence 0 as a str, got a NoneType"), ([["a"], [1]], "token 0 of sentence 1"),
+    ([[b"x"]], "got a bytes"), ([None], "sentence 0 as a sequence of token strings, got a NoneType"),
+])  # fmt: skip
+def test_check_sentences_refuses_what_is_not_token_lists(bad, message):
+    from seqtag.data.encoding import check_sentences
+
+    with pytest.raises(TypeError, match=message):
+        check_sentences(bad)
+
+
+def test_check_sentences_takes_any_sequences_of_strings():
+    from seqtag.data.encoding import check_sentences
+
+    assert check_sentences(iter([("a", "b"), [], ["c"]])) == [["a", "b"], [], ["c"]]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "32", None])
+def test_check_batch_size_refuses_what_is_not_a_positive_int(bad):
+    from seqtag.data.encoding import check_batch_size
+
+    with pytest.raises(ValueError, match=r"expected batch_size (an integer|>= 1), got"):
+        check_batch_size(bad)

@@ -120,3 +120,31 @@ def test_save_writes_the_data_configuration(tmp_path):
 def test_missing_model_directory_is_a_clear_error(tmp_path):
     with pytest.raises(SeqtagError, match="not a seqtag model directory"):
         Tagger.load(tmp_path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, value, capsys):
+    from seqtag.cli.app import main
+
+    tagger = small_tagger(random_sentences(10))
+    tagger.save(tmp_path / "m")
+    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    state["head.linear.weight" if "head.linear.weight" in state else next(iter(state))][0, 0] = value
+    torch.save(state, tmp_path / "m" / "weights.pt")
+    with pytest.raises(SeqtagError, match=r"weights.pt: \S+ holds 1 NaN or infinite value$"):
+        Tagger.load(tmp_path / "m")
+    (tmp_path / "in.txt").write_text("a b\n", encoding="utf-8")
+    assert main(["predict", str(tmp_path / "m"), "--input", str(tmp_path / "in.txt")]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("seqtag: error: ") and "NaN or infinite" in err
+
+
+def test_a_torchscript_file_with_weights_that_are_not_finite_is_refused(tmp_path):
+    from seqtag.serving.torchscript import load_torchscript, to_torchscript
+
+    tagger = small_tagger(random_sentences(10))
+    with torch.no_grad():
+        next(p for p in tagger.parameters() if p.is_floating_point()).view(-1)[0] = float("nan")
+    to_torchscript(tagger, tmp_path / "t.pt")
+    with pytest.raises(SeqtagError, match=r"t.pt: \S+ holds 1 NaN or infinite value$"):
+        load_torchscript(tmp_path / "t.pt")

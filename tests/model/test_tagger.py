@@ -243,3 +243,19 @@ def test_scripted_tagger_id_methods_equal_eager(crf):
         paths, log_probs = tagger.tag_nbest(*args, 3)
     assert torch.equal(paths[:, 0], tagger.tag_ids(*args))
     assert log_probs[-1].tolist() == [0.0, float("-inf"), float("-inf")]  # the empty sentence
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_with_confidence", "marginals", "nbest"])
+@pytest.mark.parametrize("bad", ["The dog ate", ["The", "dog"], {"The": 1}, None, [[1, 2]]])
+def test_the_string_methods_refuse_what_is_not_token_lists(method, bad):
+    tagger = small_tagger(random_sentences(5))
+    args = (bad, 2) if method == "nbest" else (bad,)
+    with pytest.raises(TypeError, match="expected"):
+        getattr(tagger, method)(*args)
+
+
+@pytest.mark.parametrize("batch_size", [2.5, 0, True])
+def test_the_string_methods_refuse_a_batch_size_that_is_not_a_positive_int(batch_size):
+    tagger = small_tagger(random_sentences(5))
+    with pytest.raises(ValueError, match=r"expected batch_size (an integer|>= 1), got"):
+        tagger.predict([["a"]], batch_size=batch_size)

@@ -400,9 +400,9 @@ def test_empty_input(pair):
 def test_batch_size_must_be_a_positive_integer(pair, batch_size):
     _, runner = pair
     for method in (runner.predict, runner.predict_with_confidence, runner.marginals):
-        with pytest.raises(ValueError, match="expected batch_size >= 1"):
+        with pytest.raises(ValueError, match=r"expected batch_size (an integer|>= 1), got"):
             method([["a"]], batch_size=batch_size)
-    with pytest.raises(ValueError, match="expected batch_size >= 1"):
+    with pytest.raises(ValueError, match=r"expected batch_size (an integer|>= 1), got"):
         runner.nbest([["a"]], 2, batch_size=batch_size)
 
 
@@ -548,3 +548,13 @@ def test_the_client_written_from_the_stated_rules_tags_as_the_runner(crf_tagger,
         got_tags, got_confidence = namespace["tag"](sentence)
         assert got_tags == tags
         assert np.allclose(got_confidence, confidence, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["The dog ate", ["The", "dog"], {"The": 1}, None, [[1, 2]]])
+def test_the_runner_refuses_what_is_not_token_lists(onnx_files, bad):
+    runner = OnnxTagger(onnx_files["crf_tagger"])
+    for call in (runner.predict, runner.predict_with_confidence, runner.marginals, lambda s: runner.nbest(s, 2)):
+        with pytest.raises(TypeError, match="expected"):
+            call(bad)
+    with pytest.raises(ValueError, match=r"expected batch_size (an integer|>= 1), got"):
+        runner.predict([["a"]], batch_size=2.5)

@@ -42,3 +42,9 @@ def test_unknown_gold_tags_are_an_error_that_names_the_way_out_or_mapped_to_o(ne
     assert {k: v for k, v in result.items() if k != "unknown_tags"} == evaluate(tagger, mapped)
     with pytest.raises(ValueError, match="expected unknown_tags 'error' or 'map-to-O'"):
         evaluate(tagger, gold, unknown_tags="skip")
+
+
+def test_evaluating_no_sentences_is_an_error():
+    tagger = small_tagger(random_sentences(5))
+    with pytest.raises(ValueError, match="expected at least one sentence to evaluate, got none"):
+        evaluate(tagger, [])
