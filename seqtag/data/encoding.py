@@ -270,7 +270,7 @@ def check_batch_size(batch_size: object) -> None:
     of ``PredictConfig.batch_size``'s field metadata, as the command line applies it."""
     import dataclasses
 
-    from seqtag.config import PredictConfig, check_value  # torch-free; imported here so that this module imports nothing
+    from seqtag.config import PredictConfig, check_value  # here: this module imports nothing
 
     field = next(f for f in dataclasses.fields(PredictConfig) if f.name == "batch_size")
     check_value("batch_size", batch_size, field.metadata, int)
