@@ -28,6 +28,15 @@ def _f(default: Any, help: str, **extra: Any) -> Any:
 POOLINGS = ("first", "mean", "last")
 """How a word's subword vectors become its encoder vector (:class:`TaggerConfig` ``encoder_pooling``)."""
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""The precisions a model computes in: float32, or bf16/fp16 autocast (``seqtag.device.check_precision``
+says which a device can run)."""
+
+INFERENCE_PRECISION = (
+    "fp32; bf16 or fp16 autocast (bf16: a GPU, or a CPU with AVX-512 or AMX; fp16: CUDA), for a model directory: "
+    "exported files run in float32"
+)
+
 DEFAULT_BATCH_SIZE = 256
 """Sentences per batch when evaluating or predicting: the one home of this default."""
 
@@ -253,9 +262,8 @@ class TrainConfig(JsonConfig):
     )
     lr_halving: int = _f(2, "plateau schedule: halve the learning rate after this many epochs without dev gain (0 = never)", min=0)
     precision: str = _f(
-        "fp32",
-        "fp32; bf16 (autocast, CPU or GPU); fp16 (autocast with gradient scaling, CUDA only)",
-        choices=("fp32", "bf16", "fp16"),
+        "fp32", "fp32; bf16 (autocast, CPU or GPU); fp16 (autocast with gradient scaling, CUDA only)",
+        choices=PRECISIONS,
     )
     checkpoint_every: int = _f(
         0, "also write a resumable checkpoint every N steps (0 = only after each epoch)", metavar="N",
@@ -420,6 +428,7 @@ class PredictConfig(JsonConfig):
         DEFAULT_WORKERS, "processes that tag chunks side by side, each with its own model", min=1, max=MAX_PARALLEL
     )
     chunk_size: int = _ranged(10_000, "sentences read, tagged and written at a time (bounds memory)", min=1)
+    precision: str = _f("fp32", INFERENCE_PRECISION, choices=PRECISIONS, since="0.3.0")
 
     def threads_per_worker(self) -> int:
         """The torch threads each process uses: ``threads``, else cores // workers (0: torch's choice)."""
@@ -452,6 +461,7 @@ class ServeConfig(JsonConfig):
     workers: int = _ranged(1, "server processes, each with its own model, sharing the port", min=1, max=MAX_PARALLEL)
     threads: int = _ranged(0, "inference threads per process (0 = the runtime's choice with one process, else cores // workers)", min=0, max=MAX_PARALLEL)
     device: str = _f("cpu", "auto, cpu, cuda, cuda:N or mps (ONNX and torch.export models: cpu)")
+    precision: str = _f("fp32", INFERENCE_PRECISION, choices=PRECISIONS, since="0.3.0")
     max_batch_size: int = _ranged(64, "sentences per batch: the batcher runs a batch as soon as it is this full", min=1)
     max_batch_tokens: int = _ranged(0, "padded tokens per batch (0 = max_batch_size * 128, as in prediction)", min=0)
     inference_batch_size: int = _ranged(

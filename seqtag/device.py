@@ -7,9 +7,8 @@ import functools
 
 import torch
 
+from seqtag.config import PRECISIONS
 from seqtag.errors import SeqtagError
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -53,14 +52,14 @@ def _mps_available() -> bool:
 
 
 def check_precision(device: torch.device, precision: str) -> None:
-    """Refuse a ``precision`` that ``device`` cannot run (:class:`SeqtagError`): fp16 needs CUDA,
-    and bf16 on a CPU needs oneDNN's bf16 LSTM, which CPUs without AVX-512 or AMX lack (there
+    """Refuse a ``precision`` that ``device`` cannot run (:class:`SeqtagError`): fp16 needs CUDA
+    (training scales its gradients there; CPUs have no fast fp16), and bf16 on a CPU needs oneDNN's bf16 LSTM, which CPUs without AVX-512 or AMX lack (there
     torch fails in the LSTM, "could not create a primitive descriptor"). A request the machine
     cannot serve is an error, never fp32 in its place."""
     if precision not in PRECISIONS:
         raise SeqtagError(f"expected precision fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
-        raise SeqtagError(f"--precision fp16 needs CUDA (gradient scaling); on {device.type} use bf16 or fp32")
+        raise SeqtagError(f"--precision fp16 needs CUDA; on {device.type} use bf16 or fp32")
     if precision == "bf16" and device.type == "cpu":
         problem = cpu_bf16_problem()
         if problem:

@@ -14,9 +14,9 @@ from seqtag.cli.options import (
     config_from_args,
     set_threads,
 )
-from seqtag.config import DataConfig, TaggerConfig, TrainConfig
+from seqtag.config import PRECISIONS, DataConfig, TaggerConfig, TrainConfig
 from seqtag.data import sources
-from seqtag.device import PRECISIONS, resolve_device
+from seqtag.device import resolve_device
 from seqtag.errors import SeqtagError
 from seqtag.host import host_info, matmul_gflops
 from seqtag.training.bench import baseline_tokens_per_s, bench, synthetic_corpus

@@ -15,8 +15,9 @@ from seqtag.cli.options import (
     config_from_args,
     set_threads,
 )
-from seqtag.config import DataConfig, TrainConfig
+from seqtag.config import INFERENCE_PRECISION, PRECISIONS, DataConfig, TrainConfig
 from seqtag.data import sources
+from seqtag.device import check_precision
 from seqtag.errors import SeqtagError
 from seqtag.model.directory import trained_data_config
 from seqtag.model.tagger import Tagger
@@ -38,6 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--batch-size", type=checked_type(int, "batch_size", min=1), default=TrainConfig.eval_batch_size,
                    metavar="N", help=f"sentences per batch (default: {TrainConfig.eval_batch_size})")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help=f"{INFERENCE_PRECISION} (default: fp32)")
     add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", command="evaluate")
 
 
@@ -56,11 +58,12 @@ def run(args: argparse.Namespace) -> None:
         raise SeqtagError("evaluate takes --data FILE or --hf-dataset NAME_OR_PATH (one of them)")
     set_threads(args.threads)
     tagger = Tagger.load(args.model, device=args.device)
+    check_precision(tagger.output.weight.device, args.precision)  # before the data is read
     data = _evaluation_data(args, Path(args.model))
     # Span tag sets: a gold tag the model lacks is scored as O by default, as conlleval would
     # (the chunk is missed), e.g. CoNLL-2000's I-LST, which its training data lacks.
     unknown_tags = args.unknown_tags or ("map-to-O" if tagger.tag_scheme != "none" else "error")
-    result = evaluate(tagger, data, batch_size=args.batch_size, unknown_tags=unknown_tags)
+    result = evaluate(tagger, data, batch_size=args.batch_size, unknown_tags=unknown_tags, precision=args.precision)
     if result.get("unknown_tags"):
         mapped = ", ".join(f"{tag} ({n})" for tag, n in sorted(result["unknown_tags"].items()))
         print(f"seqtag: gold tags unknown to the model, scored as O: {mapped}", file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 
 from seqtag.cli.options import add_config_options, config_from_args
 from seqtag.config import ServeConfig
-from seqtag.serving.predictor import model_kind
+from seqtag.serving.predictor import check_model_precision, model_kind
 from seqtag.serving.server import require_extra
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
     ``python -m seqtag.serving.server`` (the same process, without the command line's imports)."""
     config = config_from_args(ServeConfig, args)
     require_extra()
-    model_kind(args.model)
+    check_model_precision(model_kind(args.model), config.precision, config.device)
     sys.stdout.flush()
     sys.stderr.flush()
     argv = [sys.executable, "-m", "seqtag.serving.server", str(args.model), json.dumps(config.to_dict())]

@@ -42,6 +42,7 @@ from seqtag.data.dataset import (
 from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
 from seqtag.data.subwords import SubwordTokenizer, WindowLayout
 from seqtag.data.vocab import Vocabularies
+from seqtag.device import autocast
 from seqtag.errors import SeqtagError
 from seqtag.model.directory import load_tagger, save_tagger
 from seqtag.model.encoder import SubwordEncoder, load_encoder, max_window_size
@@ -383,13 +384,18 @@ class Tagger(nn.Module):
     # -- strings in, strings out ---------------------------------------------------------
 
     @torch.jit.unused
-    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
+    def predict(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
+    ) -> list[list[str]]:
         """Tag tokenized sentences.
 
         Args:
             sentences: each a list of token strings (an empty list gives an empty list).
             batch_size: at most this many sentences per forward pass (and at most
                 :func:`~seqtag.data.encoding.default_max_tokens` tokens counting padding: :func:`~seqtag.data.dataset.plan_batches`).
+            precision: ``fp32``, or ``bf16``/``fp16`` autocast where the model's device runs it
+                (:func:`~seqtag.device.check_precision`; a request it cannot serve is a
+                :class:`~seqtag.errors.SeqtagError`, never fp32 in its place).
 
         Returns:
             One list of tag strings per sentence.
@@ -398,23 +404,28 @@ class Tagger(nn.Module):
             ValueError: ``batch_size < 1``.
         """
         itos = self.vocabs.tags.itos
-        return [[itos[i] for i in s] for s in self.predict_ids(sentences, batch_size)]
+        return [[itos[i] for i in s] for s in self.predict_ids(sentences, batch_size, precision)]
 
     @torch.jit.unused
-    def predict_ids(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[int]]:
+    def predict_ids(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
+    ) -> list[list[int]]:
         """Like :meth:`predict`, returning tag ids."""
         sentences = check_sentences(sentences)
         check_batch_size(batch_size)
-        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), self._paths, list)
+        batches = self._string_batches(sentences, batch_size, None)
+        return self._run(batches, len(sentences), self._paths, list, precision)
 
     @torch.jit.unused
     def decode_encoded(
-        self, items: Sequence[Encoded], batch_size: int = DEFAULT_BATCH_SIZE, max_tokens: int | None = None
+        self, items: Sequence[Encoded], batch_size: int = DEFAULT_BATCH_SIZE, max_tokens: int | None = None,
+        precision: str = "fp32",
     ) -> list[list[int]]:
         """Best tag ids for already encoded sentences (a list, or an encoded dataset such as
         :class:`~seqtag.data.dataset.TaggingDataset` or ``arrow.ArrowTaggingDataset``), batched by
         :func:`~seqtag.data.dataset.plan_batches` (at most ``batch_size`` sentences and ``max_tokens``
-        padded tokens, default :func:`~seqtag.data.encoding.default_max_tokens`, per batch); one host transfer per batch."""
+        padded tokens, default :func:`~seqtag.data.encoding.default_max_tokens`, per batch); one host transfer per batch;
+        ``precision`` as in :meth:`predict`."""
         lengths = getattr(items, "lengths", None)  # an encoded dataset knows them without reading items
         lengths = [len(e) for e in items] if lengths is None else [int(n) for n in lengths]
         fetch = getattr(items, "__getitems__", None)  # one read per batch from a memory-mapped dataset
@@ -428,17 +439,17 @@ class Tagger(nn.Module):
                 b = collate(fetch(chunk) if fetch else [items[i] for i in chunk], self.windows)
                 yield chunk, (b.words, b.cases, b.chars, b.lengths, b.subwords)
 
-        return self._run(batches(), len(lengths), self._paths, list)
+        return self._run(batches(), len(lengths), self._paths, list, precision)
 
     @torch.jit.unused
     def predict_with_confidence(
-        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
     ) -> list[tuple[list[str], list[float]]]:
         """Tag tokenized sentences and give each chosen tag its probability under the model.
 
         Args:
             sentences: each a list of token strings.
-            batch_size: as in :meth:`predict`.
+            batch_size, precision: as in :meth:`predict`.
 
         Returns:
             Per sentence ``(tags, confidence)``: the tags of :meth:`predict` and, per token, the
@@ -454,14 +465,17 @@ class Tagger(nn.Module):
             return [([itos[i] for i in p[:n]], q[:n])
                     for p, q, n in zip(paths.cpu().tolist(), probs.cpu().tolist(), lengths.tolist())]
 
-        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step, lambda: ([], []))
+        batches = self._string_batches(sentences, batch_size, None)
+        return self._run(batches, len(sentences), step, lambda: ([], []), precision)
 
     @torch.jit.unused
-    def marginals(self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
+    def marginals(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
+    ) -> list[np.ndarray]:
         """The probability of every tag at every token: per sentence an ``(n_tokens, num_tags)``
         float32 array, columns in ``vocabs.tags.itos`` order, each row summing to 1 (the CRF's
         forward-backward marginals, 0 for tags its constraints rule out; the softmax for a
-        softmax head). ``batch_size`` as in :meth:`predict`."""
+        softmax head). ``batch_size`` and ``precision`` as in :meth:`predict`."""
         sentences = check_sentences(sentences)
         check_batch_size(batch_size)
 
@@ -471,11 +485,11 @@ class Tagger(nn.Module):
 
         k = self.num_tags
         batches = self._string_batches(sentences, batch_size, None)
-        return self._run(batches, len(sentences), step, lambda: np.zeros((0, k), dtype=np.float32))
+        return self._run(batches, len(sentences), step, lambda: np.zeros((0, k), dtype=np.float32), precision)
 
     @torch.jit.unused
     def nbest(
-        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = DEFAULT_BATCH_SIZE
+        self, sentences: Sequence[Sequence[str]], k: int, batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
     ) -> list[list[tuple[list[str], float]]]:
         """The ``k`` most probable tag sequences of each sentence.
 
@@ -498,8 +512,8 @@ class Tagger(nn.Module):
             return [[([itos[i] for i in p[:n]], s) for p, s in zip(ps, ss) if s != float("-inf")]
                     for ps, ss, n in zip(paths.cpu().tolist(), log_probs.cpu().tolist(), lengths.tolist())]
 
-        return self._run(self._string_batches(sentences, batch_size, None), len(sentences), step,
-                         lambda: [([], 0.0)])
+        batches = self._string_batches(sentences, batch_size, None)
+        return self._run(batches, len(sentences), step, lambda: [([], 0.0)], precision)
 
     @torch.jit.unused
     def _string_batches(
@@ -525,15 +539,17 @@ class Tagger(nn.Module):
             yield chunk, (*collate_strings(table, lens, chunk), subwords)
 
     @torch.jit.unused
-    def _run(self, batches: Iterable, n: int, step: Callable, empty: Callable) -> list:
+    def _run(self, batches: Iterable, n: int, step: Callable, empty: Callable, precision: str = "fp32") -> list:
         """The eager inference loop: ``step(words, cases, chars, lengths, vectors)`` gives one
         result per row of each batch (``vectors`` from the batch's subwords: :meth:`word_vectors`),
-        in eval mode without autograd; sentences in no batch (empty ones) get ``empty()``."""
+        in eval mode without autograd and under ``precision``'s autocast (checked before any
+        work); sentences in no batch (empty ones) get ``empty()``."""
+        cast = autocast(self.output.weight.device, precision)
         out = [empty() for _ in range(n)]
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), cast:
                 for chunk, (*batch, subwords) in batches:
                     for i, result in zip(chunk, step(*batch, self.word_vectors(subwords))):
                         out[i] = result

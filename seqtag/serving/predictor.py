@@ -101,10 +101,11 @@ KINDS = {
 
 def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None) -> Predictor:
     """The :class:`Predictor` of a model directory, a TorchScript ``.pt`` file, a ``torch.export``
-    directory or an ``.onnx`` file, with ``config``'s batch size and device.
+    directory or an ``.onnx`` file, with ``config``'s batch size, device and precision.
 
     Raises:
-        SeqtagError: no such model, an unreadable one, or a device the format cannot use.
+        SeqtagError: no such model, an unreadable one, or a device or precision the format (or the
+            machine) cannot use.
     """
     config = config or PredictConfig()
     kind = model_kind(model)
@@ -112,11 +113,11 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
     bs = config.batch_size
     if kind in ("torch-export", "onnx") and config.device not in ("cpu", "auto"):
         raise SeqtagError(f"a {KINDS[kind]} runs on the CPU; got --device {config.device}")
+    check_model_precision(kind, config.precision, config.device)
     if kind == "directory":
         from seqtag.model.tagger import Tagger
 
-        tagger = Tagger.load(model, device=config.device)
-        backend: Any = tagger
+        backend: Any = Tagger.load(model, device=config.device)
     elif kind == "torchscript":
         from seqtag.device import resolve_device
         from seqtag.serving.torchscript import load_torchscript
@@ -138,8 +139,23 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
         except ImportError as e:
             raise SeqtagError(f"{model}: ONNX models need onnxruntime (pip install 'seqtag[onnx]'): {e}") from None
         backend = OnnxTagger(model, intra_op_num_threads=config.threads_per_worker() or 0)
-    methods = {name: bound_method(backend, name, batch_size=bs) for name in ("predict", "predict_with_confidence", "nbest")}
+    methods = {name: bound_method(backend, name, batch_size=bs, precision=config.precision)
+               for name in ("predict", "predict_with_confidence", "nbest")}  # fmt: skip
     return Predictor(KINDS[kind], source, methods, max_length=int(getattr(backend, "max_length", 0) or 0))
+
+
+def check_model_precision(kind: str, precision: str, device: str) -> None:
+    """Refuse a ``precision`` that a model of ``kind`` (:func:`model_kind`) on ``device`` cannot
+    run: autocast is for model directories (exported files run in float32), and the device must
+    run it (:func:`~seqtag.device.check_precision`); fp32 is always run, without importing torch."""
+    if precision == "fp32":
+        return
+    if kind != "directory":
+        raise SeqtagError(f"--precision {precision}: this {KINDS[kind]} runs in the float32 it was exported in; "
+                          f"tag with the model directory for autocast")  # fmt: skip
+    from seqtag.device import check_precision, resolve_device
+
+    check_precision(resolve_device(device), precision)
 
 
 def tag_sentences(

@@ -489,7 +489,7 @@ def load(model: str | os.PathLike, config: ServeConfig) -> Predictor:
         SeqtagError: no such model, an unreadable one, a device the format cannot use.
     """
     predict_config = PredictConfig(batch_size=config.inference_batch_size, device=config.device, threads=config.threads,
-                                   workers=config.workers)  # fmt: skip
+                                   workers=config.workers, precision=config.precision)  # fmt: skip
     # a long-running process meets many batch shapes: the bound of seqtag predict (cli.predict.run)
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
     if model_kind(model) != "onnx":

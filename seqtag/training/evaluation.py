@@ -44,17 +44,19 @@ def map_unknown_tags(sentences: Sequence, vocabs: Vocabularies) -> tuple[list[Se
 
 
 def evaluate(
-    tagger: Tagger, sentences: Sequence, batch_size: int = DEFAULT_BATCH_SIZE, unknown_tags: str = "error"
+    tagger: Tagger, sentences: Sequence, batch_size: int = DEFAULT_BATCH_SIZE, unknown_tags: str = "error",
+    precision: str = "fp32",
 ) -> dict:
     """Score ``tagger`` on gold-tagged ``sentences``.
 
     Args:
-        tagger: the model (in whatever autocast context the caller has entered).
+        tagger: the model.
         sentences: gold-tagged sentences, or an encoded dataset (:class:`~seqtag.data.dataset.EncodedDataset`:
             a ``TaggingDataset`` or ``arrow.ArrowTaggingDataset`` made with the model's vocabularies).
         batch_size: sentences per forward pass.
         unknown_tags: ``"error"``: gold tags the model lacks are an error; ``"map-to-O"``: they
             are scored as ``"O"`` (for span tag sets: such a chunk counts as missed).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast (as :meth:`Tagger.predict <seqtag.model.tagger.Tagger.predict>`).
 
     Returns:
         ``accuracy``, ``tokens``, ``sentences``; for span tag sets (BIO, IOB1, BIOES) also
@@ -82,7 +84,7 @@ def evaluate(
             hint = "; score them as O with --unknown-tags map-to-O (unknown_tags='map-to-O')" if "O" in known else ""
             raise SeqtagError(f"{e}{hint}") from None
         dataset = tagger.dataset(sentences)
-    pred_ids = tagger.decode_encoded(dataset, batch_size)
+    pred_ids = tagger.decode_encoded(dataset, batch_size, precision=precision)
     itos = tagger.vocabs.tags.itos
     gold = [[itos[i] for i in e.tags.tolist()] for e in dataset]
     pred = [[itos[i] for i in p] for p in pred_ids]

@@ -169,6 +169,21 @@ def test_evaluate_defaults_to_the_tag_column_the_model_was_trained_on(tmp_path, 
     assert "the upos column holds only '_': choose another with --tag-column, e.g. xpos" in capsys.readouterr().err
 
 
+def test_evaluate_precision(tmp_path, tutorial_file, capsys):
+    """--precision fp32 scores as the default does; one the machine cannot run is one line."""
+    model = tmp_path / "model"
+    assert main(["train", "--train", str(tutorial_file), "--output-dir", str(model), "--epochs", "1", "--quiet",
+                 *TINY]) == 0  # fmt: skip
+    reports = []
+    for flags in ([], ["--precision", "fp32"]):
+        capsys.readouterr()
+        assert main(["evaluate", str(model), "--data", str(tutorial_file), "--json", *flags]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0] == reports[1]
+    assert main(["evaluate", str(model), "--data", str(tutorial_file), "--precision", "fp16"]) == 1
+    assert capsys.readouterr() == ("", "seqtag: error: --precision fp16 needs CUDA; on cpu use bf16 or fp32\n")
+
+
 # -- options, output directories, pipes ------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]

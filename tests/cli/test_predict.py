@@ -17,7 +17,7 @@ from seqtag.config import PredictConfig
 from seqtag.data.formats import read_items
 from seqtag.model.tagger import Tagger
 from seqtag.serving.hf_tagging import tag_dataset
-from seqtag.serving.predictor import load_predictor
+from seqtag.serving.predictor import KINDS, load_predictor
 
 EXPORT_BUCKETS = [8, 16]  # small buckets export in seconds; the sentences tagged with them fit
 MODEL_KINDS = ["directory", "torchscript", "torch-export", "onnx"]
@@ -269,6 +269,30 @@ def test_bad_combinations_are_one_line_errors(models, tmp_path, capsys, flags, m
     text.write_text("The dog barked .\n")
     code, out, err = _predict([models["directory"], "--input", text, *flags], capsys)
     assert code == 1 and out == "" and message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_precision_is_for_model_directories_and_what_the_machine_runs(models, tagger, dev, tmp_path, capsys, kind,
+                                                                      monkeypatch):  # fmt: skip
+    """--precision: fp32 tags as before in every format; an exported file refuses autocast in one
+    line naming the format; a model directory refuses a precision the machine cannot run
+    (fp16 without CUDA; bf16 where the CPU probe fails), writing nothing."""
+    from seqtag import device
+
+    text = tmp_path / "in.txt"
+    text.write_text("The dog barked .\n")
+    code, out, err = _predict([models[kind], "--input", text, "--precision", "fp32"], capsys)
+    assert (code, err) == (0, "") and out == _text_output([["The", "dog", "barked", "."]],
+                                                           tagger.predict([["The", "dog", "barked", "."]]))
+    monkeypatch.setattr(device, "cpu_bf16_problem", lambda: "no bf16 here")
+    for precision in ("bf16", "fp16"):
+        code, out, err = _predict([models[kind], "--input", text, "--precision", precision], capsys)
+        assert code == 1 and out == "" and len(err.splitlines()) == 1
+        if kind != "directory":
+            assert err == (f"seqtag: error: --precision {precision}: this {KINDS[kind]} runs in the float32 it was "
+                           f"exported in; tag with the model directory for autocast\n")  # fmt: skip
+        else:
+            assert {"bf16": "no bf16 here", "fp16": "fp16 needs CUDA"}[precision] in err
 
 
 def test_a_missing_model_or_input_is_one_line(models, tmp_path, capsys):

@@ -500,6 +500,37 @@ def test_batched_equals_one_at_a_time_from_strings(arch, encoder_dirs, vocabs):
     assert nbest[PROBES.index([])] == [([], 0.0)]
 
 
+def test_inference_precision_is_autocast_around_every_entry_point(encoder_dirs, vocabs, monkeypatch):
+    """``precision="bf16"`` runs the model under bf16 autocast in predict, predict_with_confidence,
+    marginals, nbest and decode_encoded (the head's input arrives in bf16), close to fp32; fp32
+    is untouched. An encoder straight to the head has no LSTM, so this CPU's bf16 matmuls run
+    it whatever the LSTM probe says (patched here)."""
+    from seqtag import device
+
+    monkeypatch.setattr(device, "cpu_bf16_problem", lambda: "")
+    torch.manual_seed(5)
+    config = tagger_config(encoder_dirs, num_layers=0, embedding_dim=0, char_filters=0)
+    tagger = Tagger(config, vocabs).eval()
+    seen = []
+    tagger.output.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    sentences = PROBES[:5]
+    fp32 = tagger.predict_with_confidence(sentences)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    bf16 = tagger.predict_with_confidence(sentences, precision="bf16")
+    tagger.predict(sentences, precision="bf16")
+    tagger.marginals(sentences, precision="bf16")
+    tagger.nbest(sentences, 2, precision="bf16")
+    tagger.decode_encoded(tagger.dataset([Sentence(s, ["A"] * len(s)) for s in sentences]), precision="bf16")
+    assert len(seen) == 5 and set(seen) == {torch.bfloat16}
+    for (_, p32), (_, p16) in zip(fp32, bf16):
+        assert p16 == pytest.approx(p32, abs=0.05)  # bf16 keeps 8 bits of mantissa
+    with pytest.raises(SeqtagError, match="fp16 needs CUDA"):
+        tagger.predict(sentences, precision="fp16")
+    with pytest.raises(SeqtagError, match="expected precision fp32, bf16 or fp16, got 'fp64'"):
+        tagger.predict(sentences, precision="fp64")
+
+
 def test_tag_ids_takes_the_vectors_and_empty_rows(encoder_dirs, vocabs):
     tagger = Tagger(tagger_config(encoder_dirs), vocabs).eval()
     sentences = [PROBES[0], [], PROBES[1]]

@@ -316,6 +316,16 @@ def test_a_missing_model_is_reported_before_serving(tmp_path, capsys):
     assert "no such model file or directory" in capsys.readouterr().err
 
 
+def test_a_precision_the_model_or_machine_cannot_run_is_refused_before_serving(models, capsys):
+    assert main(["serve", str(models["onnx"]), "--precision", "bf16", "--port", str(_free_port())]) == 1
+    assert capsys.readouterr().err == (
+        "seqtag: error: --precision bf16: this ONNX file runs in the float32 it was exported in; tag with the model "
+        "directory for autocast\n"
+    )
+    assert main(["serve", str(models["directory"]), "--precision", "fp16", "--port", str(_free_port())]) == 1
+    assert capsys.readouterr().err == "seqtag: error: --precision fp16 needs CUDA; on cpu use bf16 or fp32\n"
+
+
 # -- a real server ------------------------------------------------------------------------
 
 
