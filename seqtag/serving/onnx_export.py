@@ -5,8 +5,8 @@ operators, opset :data:`OPSET`) runs for any batch size, sentence length and wor
 
 - inputs ``words``, ``cases`` ``(batch, seq_len)``, ``chars`` ``(batch, seq_len, word_len)``
   and ``lengths`` ``(batch,)``, all int64, 0 at padding, every length >= 1 (``word_len >= 1``;
-  ``cases`` and ``chars`` are read only when the model has those features), and the optional
-  boolean ``with_marginals`` (default true; false skips the forward-backward: :data:`WITH_MARGINALS`);
+  ``cases`` and ``chars`` are read only when the model has those features), and the required
+  boolean scalar ``with_marginals`` (false skips the marginals: :data:`WITH_MARGINALS`);
 - for a model with a pretrained encoder, also the encoder's inputs (``window_ids``,
   ``window_mask``, ``source``, ``word_starts``, ``word_ends``:
   :class:`~seqtag.data.subwords.EncoderInputs`): the traced encoder
@@ -26,7 +26,8 @@ own end, as packing does), the character CNN is ``Gather``/``MatMul``/masked ``R
 words in three length groups (the eager CharCNN convolves the real characters only, whose
 per-word max needs ``ScatterElements`` with a reduction: opset 18, and this graph is opset 17), and the
 CRF's constrained Viterbi (with its backtracking) and forward-backward marginals are two pairs
-of ``Loop`` operators over the time steps, the second inside an ``If`` on ``with_marginals``.
+of ``Loop`` operators over the time steps, the second inside an ``If`` on ``with_marginals``
+(a softmax head's marginals too).
 
 The vocabularies, the encoding rules and the tag names are stored as JSON in the model's
 ``metadata_props`` under :data:`METADATA_NAME`; :class:`seqtag.serving.onnx_runner.OnnxTagger` reads
@@ -64,7 +65,15 @@ from seqtag.model.tagger import Tagger, as_tagger
 from seqtag.serving.encoder_onnx import INPUT_NAMES as ENCODER_INPUTS
 from seqtag.serving.encoder_onnx import OUTPUT_NAME as ENCODER_OUTPUT
 from seqtag.serving.encoder_onnx import encoder_graph
-from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
+from seqtag.serving.files import (
+    CASE_RULE,
+    FORMAT_VERSIONS,
+    METADATA_NAME,
+    ONNX_FORMAT,
+    ONNX_INPUTS,
+    ONNX_OUTPUTS,
+    WITH_MARGINALS,
+)
 
 OPSET = 17
 """ONNX opset of the graph (ONNX Runtime 1.13 and later run it)."""
@@ -72,14 +81,9 @@ PAD_SCORE = -1e30
 """Added to the character convolution at padding, so that the max over a word ignores it."""
 CHAR_GROUPS = (8, 16)
 """Word-length limits of the graph's character groups: up to 8 characters, up to 16, longer."""
-INPUTS = ("words", "cases", "chars", "lengths")
 VECTORS = ENCODER_OUTPUT
 """The encoder's word vectors ``(batch, seq_len, dim)``: the encoder part's output and the
 tagger part's input, one edge of the merged graph of a model with a pretrained encoder."""
-OUTPUTS = ("tags", "confidence", "marginals", "emissions", "log_partition")
-CASE_RULE = "seqtag.vocab.case_id/1"  # the name of the case rule (docs/serving.md) since 0.2.0
-"""The case feature: 1 when lowercasing changes nothing, 2 when it changes only the first
-character, 3 otherwise (0 is padding); the metadata names the rule it was trained with."""
 
 
 # -- the one place that reads the Tagger's attributes ------------------------------------------
@@ -299,9 +303,8 @@ def _crf_outputs(
     g: _Graph, crf: dict, em: str, mask: str, lengths: str, time: str, with_marginals: str
 ) -> tuple[str, str, str]:
     """Constrained Viterbi over time-major emissions ``em`` ``(T, B, K)`` (:func:`_viterbi`), and
-    forward-backward (:func:`_forward_backward`) in an ``If`` node on the graph input
-    ``with_marginals``: ONNX Runtime runs every node of a graph whatever outputs are asked for,
-    and the marginals cost about as much as the Viterbi again.
+    forward-backward (:func:`_forward_backward`) behind the graph input ``with_marginals``
+    (:func:`_if_marginals`): the marginals cost about as much as the Viterbi again.
 
     Returns:
         ``(tags, marginals, log_partition)``: ``(T, B)`` int64, ``(T, B, K)`` float32 (both
@@ -327,20 +330,29 @@ def _crf_outputs(
     c["zeros_b1"] = g.op("ConstantOfShape", g.op("Concat", batch, g.const([1], "one_dim", np.int64), axis=0),
                          value=numpy_helper.from_array(np.zeros(1, np.float64)))
     tags = _viterbi(g, c)
-    info = helper.make_tensor_value_info
     with_fb = _Graph("fb_")
     marginals, log_partition = _forward_backward(with_fb, c)
-    without = _Graph("no_fb_")
+    return (tags, *_if_marginals(g, with_marginals, with_fb, marginals, log_partition, em))
+
+
+def _if_marginals(g: _Graph, with_marginals: str, branch: _Graph, marginals: str, log_partition: str,
+                  em: str) -> tuple[str, str]:
+    """``(marginals, log_partition)`` of the nodes ``branch`` (their outputs ``(T, B, K)`` float32
+    and ``(B,)`` float64) in an ``If`` node on the graph input ``with_marginals``; zeros of those
+    shapes when it is false. ONNX Runtime runs every node of a graph whatever outputs are asked
+    for: this is how a client that wants only the tags skips the work. Every head takes the switch."""
+    info = helper.make_tensor_value_info
+    without = _Graph("no_marginals_")
     zeros = without.op("ConstantOfShape", without.op("Shape", em), value=numpy_helper.from_array(np.zeros(1, np.float32)))
-    no_log_z = without.op("ConstantOfShape", batch, value=numpy_helper.from_array(np.zeros(1, np.float64)))
+    no_log_z = without.op("ConstantOfShape", without.op("Shape", em, start=1, end=2),
+                          value=numpy_helper.from_array(np.zeros(1, np.float64)))
     branches = [
         helper.make_graph(b.nodes, name, [], [info(m, TensorProto.FLOAT, None), info(z, TensorProto.DOUBLE, None)],
                           initializer=b.initializers)
-        for b, name, m, z in ((with_fb, "forward_backward", marginals, log_partition),
+        for b, name, m, z in ((branch, "marginals", marginals, log_partition),
                               (without, "no_marginals", zeros, no_log_z))
     ]  # fmt: skip
-    marginals, log_partition = g.op("If", with_marginals, outputs=2, then_branch=branches[0], else_branch=branches[1])
-    return tags, marginals, log_partition
+    return g.op("If", with_marginals, outputs=2, then_branch=branches[0], else_branch=branches[1])
 
 
 def _viterbi(g: _Graph, c: dict) -> str:
@@ -443,19 +455,22 @@ def _loop_body(body: _Graph, name: str, step: str, cond: str, carried: list, sca
     )
 
 
-def _softmax_outputs(g: _Graph, em: str, mask: str) -> tuple[str, str, str]:
-    """Argmax tags, softmax marginals and the per-sentence log-normalizer of a softmax head."""
+def _softmax_outputs(g: _Graph, em: str, mask: str, with_marginals: str) -> tuple[str, str, str]:
+    """Argmax tags, and behind ``with_marginals`` (:func:`_if_marginals`) the softmax marginals
+    and the per-sentence log-normalizer of a softmax head."""
     tags = g.op("Where", mask, g.op("ArgMax", em, axis=2, keepdims=0), g.const(0, "zero", np.int64))
-    marginals = g.op("Softmax", em, axis=2)
-    per_token = g.op("Where", mask, g.op("ReduceLogSumExp", em, axes=[2], keepdims=0), g.const(0.0, "zero_f", np.float32))
-    per_token = g.op("Cast", per_token, to=TensorProto.DOUBLE)
-    return tags, marginals, g.op("ReduceSum", per_token, g.const([0], "axis0", np.int64), keepdims=0)
+    b = _Graph("softmax_")
+    marginals = b.op("Softmax", em, axis=2)
+    per_token = b.op("Where", mask, b.op("ReduceLogSumExp", em, axes=[2], keepdims=0), b.const(0.0, "zero_f", np.float32))
+    per_token = b.op("Cast", per_token, to=TensorProto.DOUBLE)
+    log_partition = b.op("ReduceSum", per_token, b.const([0], "axis0", np.int64), keepdims=0)
+    return (tags, *_if_marginals(g, with_marginals, b, marginals, log_partition, em))
 
 
 def build_graph(arrays: dict) -> onnx.ModelProto:
     """The ONNX model of :func:`_tagger_arrays`'s output (inputs and outputs: the module docstring)."""
     g = _Graph()
-    words, cases, chars, lengths = INPUTS
+    words, cases, chars, lengths = ONNX_INPUTS
     batch = g.op("Shape", words, start=0, end=1)
     time = g.op("Shape", words, start=1, end=2)
     parts = []
@@ -480,7 +495,7 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
     if arrays["crf"] is not None:
         tags, marginals, log_partition = _crf_outputs(g, arrays["crf"], em, mask, lengths, time, WITH_MARGINALS)
     else:
-        tags, marginals, log_partition = _softmax_outputs(g, em, mask)
+        tags, marginals, log_partition = _softmax_outputs(g, em, mask, WITH_MARGINALS)
     marginals = g.op("Where", g.op("Unsqueeze", mask, g.const([2], "axis2", np.int64)), marginals,
                      g.const(0.0, "zero_f", np.float32))
     g.op("Transpose", tags, perm=[1, 0], out="tags")
@@ -506,8 +521,9 @@ def build_graph(arrays: dict) -> onnx.ModelProto:
          helper.make_tensor_value_info("marginals", TensorProto.FLOAT, ["batch", "seq_len", k]),
          helper.make_tensor_value_info("emissions", TensorProto.FLOAT, ["batch", "seq_len", k]),
          helper.make_tensor_value_info("log_partition", TensorProto.DOUBLE, ["batch"])],
-        # an input with an initializer of its name: the default when a caller does not feed it
-        initializer=[*g.initializers, numpy_helper.from_array(np.array(True), WITH_MARGINALS)],
+        # a required input, never an initializer of the same name (a default): the Node.js
+        # binding of ONNX Runtime takes such an input for a constant and ignores what is fed
+        initializer=g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="seqtag",
                               producer_version=__version__)
@@ -535,10 +551,10 @@ def onnx_metadata(arrays: dict) -> dict:
     crf = arrays["crf"]
     return {
         "format": ONNX_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSIONS[ONNX_FORMAT],
         "seqtag_version": __version__,
-        "inputs": [*(ENCODER_INPUTS if arrays["encoder"] is not None else ()), *INPUTS],
-        "outputs": list(OUTPUTS),
+        "inputs": [*(ENCODER_INPUTS if arrays["encoder"] is not None else ()), *ONNX_INPUTS, WITH_MARGINALS],
+        "outputs": list(ONNX_OUTPUTS),
         "tags": arrays["tags"],
         "head": "crf" if crf is not None else "softmax",
         "crf": None if crf is None else {name: value.tolist() for name, value in crf.items()},

@@ -36,12 +36,26 @@ from seqtag.data.encoding import (
     plan_batches,
 )
 from seqtag.errors import SeqtagError
-from seqtag.serving.files import METADATA_NAME, ONNX_FORMAT, WITH_MARGINALS
+from seqtag.serving.files import (
+    CASE_RULE,
+    METADATA_NAME,
+    ONNX_FORMAT,
+    ONNX_INPUTS,
+    ONNX_OUTPUTS,
+    WITH_MARGINALS,
+    check_format,
+)
 
 if TYPE_CHECKING:
     from seqtag.data.subwords import Subwords, WindowLayout
 
 _WITHOUT_MARGINALS = frozenset({"tags", "emissions"})  # the outputs that do not need forward-backward
+# what the runner feeds and fetches: ONNX Runtime's type and the rank of each
+_INPUT_TYPES = dict.fromkeys(ONNX_INPUTS, "tensor(int64)") | {WITH_MARGINALS: "tensor(bool)"}
+_INPUT_RANKS = dict(zip(ONNX_INPUTS, (2, 2, 3, 1))) | {WITH_MARGINALS: 0}
+_ENCODER_INPUT = ("tensor(int64)", 2)  # each of seqtag.serving.encoder_onnx.INPUT_NAMES
+_OUTPUT_TYPES = {"tags": ("tensor(int64)", 2), "confidence": ("tensor(float)", 2), "marginals": ("tensor(float)", 3),
+                 "emissions": ("tensor(float)", 3), "log_partition": ("tensor(double)", 1)}  # fmt: skip
 
 
 class OnnxTagger:
@@ -58,7 +72,11 @@ class OnnxTagger:
         session: the ``onnxruntime.InferenceSession``.
 
     Raises:
-        SeqtagError: the file is missing, not ONNX, or not a seqtag tagger.
+        SeqtagError: the file is missing, not ONNX, or not a seqtag tagger; its metadata is of a
+            newer format version, lacks an entry or holds one of the wrong type or size; or the
+            metadata does not describe the graph (its inputs and outputs, the width of its
+            emissions, its vocabularies and scores on a probe sentence). One line naming the
+            file, raised here, once: never while tagging.
     """
 
     def __init__(
@@ -72,31 +90,33 @@ class OnnxTagger:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: no notes about unused inputs on stderr
+        # fatal errors only: no notes about unused inputs on stderr, and no line of its own for
+        # an error that the exception raised here (or the SeqtagError made of it) says already
+        options.log_severity_level = 4
         try:
             self.session = onnxruntime.InferenceSession(
                 path, options, providers=list(providers) if providers else ["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise SeqtagError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:200]})") from None
-        # an input with a default is an "overridable initializer" to ONNX Runtime, not an input
-        overridable = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
-        self._has_marginals_switch = WITH_MARGINALS in {i.name for i in overridable}
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
         try:
-            meta = json.loads(raw) if raw else {}
+            meta = json.loads(raw) if raw else None
         except ValueError:
-            meta = {}
-        if meta.get("format") != ONNX_FORMAT:
+            meta = None
+        if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT:
             raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger (no {METADATA_NAME} metadata)")
+        version = check_format(meta, ONNX_FORMAT, path)
+        _check_metadata(meta, path)
+        self._has_marginals_switch = self._check_graph(meta, version, path)
         self.metadata = meta
         self.tags: list[str] = list(meta["tags"])
         encoding = meta["encoding"]
         self._word_ids = {w: i for i, w in enumerate(encoding["words"])}
         self._char_ids = {c: i for i, c in enumerate(encoding["chars"])}
         self._lower_map = lowercase_table(dict(encoding["lower_map"]))
-        self._lowercase = bool(encoding["lowercase"])
-        self._width = int(encoding["max_word_length"]) if encoding["use_chars"] else 0
+        self._lowercase = encoding["lowercase"]
+        self._width = encoding["max_word_length"] if encoding["use_chars"] else 0
         # a model with a pretrained encoder: its tokenizer and windows, from the metadata
         self._windows: WindowLayout | None = None
         if meta.get("encoder") is not None:
@@ -104,8 +124,11 @@ class OnnxTagger:
             from seqtag.data.subwords import SubwordTokenizer, WindowLayout
 
             e = meta["encoder"]
-            tokenizer = SubwordTokenizer.from_str(e["tokenizer"], e["unk_token"], e["pad_token"])
-            self._windows = WindowLayout(tokenizer, int(e["window_size"]), int(e["stride"]))
+            try:
+                tokenizer = SubwordTokenizer.from_str(e["tokenizer"], e["unk_token"], e["pad_token"])
+                self._windows = WindowLayout.resolve(tokenizer, e["window_size"], e["stride"], limit=None)
+            except ValueError as error:  # SeqtagError included: none of them names the file
+                raise SeqtagError(f"{path}: {METADATA_NAME}'s encoder: {error}") from None
         crf = meta["crf"]
         k = len(self.tags)
         if crf is None:  # a softmax head: independent tokens, log-probabilities from the emissions
@@ -114,6 +137,84 @@ class OnnxTagger:
             self._start = np.where(crf["start_mask"], np.asarray(crf["start"], np.float32), -np.inf)
             self._trans = np.where(crf["transition_mask"], np.asarray(crf["transitions"], np.float32), -np.inf)
             self._end = np.where(crf["end_mask"], np.asarray(crf["end"], np.float32), -np.inf)
+        self._probe(path)
+
+    def _check_graph(self, meta: dict, version: int, path: str) -> bool:
+        """Check that the graph takes the inputs this runner feeds (and no other) and gives the
+        outputs it fetches, with their types and ranks, as the metadata names them; returns
+        whether to feed ``with_marginals`` (a required input since format version 2; in version
+        1 an input with a default, which ONNX Runtime lists as an "overridable initializer").
+
+        Raises:
+            SeqtagError: one line naming ``path`` and the first mismatch.
+        """
+        needed = {name: (kind, _INPUT_RANKS[name]) for name, kind in _INPUT_TYPES.items()}
+        if meta.get("encoder") is not None:
+            from seqtag.serving.encoder_onnx import INPUT_NAMES
+
+            needed |= dict.fromkeys(INPUT_NAMES, _ENCODER_INPUT)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        switch = True
+        if version < 2 and WITH_MARGINALS not in inputs:
+            del needed[WITH_MARGINALS]
+            switch = WITH_MARGINALS in {i.name for i in self.session.get_overridable_initializers()}
+        if set(meta["inputs"]) - {WITH_MARGINALS} != needed.keys() - {WITH_MARGINALS}:
+            raise SeqtagError(f"{path}: {METADATA_NAME} names the inputs {meta['inputs']}, a tagger "
+                              f"{'with' if meta.get('encoder') is not None else 'without'} an encoder takes {list(needed)}")  # fmt: skip
+        if set(meta["outputs"]) != set(ONNX_OUTPUTS):
+            raise SeqtagError(f"{path}: {METADATA_NAME} names the outputs {meta['outputs']}, expected {list(ONNX_OUTPUTS)}")
+        extra = sorted(inputs.keys() - needed.keys())
+        if extra:
+            raise SeqtagError(f"{path}: the graph takes inputs that its {METADATA_NAME} does not name: {extra}")
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        for role, args, wanted in (("input", inputs, needed), ("output", outputs, _OUTPUT_TYPES)):
+            for name, (kind, rank) in wanted.items():
+                arg = args.get(name)
+                if arg is None:
+                    raise SeqtagError(f"{path}: the graph has no {role} {name!r}, which its {METADATA_NAME} names: "
+                                      "the metadata is not this graph's")  # fmt: skip
+                if arg.type != kind or len(arg.shape) != rank:
+                    raise SeqtagError(f"{path}: the graph's {role} {name!r} is a {arg.type} of rank {len(arg.shape)}, "
+                                      f"expected a {kind} of rank {rank}")  # fmt: skip
+        return switch
+
+    def _probe(self, path: str) -> None:
+        """Run the graph once on a two-token sentence of the metadata's highest word and
+        character ids: it must take them, score as many tags as the metadata names, and give the
+        log-partition that the metadata's CRF scores (or a softmax) give its emissions. Catches
+        metadata from another model (or edited) that the types alone do not. Once per load.
+
+        Raises:
+            SeqtagError: one line naming ``path`` and what disagrees.
+        """
+        k = len(self.tags)
+        words = np.array([[len(self._word_ids) - 1, 1]], np.int64)
+        cases = np.array([[1, 3]], np.int64)
+        chars = np.array([[[len(self._char_ids) - 1], [1]]], np.int64) if self._width else np.zeros((1, 2, 1), np.int64)
+        subwords = self._windows.tokenizer.tokenize([["a", "b"]]) if self._windows is not None else None
+        try:
+            emissions, log_partition = self.run(words, cases, chars, np.array([2], np.int64),
+                                                ["emissions", "log_partition"], subwords)  # fmt: skip
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidArgument/... types
+            text = str(e).strip() or type(e).__name__
+            first = text.splitlines()[0].split("Status Message: ")[-1][:200]  # the operator's own words
+            raise SeqtagError(f"{path}: the graph does not run on its {METADATA_NAME}'s vocabularies ({first})") from None
+        if emissions.shape != (1, 2, k):
+            raise SeqtagError(f"{path}: {METADATA_NAME} names {k} tags, but the graph scores "
+                              f"{emissions.shape[-1] if emissions.ndim else '?'}: the metadata is not this graph's")  # fmt: skip
+        e = emissions[0].astype(np.float64)
+        # shape: (K [first tag], K [second tag]), the score of each two-tag sequence (-inf: forbidden)
+        scores = (self._start + e[0])[:, None] + self._trans + (e[1] + self._end)[None, :]
+        top = scores.max()
+        if np.isfinite(top):  # some sequence is allowed
+            expected = float(top + np.log(np.exp(scores - top).sum()))
+            got = float(log_partition[0])
+            if not abs(got - expected) <= 1e-3 + 1e-4 * abs(expected):
+                raise SeqtagError(
+                    f"{path}: the graph does not score as its {METADATA_NAME} says (a probe sentence's log-partition: "
+                    f"{got:.4f} by the graph, {expected:.4f} by the metadata's {self.metadata['head']} head): "
+                    "the metadata is another model's"
+                )
 
     # -- strings in, strings out -------------------------------------------------------------
 
@@ -267,6 +368,77 @@ class OnnxTagger:
         if w:
             batch_chars[mask] = chars[rows, :w]
         return batch_words, batch_cases, batch_chars, lengths
+
+
+_MISSING = object()
+
+
+def _check_metadata(meta: dict, path: str) -> None:
+    """Check the type and size of every entry of an ONNX file's metadata that the runner reads
+    (:func:`seqtag.serving.onnx_export.onnx_metadata` writes them), before any is used.
+
+    Raises:
+        SeqtagError: one line naming ``path``, the entry, what was expected and what came.
+    """
+
+    def bad(key: str, expected: str, value: object) -> SeqtagError:
+        shown = "nothing" if value is _MISSING else repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return SeqtagError(f"{path}: bad {METADATA_NAME} metadata: expected {key} to be {expected}, got {shown}")
+
+    def strings(value: object, minimum: int = 0) -> bool:  # a list of at least ``minimum`` strings, each once
+        return (isinstance(value, list) and len(value) >= minimum and all(isinstance(v, str) for v in value)
+                and len(set(value)) == len(value))  # fmt: skip
+
+    def flag(value: object) -> bool:
+        return isinstance(value, bool)
+
+    def count(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    def check(where: dict, prefix: str, key: str, ok, expected: str) -> object:
+        value = where.get(key, _MISSING)
+        if value is _MISSING or not ok(value):
+            raise bad(prefix + key, expected, value)
+        return value
+
+    tags = check(meta, "", "tags", lambda v: strings(v, 1) and all(v), "a list of distinct non-empty strings")
+    check(meta, "", "inputs", strings, "a list of distinct strings")
+    check(meta, "", "outputs", strings, "a list of distinct strings")
+    head = check(meta, "", "head", lambda v: v in ("crf", "softmax"), '"crf" or "softmax"')
+    if head == "softmax":
+        check(meta, "", "crf", lambda v: v is None, "null for a softmax head")
+    else:
+        crf = check(meta, "", "crf", lambda v: isinstance(v, dict), "an object for a CRF head")
+        k = len(tags)
+        for name, mask, shape in (("start", "start_mask", (k,)), ("transitions", "transition_mask", (k, k)),
+                                  ("end", "end_mask", (k,))):  # fmt: skip
+            for key, kinds, expected in ((name, "fi", "finite numbers"), (mask, "b", "booleans")):
+                value = crf.get(key, _MISSING)
+                try:
+                    array = np.asarray(value)
+                except ValueError:  # ragged lists
+                    array = np.asarray(None)
+                if array.dtype.kind not in kinds or array.shape != shape or not np.isfinite(array).all():
+                    raise bad(f"crf.{key}", f"{expected} of shape {shape} ({k} tags)", value)
+    encoding = check(meta, "", "encoding", lambda v: isinstance(v, dict), "an object")
+    for key in ("words", "chars"):  # ids 0 and 1 are padding and unknown
+        check(encoding, "encoding.", key, lambda v: strings(v, 2), "a list of at least 2 distinct strings")
+    check(encoding, "encoding.", "lower_map",
+          lambda v: isinstance(v, dict) and all(isinstance(c, str) and len(c) == 1 for kv in v.items() for c in kv),
+          "an object of one character to one character")  # fmt: skip
+    for key in ("lowercase", "use_chars", "use_case"):
+        check(encoding, "encoding.", key, flag, "true or false")
+    check(encoding, "encoding.", "max_word_length", count, "an integer >= 1")
+    check(encoding, "encoding.", "case_rule", lambda v: v == CASE_RULE, repr(CASE_RULE))
+    encoder = meta.get("encoder")  # absent before encoders
+    if encoder is not None:
+        if not isinstance(encoder, dict):
+            raise bad("encoder", "null or an object", encoder)
+        for key in ("tokenizer", "unk_token", "pad_token"):
+            check(encoder, "encoder.", key, lambda v: isinstance(v, str), "a string")
+        for key in ("window_size", "stride"):
+            check(encoder, "encoder.", key, count, "an integer >= 1")
 
 
 def kbest_viterbi(

@@ -28,7 +28,7 @@ from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_bytes, atomic_write_text, make_dir
 from seqtag.model.tagger import Tagger, as_tagger, check_id_batch, refuse_encoder
-from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCH_EXPORT_FORMAT
+from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME, TORCH_EXPORT_FORMAT
 
 """Name of the manifest file of a ``torch.export`` directory."""
 EXPORT_VOCAB_FILE = "vocab.json"
@@ -173,7 +173,7 @@ def _manifest(tagger: Tagger, lengths: list[int], word_length: int) -> dict:
     """The JSON object of a ``torch.export`` directory's ``seqtag.json`` (:data:`METADATA_NAME`)."""
     return {
         "format": TORCH_EXPORT_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSIONS[TORCH_EXPORT_FORMAT],
         "seqtag_version": __version__,
         "torch_version": torch.__version__,
         "buckets": {str(n): _bucket_file(n) for n in lengths},

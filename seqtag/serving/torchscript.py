@@ -44,7 +44,7 @@ from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
 from seqtag.model.directory import check_finite
 from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
-from seqtag.serving.files import FORMAT_VERSION, METADATA_NAME, TORCHSCRIPT_FORMAT
+from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME, TORCHSCRIPT_FORMAT
 
 # -- TorchScript: strings in, strings out --------------------------------------------------
 
@@ -102,7 +102,7 @@ class ScriptedTagger(nn.Module):
         self.max_tokens = max_tokens
         self.config_json = json.dumps(config.to_dict(), sort_keys=True)
         self.seqtag_version = __version__
-        self.format_version = FORMAT_VERSION
+        self.format_version = FORMAT_VERSIONS[TORCHSCRIPT_FORMAT]
 
     def forward(self, tokens: list[list[str]]) -> list[list[str]]:
         """Tag tokenized sentences: one list of tag strings per sentence (``[]`` for ``[]``).
@@ -266,7 +266,7 @@ def torchscript_metadata(tagger: Tagger) -> dict:
     """The JSON object stored as ``seqtag.json`` in a TorchScript file's extra files."""
     return {
         "format": TORCHSCRIPT_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSIONS[TORCHSCRIPT_FORMAT],
         "seqtag_version": __version__,
         "torch_version": torch.__version__,
         "model": tagger.config.to_dict(),

@@ -25,7 +25,7 @@ from seqtag.cli.app import main
 from seqtag.data.dataset import collate, encode_tokens
 from seqtag.data.encoding import plan_batches
 from seqtag.model.crf import NEG_SCORE
-from seqtag.serving.files import METADATA_NAME
+from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME
 from seqtag.serving.onnx_export import to_onnx
 from seqtag.serving.onnx_runner import OnnxTagger, kbest_viterbi
 
@@ -128,23 +128,22 @@ def test_onnx_tags_equal_eager(pair):
 
 
 def test_without_marginals_the_graph_gives_the_same_tags_and_zeros(pair):
-    """``with_marginals=False`` skips forward-backward: the tags and emissions are those of the
-    full graph, the outputs that need it are 0; not fed, it defaults to true."""
+    """``with_marginals=False`` skips the marginals, for every head: the tags and emissions are
+    those of the full graph, the outputs that need the marginals are 0. It is a required input
+    (no default a binding could take for a constant)."""
     tagger, runner = pair
     words, cases, chars, lengths = runner.encode(odd_sentences(tagger, seed=5))
     feed = {"words": words, "cases": cases, "chars": chars, "lengths": lengths}
-    default = runner.session.run(None, feed)
+    with pytest.raises(ValueError, match=r"Required inputs \(\['with_marginals'\]\) are missing"):
+        runner.session.run(None, feed)
     full = runner.session.run(None, {**feed, "with_marginals": np.array(True)})
     fast = runner.session.run(None, {**feed, "with_marginals": np.array(False)})
     names = [o.name for o in runner.session.get_outputs()]
-    for name, a, b, c in zip(names, default, full, fast):
-        np.testing.assert_array_equal(a, b)
+    for name, a, c in zip(names, full, fast):
         if name in ("tags", "emissions"):
             np.testing.assert_array_equal(c, a)
-        elif tagger.config.crf:
+        else:
             assert c.shape == a.shape and not c.any() and a.any(), name
-        else:  # a softmax head computes its marginals either way
-            np.testing.assert_array_equal(c, a)
     assert any(len(set(row)) > 1 for row in fast[0].tolist()), "degenerate predictions make a weak oracle"
 
 
@@ -163,26 +162,38 @@ def test_the_runner_switches_the_marginals_off_only_for_tags(crf_tagger, onnx_fi
     runner = OnnxTagger(onnx_files["crf_tagger"])
     runner.session = recorder = _RecordingSession(runner.session)
     sentences = odd_sentences(crf_tagger, seed=7)
-    runner.predict(sentences)
-    assert recorder.feeds and all(not bool(f["with_marginals"]) for f in recorder.feeds)
+    runner.predict(sentences, batch_size=4)
+    # one run per batch: the checks of the file ran once, when it was loaded
+    assert len(recorder.feeds) == len(plan_batches([len(s) for s in sentences], 4))
+    assert all(not bool(f["with_marginals"]) for f in recorder.feeds)
     recorder.feeds.clear()
     runner.predict_with_confidence(sentences)
     runner.nbest(sentences, 2)
     assert recorder.feeds and all(bool(f["with_marginals"]) for f in recorder.feeds)
 
 
-def test_a_graph_that_takes_no_with_marginals_input_still_tags(crf_tagger, onnx_files, tmp_path):
-    """Files of seqtag 0.2.0 have no ``with_marginals`` input: the runner feeds it only to a
-    graph that takes it (here the input is removed, its value stays a constant true)."""
-    model = onnx.load(str(onnx_files["crf_tagger"]))
+FIXTURE_0_2_0 = Path(__file__).resolve().parents[1] / "fixtures" / "v0.2.0" / "tagger.onnx"
+
+
+def test_a_file_of_format_version_1_gets_the_switch_as_before(tmp_path):
+    """Files of seqtag 0.2.0 (format version 1) take ``with_marginals`` as an input with a
+    default: the runner feeds it as it did; a graph of that version without the input is fed
+    none (here the input is removed, its value stays a constant true)."""
+    model = onnx.load(str(FIXTURE_0_2_0))
+    assert json.loads({p.key: p.value for p in model.metadata_props}[METADATA_NAME])["format_version"] == 1
+    assert "with_marginals" in {t.name for t in model.graph.initializer}
+    sentences = json.loads((FIXTURE_0_2_0.parent / "expected.json").read_text(encoding="utf-8"))["sentences"]
+    runner = OnnxTagger(FIXTURE_0_2_0)
+    runner.session = recorder = _RecordingSession(runner.session)
+    expected = runner.predict(sentences)
+    assert recorder.feeds and all(not bool(f["with_marginals"]) for f in recorder.feeds)
     kept = [i for i in model.graph.input if i.name != "with_marginals"]
     del model.graph.input[:]
     model.graph.input.extend(kept)
     onnx.save(model, str(tmp_path / "old.onnx"))
     runner = OnnxTagger(tmp_path / "old.onnx")
     runner.session = recorder = _RecordingSession(runner.session)
-    sentences = odd_sentences(crf_tagger, seed=6)
-    assert runner.predict(sentences) == crf_tagger.predict(sentences)
+    assert runner.predict(sentences) == expected
     assert recorder.feeds and all("with_marginals" not in f for f in recorder.feeds)
     confident = runner.predict_with_confidence(sentences)
     assert all(0 < p <= 1 for _, probs in confident for p in probs)
@@ -421,12 +432,15 @@ def test_metadata(crf_tagger, softmax_tagger, onnx_files):
     encoding = meta["encoding"]
     assert encoding["words"] == crf_tagger.vocabs.words.itos and encoding["chars"] == crf_tagger.vocabs.chars.itos
     assert encoding["lower_map"] == crf_tagger.vocabs.lower_map and encoding["use_chars"] and encoding["use_case"]
-    assert [i.name for i in model.graph.input] == ["words", "cases", "chars", "lengths", "with_marginals"]
-    assert [o.name for o in model.graph.output] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
+    assert meta["format_version"] == FORMAT_VERSIONS["seqtag.onnx"] == 2
+    assert [i.name for i in model.graph.input] == meta["inputs"] == ["words", "cases", "chars", "lengths", "with_marginals"]
+    assert [o.name for o in model.graph.output] == meta["outputs"]
+    assert meta["outputs"] == ["tags", "confidence", "marginals", "emissions", "log_partition"]
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
     assert dims == [["batch", "seq_len"], ["batch", "seq_len"], ["batch", "seq_len", "word_len"], ["batch"], []]
-    default = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}["with_marginals"]
-    assert default.dtype == np.bool_ and bool(default)  # a caller that does not feed it gets every output
+    assert model.graph.input[-1].type.tensor_type.elem_type == TensorProto.BOOL
+    # required: no initializer of its name, which Node.js's binding would take for a constant
+    assert "with_marginals" not in {t.name for t in model.graph.initializer}
     softmax = OnnxTagger(onnx_files["softmax_tagger"]).metadata
     assert softmax["head"] == "softmax" and softmax["crf"] is None
     assert not softmax["encoding"]["use_chars"] and not softmax["encoding"]["use_case"]
