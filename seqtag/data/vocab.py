@@ -105,13 +105,8 @@ class Vocab:
             raise ValueError(f"expected {name} to hold itos and specials, got unknown keys {unknown}")
         if "itos" not in d:
             raise ValueError(f"expected {name}.itos, the strings by id, got none")
-        itos = _strings(d["itos"], f"{name}.itos")
-        specials = _strings(d.get("specials", []), f"{name}.specials")
-        seen: set[str] = set()
-        for s in itos:
-            if s in seen:
-                raise ValueError(f"expected distinct strings in {name}.itos, got {s!r} twice")
-            seen.add(s)
+        itos = check_strings(d["itos"], f"{name}.itos")
+        specials = check_strings(d.get("specials", []), f"{name}.specials")
         if specials != itos[: len(specials)]:
             raise ValueError(f"expected {name}.itos to start with its specials {specials}, got {itos[: len(specials)]}")
         return cls(itos, specials)
@@ -121,13 +116,27 @@ def _kind(value: object) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
 
-def _strings(value: object, name: str) -> list[str]:
-    """``value`` if it is a list of strings (a JSON array of strings)."""
+def check_strings(value: object, name: str) -> list[str]:
+    """``value`` if it is a list of distinct strings (a JSON array of strings, as a vocabulary's
+    ``itos`` or an export's ``tags``), read from a file.
+
+    >>> check_strings(["O", 5], "tags")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected tags[1] a string, got 5
+
+    Raises:
+        ValueError: ``expected NAME ...``, naming the entry.
+    """
     if not isinstance(value, list):
         raise ValueError(f"expected {name} as a list of strings, got {_kind(value)}")
+    seen: set[str] = set()
     for i, s in enumerate(value):
         if not isinstance(s, str):
             raise ValueError(f"expected {name}[{i}] a string, got {s!r}")
+        if s in seen:
+            raise ValueError(f"expected distinct strings in {name}, got {s!r} twice")
+        seen.add(s)
     return value
 
 
