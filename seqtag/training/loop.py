@@ -64,7 +64,9 @@ from seqtag.training.runs import (
     check_data,
     check_output_dir,
     check_ranks_agree,
+    check_run,
     log,
+    new_run_id,
     on_main,
     plot_run,
     prepare_output_dir,
@@ -285,12 +287,14 @@ def train(
         if resume is not False:
             source = find_checkpoint(out, resume)
             saved = read_checkpoint(source)
+            run_id = check_run(saved, out, source)
             config, tc, data_config = resumed_configs(saved, config, train_config, data_config)
             check_data(saved, "train", train_data, "training")
             check_data(saved, "dev", dev, "dev")
         else:
             if out is not None:
                 check_output_dir(out, overwrite)
+            run_id = new_run_id()
             config = config or TaggerConfig()
             # an encoder model without a train_config trains by the measured recipe (config.ENCODER_RECIPE)
             tc = train_config or (for_encoder(TrainConfig()) if config.encoder else TrainConfig())
@@ -304,7 +308,8 @@ def train(
             # Encoded once, here: the loop below sees only encoded datasets.
             train_set = _encoded(tagger, train_data, "training")
             dev_set = _encoded(tagger, dev, "dev") if dev is not None else None
-            session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet)
+            session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet,
+                                    run_id)  # fmt: skip
             session.evaluator, session.data_config = evaluator or evaluate, data_config
             return _loop(session, state)
         finally:
@@ -400,6 +405,7 @@ class _Session:
     total_steps: int  # what the linear schedule plans with
     fingerprints: dict
     quiet: bool
+    run_id: str = ""  # the run's id (runs.RUN_FILE), in every checkpoint
     data_config: DataConfig | None = None
     evaluator: Evaluator = evaluate
     stop: StopSignals | None = None
@@ -426,6 +432,7 @@ def _setup(
     fingerprints: dict,
     world: Distributed,
     quiet: bool,
+    run_id: str,
 ) -> tuple[_Session, TrainState]:
     """The model on its device, the loader, the optimizer, the state restored from ``saved``,
     the DDP wrapper; then (rank 0) the output directory prepared for the run."""
@@ -475,12 +482,13 @@ def _setup(
         total_steps=tc.epochs * len(loader),
         fingerprints=fingerprints,
         quiet=quiet,
+        run_id=run_id,
     )
     if world.enabled:
         log(f"distributed: {world.world_size} processes, {tc.batch_size} sentences per process and step "
              f"({tc.batch_size * world.world_size} in all), {len(loader)} steps per epoch", quiet)  # fmt: skip
     if out is not None:
-        on_main(world, lambda: prepare_output_dir(out, state.progress, resumed=saved is not None))
+        on_main(world, lambda: prepare_output_dir(out, state.progress, resumed=saved is not None, run_id=run_id))
     return session, state
 
 
@@ -683,7 +691,8 @@ def save_checkpoint(session: _Session, state: TrainState, best: bool) -> Path | 
     rng_states = world.gather(rng_state())
 
     def write() -> None:
-        data = encode_checkpoint(state.to_checkpoint(session.tc, session.data_config, session.fingerprints, rng_states))
+        checkpoint = state.to_checkpoint(session.tc, session.data_config, session.fingerprints, rng_states)
+        data = encode_checkpoint({**checkpoint, "run_id": session.run_id})
         try:
             write_checkpoint(out, data, state.progress, best=best, keep=session.tc.keep)
         except WriteError as e:
