@@ -18,6 +18,7 @@ directory and resume checks (:mod:`seqtag.training.runs`), the signals (:mod:`se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 import os
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags, make_loader
+from seqtag.data.encoding import check_tagged
 from seqtag.data.vectors import init_embedding, read_vectors
 from seqtag.data.vocab import Vocabularies
 from seqtag.device import autocast, check_precision
@@ -270,12 +272,17 @@ def train(
         >>> [row["epoch"] for row in read_metrics(out)]
         [1, 2, 3]
     """
+    config, train_config, data_config = (_config_argument(value, cls, name) for value, cls, name in (
+        (config, TaggerConfig, "config"), (train_config, TrainConfig, "train_config"),
+        (data_config, DataConfig, "data_config")))  # fmt: skip
+    _check_arguments(output_dir, quiet, resume, dist_backend, overwrite, evaluator)
     if not isinstance(train_data, EncodedDataset):
-        train_data = list(train_data)
+        train_data = check_tagged(train_data, "train_data")
     if not len(train_data):
         raise SeqtagError("no training sentences")
     if not isinstance(dev, EncodedDataset):
-        dev = list(dev) if dev else None
+        dev = check_tagged(dev, "dev") if dev is not None else None
+        dev = dev or None
     out = Path(output_dir) if output_dir is not None else None
     if resume is not False and out is None:
         raise SeqtagError("resume needs output_dir, the directory of the run to continue")
@@ -314,6 +321,38 @@ def train(
             return _loop(session, state)
         finally:
             distributed.teardown(world)
+
+
+def _config_argument(value: object, cls: type, name: str):
+    """``value`` (a ``cls`` or None) checked as the command line checks its flags: every field
+    against its metadata (``JsonConfig.__post_init__``, run again by ``dataclasses.replace``:
+    a field may have been set since the object was made, ``tc.batch_size = 2.5``)."""
+    if value is None:
+        return None
+    if not isinstance(value, cls):
+        hint = f" (seqtag.{cls.__name__}.from_dict reads a dict)" if isinstance(value, dict) else ""
+        raise TypeError(f"expected {name} a seqtag.{cls.__name__} or None, got a {type(value).__name__}{hint}")
+    return dataclasses.replace(value)
+
+
+def _check_arguments(output_dir: object, quiet: object, resume: object, dist_backend: object, overwrite: object,
+                     evaluator: object) -> None:  # fmt: skip
+    """:func:`train`'s other arguments: of the types it documents (TypeError saying what came)."""
+    paths = (str, os.PathLike)
+    for name, value, ok, expected in (
+        ("output_dir", output_dir, _value_is(output_dir, paths, none=True), "a directory path or None"),
+        ("quiet", quiet, isinstance(quiet, bool), "True or False"),
+        ("overwrite", overwrite, isinstance(overwrite, bool), "True or False"),
+        ("resume", resume, _value_is(resume, (bool, *paths)), "True, False or a checkpoint path"),
+        ("dist_backend", dist_backend, _value_is(dist_backend, (str,), none=True), '"nccl", "gloo" or None'),
+        ("evaluator", evaluator, evaluator is None or callable(evaluator), "a function (tagger, dataset, batch_size) or None"),
+    ):
+        if not ok:
+            raise TypeError(f"expected {name} {expected}, got {value!r}"[:200])
+
+
+def _value_is(value: object, types: tuple, none: bool = False) -> bool:
+    return (none and value is None) or isinstance(value, types)
 
 
 def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:
