@@ -105,20 +105,24 @@ class Vocab:
             raise ValueError(f"expected {name} to hold itos and specials, got unknown keys {unknown}")
         if "itos" not in d:
             raise ValueError(f"expected {name}.itos, the strings by id, got none")
-        itos = check_strings(d["itos"], f"{name}.itos")
+        itos = check_strings(d["itos"], f"{name}.itos", distinct=False)  # distinct: checked by cls()
         specials = check_strings(d.get("specials", []), f"{name}.specials")
         if specials != itos[: len(specials)]:
             raise ValueError(f"expected {name}.itos to start with its specials {specials}, got {itos[: len(specials)]}")
-        return cls(itos, specials)
+        try:
+            return cls(itos, specials)
+        except ValueError:
+            check_strings(itos, f"{name}.itos")  # names the string given twice
+            raise
 
 
 def _kind(value: object) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
 
-def check_strings(value: object, name: str) -> list[str]:
-    """``value`` if it is a list of distinct strings (a JSON array of strings, as a vocabulary's
-    ``itos`` or an export's ``tags``), read from a file.
+def check_strings(value: object, name: str, distinct: bool = True) -> list[str]:
+    """``value`` if it is a list of strings, distinct unless told otherwise (a JSON array of
+    strings, as a vocabulary's ``itos`` or an export's ``tags``), read from a file.
 
     >>> check_strings(["O", 5], "tags")
     Traceback (most recent call last):
@@ -130,13 +134,13 @@ def check_strings(value: object, name: str) -> list[str]:
     """
     if not isinstance(value, list):
         raise ValueError(f"expected {name} as a list of strings, got {_kind(value)}")
-    seen: set[str] = set()
-    for i, s in enumerate(value):
-        if not isinstance(s, str):
-            raise ValueError(f"expected {name}[{i}] a string, got {s!r}")
-        if s in seen:
-            raise ValueError(f"expected distinct strings in {name}, got {s!r} twice")
-        seen.add(s)
+    if not set(map(type, value)) <= {str}:  # passes in C: a vocabulary has 10^5 words or more
+        i, s = next((i, s) for i, s in enumerate(value) if not isinstance(s, str))
+        raise ValueError(f"expected {name}[{i}] a string, got {s!r}")
+    if distinct and len(set(value)) != len(value):
+        seen: set[str] = set()
+        twice = next(s for s in value if s in seen or seen.add(s))
+        raise ValueError(f"expected distinct strings in {name}, got {twice!r} twice")
     return value
 
 
@@ -285,7 +289,7 @@ class Vocabularies:
             if not isinstance(counts, list) or len(counts) != len(words):
                 got = f"{len(counts)} counts" if isinstance(counts, list) else _kind(counts)
                 raise ValueError(f"expected word_counts as a list of {len(words)} counts (one per word), got {got}")
-            for i, n in enumerate(counts):
-                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                    raise ValueError(f"expected word_counts[{i}] an integer >= 0, got {n!r}")
+            if not set(map(type, counts)) <= {int} or min(counts, default=0) < 0:
+                i, n = next((i, n) for i, n in enumerate(counts) if type(n) is not int or n < 0)
+                raise ValueError(f"expected word_counts[{i}] an integer >= 0, got {n!r}")
         return cls(words, chars, tags, dict(lower_map), counts)
