@@ -155,8 +155,8 @@ def check_vocab_sizes(
 ) -> None:
     """Refuse vocabularies whose sizes are not those the weights were trained with (the files of
     two models, or an edited list): each of :data:`VOCAB_TENSORS` in ``state`` (its keys with
-    ``prefix``, e.g. ``"tagger."`` in an export) has one row per entry of ``sizes`` (from
-    :func:`vocab_sizes`). A vocabulary whose tensor the model lacks (no character CNN) is not checked.
+    ``prefix``, e.g. ``"tagger."`` in an export), of shape ``(n, dim)``, has ``n`` rows, one per
+    entry of ``sizes`` (from :func:`vocab_sizes`). A vocabulary whose tensor the model lacks (no character CNN) is not checked.
     Every format's loader calls it once: the model directory, TorchScript, ``torch.export``.
 
     Raises:

@@ -456,7 +456,10 @@ class TorchScriptTagger:
         return self.module.nbest(sentences, k)
 
     def marginals(self, sentences: object) -> list[Tensor]:
+        """Per sentence a float32 tensor of shape ``(n_tokens, num_tags)`` (:meth:`ScriptedTagger.marginals`)."""
         return self.module.marginals(check_sentences(sentences))
 
     def encode(self, sentences: object) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The padded id batch: ``(batch, seq_len)`` words and cases, ``(batch, seq_len, word_len)``
+        chars, ``(batch,)`` lengths (:meth:`ScriptedTagger.encode`)."""
         return self.module.encode(check_sentences(sentences))
