@@ -265,6 +265,39 @@ def check_sentences(sentences: object) -> list[list[str]]:
     return out
 
 
+def check_tagged(sentences: object, name: str = "sentences") -> list:
+    """``sentences`` as a list, checked at the boundary of ``seqtag.train`` and ``seqtag.evaluate``
+    (plain Python, not compiled): a sequence of gold-tagged sentences, objects with ``tokens``
+    and ``tags`` (:class:`seqtag.data.corpus.Sentence`), each a sequence of ``str``, as many tags
+    as tokens. Anything else would fail deep inside, or train on what it is not.
+
+    Raises:
+        TypeError: what was expected, and what came (and where); ValueError: tokens and tags of
+            different lengths.
+
+    >>> check_tagged([["The", "dog"]], "train_data")
+    Traceback (most recent call last):
+    ...
+    TypeError: expected train_data[0] a tagged sentence (seqtag.Sentence(tokens, tags)), got a list
+    """
+    if sentences is None or isinstance(sentences, (str, bytes, bytearray, dict)) or not hasattr(sentences, "__iter__"):
+        raise TypeError(f"expected {name} as a sequence of tagged sentences (seqtag.Sentence), got a {type(sentences).__name__}")
+    out = list(sentences)  # type: ignore[call-overload]
+    for i, sentence in enumerate(out):
+        tokens, tags = getattr(sentence, "tokens", None), getattr(sentence, "tags", None)
+        if tokens is None or tags is None:
+            raise TypeError(f"expected {name}[{i}] a tagged sentence (seqtag.Sentence(tokens, tags)), got a {type(sentence).__name__}")
+        for field, values in (("tokens", tokens), ("tags", tags)):
+            if not isinstance(values, (list, tuple)):
+                raise TypeError(f"expected the {field} of {name}[{i}] as a list of str, got a {type(values).__name__}")
+            for j, value in enumerate(values):
+                if not isinstance(value, str):
+                    raise TypeError(f"expected {field}[{j}] of {name}[{i}] a str, got a {type(value).__name__}")
+        if len(tokens) != len(tags):
+            raise ValueError(f"expected as many tags as tokens in {name}[{i}], got {len(tokens)} tokens and {len(tags)} tags")
+    return out
+
+
 def check_batch_size(batch_size: object) -> None:
     """Raise ``ValueError`` unless ``batch_size`` is an int >= 1 (not a bool, not 2.5): the check
     of ``PredictConfig.batch_size``'s field metadata, as the command line applies it."""

@@ -91,8 +91,57 @@ class Vocab:
         return {"itos": self.itos, "specials": list(self.specials)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Vocab:
-        return cls(d["itos"], d.get("specials", ()))
+    def from_dict(cls, d: dict, name: str = "vocabulary") -> Vocab:
+        """Rebuild from :meth:`to_dict`'s output, read from a file: checked, so that a damaged or
+        hand-edited file is refused here rather than tagged with wrongly.
+
+        Raises:
+            ValueError: ``expected NAME.FIELD ..., got ...``, naming the entry.
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"expected {name} as an object with itos and specials, got {_kind(d)}")
+        unknown = sorted(set(d) - {"itos", "specials"}, key=str)
+        if unknown:
+            raise ValueError(f"expected {name} to hold itos and specials, got unknown keys {unknown}")
+        if "itos" not in d:
+            raise ValueError(f"expected {name}.itos, the strings by id, got none")
+        itos = check_strings(d["itos"], f"{name}.itos", distinct=False)  # distinct: checked by cls()
+        specials = check_strings(d.get("specials", []), f"{name}.specials")
+        if specials != itos[: len(specials)]:
+            raise ValueError(f"expected {name}.itos to start with its specials {specials}, got {itos[: len(specials)]}")
+        try:
+            return cls(itos, specials)
+        except ValueError:
+            check_strings(itos, f"{name}.itos")  # names the string given twice
+            raise
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def check_strings(value: object, name: str, distinct: bool = True) -> list[str]:
+    """``value`` if it is a list of strings, distinct unless told otherwise (a JSON array of
+    strings, as a vocabulary's ``itos`` or an export's ``tags``), read from a file.
+
+    >>> check_strings(["O", 5], "tags")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected tags[1] a string, got 5
+
+    Raises:
+        ValueError: ``expected NAME ...``, naming the entry.
+    """
+    if not isinstance(value, list):
+        raise ValueError(f"expected {name} as a list of strings, got {_kind(value)}")
+    if not set(map(type, value)) <= {str}:  # passes in C: a vocabulary has 10^5 words or more
+        i, s = next((i, s) for i, s in enumerate(value) if not isinstance(s, str))
+        raise ValueError(f"expected {name}[{i}] a string, got {s!r}")
+    if distinct and len(set(value)) != len(value):
+        seen: set[str] = set()
+        twice = next(s for s in value if s in seen or seen.add(s))
+        raise ValueError(f"expected distinct strings in {name}, got {twice!r} twice")
+    return value
 
 
 def _lower_map(chars: Iterable[str]) -> dict[str, str]:
@@ -202,10 +251,45 @@ class Vocabularies:
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocabularies:
-        return cls(
-            Vocab.from_dict(d["words"]),
-            Vocab.from_dict(d["chars"]),
-            Vocab.from_dict(d["tags"]),
-            dict(d["lower_map"]),
-            d.get("word_counts"),
-        )
+        """Rebuild from :meth:`to_dict`'s output, read from a file (``vocab.json``, a checkpoint, a
+        ``torch.export`` directory): every entry is checked against what :meth:`build` makes, so
+        that a damaged or hand-edited file is refused in one line instead of loading and failing
+        (or tagging wrongly) later. Words and characters start with the specials
+        ``["<pad>", "<unk>"]`` (ids 0 and 1), tags have none; a character and each side of the
+        lowercasing table is one code point; word counts are integers >= 0, one per word.
+
+        Raises:
+            ValueError: ``expected FIELD ..., got ...``, naming the entry (``tags.itos[3]``).
+        """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"expected the vocabularies as an object, got {_kind(d)}")
+        fields = ("words", "chars", "tags", "lower_map", "word_counts")
+        unknown = sorted(set(d) - set(fields), key=str)
+        missing = [f for f in fields[:4] if f not in d]
+        if unknown or missing:
+            got = f"unknown keys {unknown}" if unknown else f"no {', '.join(missing)}"
+            raise ValueError(f"expected the vocabularies {', '.join(fields)}, got {got}")
+        words, chars, tags = (Vocab.from_dict(d[f], f) for f in fields[:3])
+        for name, vocab, specials in (("words", words, (PAD, UNK)), ("chars", chars, (PAD, UNK)), ("tags", tags, ())):
+            if vocab.specials != specials:
+                raise ValueError(f"expected {name}.specials {list(specials)}, got {list(vocab.specials)}")
+        for i, c in enumerate(chars.itos[2:], start=2):
+            if len(c) != 1:
+                raise ValueError(f"expected chars.itos[{i}] one character, got {c!r}")
+        if not tags.itos:
+            raise ValueError("expected tags.itos to hold at least one tag, got none")
+        lower_map = d["lower_map"]
+        if not isinstance(lower_map, dict):
+            raise ValueError(f"expected lower_map as an object of characters, got {_kind(lower_map)}")
+        for k, v in lower_map.items():
+            if not (isinstance(k, str) and isinstance(v, str) and len(k) == len(v) == 1):
+                raise ValueError(f"expected lower_map to map one character to one character, got {k!r}: {v!r}")
+        counts = d.get("word_counts")
+        if counts is not None:
+            if not isinstance(counts, list) or len(counts) != len(words):
+                got = f"{len(counts)} counts" if isinstance(counts, list) else _kind(counts)
+                raise ValueError(f"expected word_counts as a list of {len(words)} counts (one per word), got {got}")
+            if not set(map(type, counts)) <= {int} or min(counts, default=0) < 0:
+                i, n = next((i, n) for i, n in enumerate(counts) if type(n) is not int or n < 0)
+                raise ValueError(f"expected word_counts[{i}] an integer >= 0, got {n!r}")
+        return cls(words, chars, tags, dict(lower_map), counts)

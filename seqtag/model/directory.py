@@ -71,6 +71,8 @@ def load_tagger(cls: type[nn.Module], directory: str | Path, device: str | torch
             raise SeqtagError(f"{directory}: not a seqtag model directory (no {name})")
     config = _read_config(directory / CONFIG_FILE)
     vocabs = _read_vocabs(directory / VOCAB_FILE)
+    state = _read_weights(directory / WEIGHTS_FILE)
+    check_vocab_sizes(state, vocab_sizes(vocabs), directory / VOCAB_FILE, directory / WEIGHTS_FILE)
     pretrained = None
     if config.encoder:
         if not (directory / ENCODER_DIR).is_dir():
@@ -80,12 +82,12 @@ def load_tagger(cls: type[nn.Module], directory: str | Path, device: str | torch
         tagger = cls(config, vocabs, pretrained) if pretrained is not None else cls(config, vocabs)
     except ValueError as e:  # e.g. tags that do not follow the configured tag scheme
         raise SeqtagError(f"{directory}: config.json and vocab.json disagree ({e})") from None
-    state = _read_weights(directory / WEIGHTS_FILE)
     expected = {k: v for k, v in tagger.state_dict().items() if not k.startswith(ENCODER_WEIGHTS)}
     problem = _state_mismatch(state, expected)
     if problem:
         raise SeqtagError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}/{VOCAB_FILE}: {problem}")
     check_finite(state, directory / WEIGHTS_FILE)
+    _check_derived(state, expected, directory)
     # the encoder's own weights came from encoder/: the only keys weights.pt leaves out
     tagger.load_state_dict(state, strict=not config.encoder)
     dev = resolve_device(device)
@@ -100,23 +102,85 @@ def _read_json(path: Path) -> Any:
         raise SeqtagError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
+_CONFIG_ENTRIES = {"seqtag_version": str, "model": TaggerConfig, "training": TrainConfig, "data": dict}
+"""What ``config.json`` holds: the version that wrote it, the model's and its training's
+configurations (``model`` required), and the data settings (read by :func:`trained_data_config`
+where they are used)."""
+
+
 def _read_config(path: Path) -> TaggerConfig:
-    """The ``model`` entry of ``config.json``: every field present, each value valid."""
+    """The ``model`` entry of ``config.json``, every entry checked: each configuration with every
+    field present (:func:`~seqtag.config.required_fields`) and each value valid."""
     meta = _read_json(path)
-    model = meta.get("model") if isinstance(meta, dict) else None
-    if not isinstance(model, dict):
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
         raise SeqtagError(f'{path}: expected a JSON object with a "model" object')
-    try:
-        return TaggerConfig.from_dict(model, complete=True)
-    except (TypeError, ValueError) as e:
-        raise SeqtagError(f'{path}: bad "model": {e}') from None
+    unknown = sorted(set(meta) - set(_CONFIG_ENTRIES))
+    if unknown:
+        raise SeqtagError(f"{path}: unknown entries {unknown} (expected {', '.join(_CONFIG_ENTRIES)})")
+    configs = {}
+    for name, kind in _CONFIG_ENTRIES.items():
+        value = meta.get(name)
+        if value is None:
+            continue
+        if kind in (str, dict) and not isinstance(value, kind):
+            raise SeqtagError(f'{path}: expected "{name}" {"a string" if kind is str else "an object"}, got {value!r}')
+        if kind not in (str, dict):
+            try:
+                configs[name] = kind.from_dict(value, complete=True)
+            except (TypeError, ValueError) as e:
+                raise SeqtagError(f'{path}: bad "{name}": {e}') from None
+    return configs["model"]
 
 
 def _read_vocabs(path: Path) -> Vocabularies:
+    vocab = _read_json(path)
     try:
-        return Vocabularies.from_dict(_read_json(path))
+        return Vocabularies.from_dict(vocab)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise SeqtagError(f"{path}: not a seqtag vocabulary ({type(e).__name__}: {e})") from None
+        raise SeqtagError(f"{path}: not a seqtag vocabulary ({e})") from None
+
+
+def vocab_sizes(vocabs: Vocabularies) -> dict[str, int]:
+    """The size of each vocabulary, by its name in ``vocab.json``: what :func:`check_vocab_sizes` takes."""
+    return {"words": len(vocabs.words), "chars": len(vocabs.chars), "tags": len(vocabs.tags)}
+
+
+VOCAB_TENSORS = {"words": "word_embedding.weight", "chars": "char_cnn.embedding.weight", "tags": "output.weight"}
+"""The tensor of a tagger's state dict whose rows are each vocabulary's ids: the word and
+character embeddings, and the output layer (one row per tag)."""
+
+
+def check_vocab_sizes(
+    state: Mapping[str, Tensor], sizes: Mapping[str, int], vocab: str | Path, weights: str | Path, prefix: str = ""
+) -> None:
+    """Refuse vocabularies whose sizes are not those the weights were trained with (the files of
+    two models, or an edited list): each of :data:`VOCAB_TENSORS` in ``state`` (its keys with
+    ``prefix``, e.g. ``"tagger."`` in an export), of shape ``(n, dim)``, has ``n`` rows, one per
+    entry of ``sizes`` (from :func:`vocab_sizes`). A vocabulary whose tensor the model lacks (no character CNN) is not checked.
+    Every format's loader calls it once: the model directory, TorchScript, ``torch.export``.
+
+    Raises:
+        SeqtagError: ``VOCAB: N tags, but WEIGHTS has M rows in output.weight ...``.
+    """
+    for name, key in VOCAB_TENSORS.items():
+        tensor = state.get(prefix + key)
+        if name in sizes and isinstance(tensor, Tensor) and tensor.dim() == 2 and tensor.size(0) != sizes[name]:
+            raise SeqtagError(
+                f"{vocab}: {sizes[name]} {name}, but {weights} has {tensor.size(0)} rows in {prefix + key} "
+                f"(one per {name[:-1]}): the two come from different models"
+            )
+
+
+def _check_derived(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], directory: Path) -> None:
+    """The tensors that are not learned but derived from config.json and vocab.json (the CRF's
+    masks of the moves the tag scheme allows) must be those the two files give: reordered or
+    renamed tags, or another tag scheme, keep every size but not these."""
+    for key, tensor in expected.items():
+        if not tensor.is_floating_point() and not torch.equal(state[key], tensor):
+            raise SeqtagError(
+                f"{directory / WEIGHTS_FILE}: {key} is not what the tags of {VOCAB_FILE} under the tag_scheme of "
+                f"{CONFIG_FILE} give: the tags were reordered or edited, or the files come from different models"
+            )
 
 
 def _read_weights(path: Path) -> dict[str, Tensor]:

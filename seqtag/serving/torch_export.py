@@ -23,12 +23,14 @@ from torch import Tensor, nn
 from seqtag import __version__
 from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig
 from seqtag.data.dataset import collate_strings, encode_strings, string_rules
-from seqtag.data.encoding import plan_batches
+from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_bytes, atomic_write_text, make_dir
+from seqtag.model.directory import check_finite, check_vocab_sizes, vocab_sizes
 from seqtag.model.tagger import Tagger, as_tagger, check_id_batch, refuse_encoder
 from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME, TORCH_EXPORT_FORMAT
+from seqtag.serving.torchscript import check_metadata
 
 """Name of the manifest file of a ``torch.export`` directory."""
 EXPORT_VOCAB_FILE = "vocab.json"
@@ -211,23 +213,60 @@ class TorchExportTagger:
             vocab = json.loads((self.directory / EXPORT_VOCAB_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise SeqtagError(f"{self.directory}: not a seqtag torch.export directory ({e})") from None
-        if manifest.get("format") != TORCH_EXPORT_FORMAT:
-            raise SeqtagError(f"{manifest_path}: expected format {TORCH_EXPORT_FORMAT!r}, got {manifest.get('format')!r}")
+        check_metadata(manifest, TORCH_EXPORT_FORMAT, manifest_path)
+        try:
+            self.vocabs = Vocabularies.from_dict(vocab)
+        except ValueError as e:
+            raise SeqtagError(f"{self.directory / EXPORT_VOCAB_FILE}: not a seqtag vocabulary ({e})") from None
         self.metadata = manifest
-        self.files = {int(n): name for n, name in manifest["buckets"].items()}
+        self.files = self._bucket_files(manifest, manifest_path)
         self.buckets = sorted(self.files)
         self.max_length = self.buckets[-1]
-        self.word_length = int(manifest["word_length"])
-        self.min_word_length = int(manifest["min_word_length"])
         self.tags: list[str] = list(manifest["tags"])
         self.config = TaggerConfig.from_dict(manifest["model"])
-        self.vocabs = Vocabularies.from_dict(vocab)
+        if self.tags != self.vocabs.tags.itos:
+            raise SeqtagError(f"{manifest_path}: its tags are not those of {EXPORT_VOCAB_FILE}: the two come from different models")
+        self.word_length = self.config.max_word_length if self.config.char_filters > 0 else 0
+        self.min_word_length = min(self.word_length, MIN_WORD_LENGTH)
+        for key, value in (("max_length", self.max_length), ("word_length", self.word_length),
+                           ("min_word_length", self.min_word_length)):  # fmt: skip
+            if manifest.get(key) != value:
+                raise SeqtagError(f"{manifest_path}: expected {key} {value} (its buckets and model), got {manifest.get(key)!r}")
         self._programs: dict[int, nn.Module] = {}
 
+    @staticmethod
+    def _bucket_files(manifest: dict, where: Path) -> dict[int, str]:
+        """The manifest's ``buckets``: a file name in the directory per bucket length >= 1."""
+        buckets = manifest.get("buckets")
+        files: dict[int, str] = {}
+        if isinstance(buckets, dict):
+            for n, name in buckets.items():
+                if not (isinstance(n, str) and n.isdigit() and int(n) >= 1 and name == _bucket_file(int(n))):
+                    files = {}
+                    break
+                files[int(n)] = name
+        if not files:
+            raise SeqtagError(f'{where}: expected "buckets" as {{"8": "bucket_8.pt2", ...}}, got {buckets!r}'[:300])
+        missing = [name for name in files.values() if not (where.parent / name).is_file()]
+        if missing:
+            raise SeqtagError(f"{where.parent}: no {missing[0]}, a program the manifest names")
+        return files
+
     def program(self, length: int) -> nn.Module:
-        """The program (``ExportedProgram.module()``) of bucket ``length``, loaded on first use."""
+        """The program (``ExportedProgram.module()``) of bucket ``length``, loaded on first use and
+        checked then: its tensors fit the vocabularies (:func:`~seqtag.model.directory.check_vocab_sizes`)
+        and are finite."""
         if length not in self._programs:
-            self._programs[length] = torch.export.load(self.directory / self.files[length]).module()
+            path = self.directory / self.files[length]
+            try:
+                program = torch.export.load(path)
+            except Exception as e:  # a torn or foreign file: RuntimeError, zipfile.BadZipFile, KeyError, ...
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                raise SeqtagError(f"{path}: not a readable torch.export program ({type(e).__name__}: {first})") from None
+            state = program.state_dict
+            check_vocab_sizes(state, vocab_sizes(self.vocabs), self.directory / EXPORT_VOCAB_FILE, path, prefix="tagger.")
+            check_finite(state, path)
+            self._programs[length] = program.module()
         return self._programs[length]
 
     def bucket(self, length: int) -> int:
@@ -275,6 +314,8 @@ class TorchExportTagger:
         Raises:
             ValueError: ``batch_size < 1``; a sentence longer than :attr:`max_length`.
         """
+        sentences = check_sentences(sentences)
+        check_batch_size(batch_size)
         lens = [len(s) for s in sentences]
         plan = plan_batches(lens, batch_size)
         too_long = [i for i, n in enumerate(lens) if n > self.max_length]

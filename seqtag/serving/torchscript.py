@@ -37,14 +37,15 @@ import torch
 from torch import Tensor, nn
 
 from seqtag import __version__
-from seqtag.config import DEFAULT_BATCH_SIZE
+from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, check_value
 from seqtag.data.dataset import collate_strings, encode_strings, string_rules
-from seqtag.data.encoding import plan_batches
+from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
+from seqtag.data.vocab import check_strings
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
-from seqtag.model.directory import check_finite
+from seqtag.model.directory import check_finite, check_vocab_sizes
 from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
-from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME, TORCHSCRIPT_FORMAT
+from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME, TORCHSCRIPT_FORMAT, check_format
 
 # -- TorchScript: strings in, strings out --------------------------------------------------
 
@@ -326,11 +327,48 @@ def to_torchscript(
     return path
 
 
-def load_torchscript(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> torch.jit.ScriptModule:
-    """``torch.jit.load`` a file written by :func:`to_torchscript`, without the deprecation notice.
+def check_metadata(meta: object, expected_format: str, where: str | Path) -> dict:
+    """Check the ``seqtag.json`` object of an exported file (:data:`METADATA_NAME`) before anything
+    is read from it: its ``format`` is ``expected_format`` and its ``format_version`` one this
+    seqtag reads (:func:`~seqtag.serving.files.check_format`: a newer one is refused rather than
+    misread); ``seqtag_version`` a string; ``tags`` a
+    non-empty list of distinct strings; ``model`` a complete :class:`~seqtag.config.TaggerConfig`.
+    The TorchScript and ``torch.export`` loaders call it once per load, then hold the metadata to
+    the module or programs it sits on.
+
+    Returns:
+        ``meta``.
 
     Raises:
-        SeqtagError: the file is missing, not TorchScript, or not a seqtag tagger.
+        SeqtagError: ``WHERE: ...`` naming the entry.
+    """
+    if not isinstance(meta, dict) or "format" not in meta:
+        raise SeqtagError(f"{where}: not a seqtag export (no format in {METADATA_NAME})")
+    check_format(meta, expected_format, str(where))
+    if not isinstance(meta.get("seqtag_version"), str):
+        raise SeqtagError(f"{where}: expected seqtag_version a string in {METADATA_NAME}, got {meta.get('seqtag_version')!r}")
+    try:
+        if not check_strings(meta.get("tags"), "tags"):
+            raise ValueError("expected at least one tag, got none")
+        TaggerConfig.from_dict(meta.get("model"), complete=True)
+    except ValueError as e:
+        raise SeqtagError(f"{where}: bad {METADATA_NAME}: {e}") from None
+    return meta
+
+
+def load_torchscript(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> "TorchScriptTagger":
+    """Load a file written by :func:`to_torchscript` (``torch.jit.load`` without the deprecation
+    notice), checked once: its ``seqtag.json`` (:func:`check_metadata`) against the module it
+    sits on (the tags, the configuration, the format version, each vocabulary's size against the
+    weights: :func:`~seqtag.model.directory.check_vocab_sizes`), and every weight finite.
+
+    Returns:
+        A :class:`TorchScriptTagger`: the module behind the argument checks of
+        :meth:`Tagger.predict <seqtag.model.tagger.Tagger.predict>`.
+
+    Raises:
+        SeqtagError: the file is missing, not TorchScript, not a seqtag tagger, or its metadata
+            does not describe its module (another model's, or edited).
     """
     path = Path(path)
     if not path.is_file():
@@ -341,11 +379,79 @@ def load_torchscript(path: str | os.PathLike, map_location: str | torch.device |
             module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
     except RuntimeError as e:
         raise SeqtagError(f"{path}: not a TorchScript file ({str(e).splitlines()[0].split('. ')[0]})") from None
-    try:
-        meta = json.loads(extra[METADATA_NAME] or "{}")
-    except ValueError:
-        meta = {}
-    if meta.get("format") != TORCHSCRIPT_FORMAT:
+    if not extra[METADATA_NAME]:
         raise SeqtagError(f"{path}: a TorchScript file, but not a seqtag tagger (no {METADATA_NAME})")
-    check_finite(module.state_dict(), path)
-    return module
+    try:
+        meta = json.loads(extra[METADATA_NAME])
+    except ValueError as e:
+        raise SeqtagError(f"{path}: {METADATA_NAME} is not JSON ({e})") from None
+    check_metadata(meta, TORCHSCRIPT_FORMAT, path)
+    try:
+        described = {"tags": module.tags, "model": json.loads(module.config_json), "format_version": module.format_version}
+        sizes = {"words": len(module.word_ids), "chars": len(module.char_ids), "tags": len(module.tags)}
+        state = module.state_dict()
+    except (AttributeError, TypeError, ValueError) as e:  # a module that is not a ScriptedTagger
+        raise SeqtagError(f"{path}: {METADATA_NAME} says seqtag tagger, but the module is not one ({e})") from None
+    for name, value in described.items():
+        if value != meta[name]:
+            raise SeqtagError(
+                f"{path}: {METADATA_NAME}'s {name} is not the module's: the metadata comes from another model, "
+                f"or was edited"
+            )
+    check_vocab_sizes(state, sizes, path, "its module", prefix="tagger.")
+    check_finite(state, path)
+    return TorchScriptTagger(module)
+
+
+class TorchScriptTagger:
+    """A TorchScript tagger as :func:`load_torchscript` gives it: the scripted
+    :class:`ScriptedTagger` (``module``) behind the argument checks of eager
+    :meth:`Tagger.predict <seqtag.model.tagger.Tagger.predict>`.
+
+    TorchScript converts Python arguments itself, and converts too much: a string is a sequence
+    of one-character strings, so ``module("The dog")`` (or a list of strings, a dict, bytes) would
+    be tagged character by character. Here each method first checks its sentences
+    (:func:`~seqtag.data.encoding.check_sentences`: a ``TypeError`` saying what was expected and
+    what came), ``k`` and ``batch_size`` (an int >= 1, :func:`~seqtag.data.encoding.check_batch_size`),
+    then calls the module. Every other attribute (``tags``, ``tag_ids``, ``state_dict``, ...) is
+    the module's.
+    """
+
+    def __init__(self, module: torch.jit.ScriptModule) -> None:
+        object.__setattr__(self, "module", module)
+
+    def __getattr__(self, name: str):
+        return getattr(self.module, name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "batch_size":
+            check_batch_size(value)
+        elif name == "max_tokens":
+            check_value(name, value, {"min": 0}, int)
+        setattr(self.module, name, value)
+
+    def __call__(self, sentences: object) -> list[list[str]]:
+        """``forward``: tag strings for each sentence (a list of token strings)."""
+        return self.module(check_sentences(sentences))
+
+    forward = __call__
+
+    def predict_ids(self, sentences: object) -> list[list[int]]:
+        return self.module.predict_ids(check_sentences(sentences))
+
+    def predict_with_confidence(self, sentences: object) -> list[tuple[list[str], list[float]]]:
+        return self.module.predict_with_confidence(check_sentences(sentences))
+
+    def nbest(self, sentences: object, k: int) -> list[list[tuple[list[str], float]]]:
+        sentences = check_sentences(sentences)
+        check_value("k", k, {"min": 1}, int)
+        return self.module.nbest(sentences, k)
+
+    def marginals(self, sentences: object) -> list[Tensor]:
+        """Per sentence a float32 tensor of shape ``(n_tokens, num_tags)`` (:meth:`ScriptedTagger.marginals`)."""
+        return self.module.marginals(check_sentences(sentences))
+
+    def encode(self, sentences: object) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The padded id batch: ``(batch, seq_len)`` words and cases, ``(batch, seq_len, word_len)``
+        chars, ``(batch,)`` lengths (:meth:`ScriptedTagger.encode`)."""
+        return self.module.encode(check_sentences(sentences))

@@ -5,6 +5,7 @@ A run's output directory looks like this::
     OUTPUT_DIR/
         config.json vocab.json weights.pt    the best model so far (Tagger.save / Tagger.load)
         metrics.jsonl                        one JSON row per finished epoch
+        run.json                             the run's id, which every checkpoint of the run carries
         learning_curve.png                   written at the end (seqtag.training.plot)
         checkpoints/
             last.pt                          the newest checkpoint: resume from here
@@ -17,7 +18,8 @@ float, bool, None) only, so that it loads with ``torch.load(..., weights_only=Tr
 file cannot run code. It holds the model and optimizer states, the gradient scaler (fp16), the
 state of every random number generator, the configurations and vocabularies, a fingerprint of
 the training data, and :class:`Progress` (epoch, position within the epoch, best score,
-early-stopping counters, metrics history). A run under ``torchrun`` adds ``distributed``: its
+early-stopping counters, metrics history) and the id of its run (``run_id``, since 0.3.0:
+``--resume`` refuses a checkpoint of another run, :func:`seqtag.training.runs.check_run`). A run under ``torchrun`` adds ``distributed``: its
 ``world_size`` and the generator states of ranks 1 and up (``rng`` is rank 0's); rank 0 writes.
 
 Files are written atomically (temporary file in the same directory, fsync, rename): a crash or a
@@ -60,6 +62,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST, BEST = "last.pt", "best.pt"
 FORMAT = "seqtag-checkpoint"
 VERSION = 2  # 2: with data_config (seqtag 0.2.0)
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _NUMBERED = re.compile(r"^epoch-\d{4,}(-step-\d{9,})?\.pt$")
 _REQUIRED = (
     "format", "version", "model_config", "train_config", "data_config", "vocab", "data", "progress",
@@ -95,6 +98,11 @@ class Progress:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Progress:
         return cls(**d)
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a run id: 32 lowercase hex digits (``uuid.uuid4().hex``)."""
+    return isinstance(value, str) and _RUN_ID.match(value) is not None
 
 
 def checkpoint_name(progress: Progress) -> str:
@@ -285,7 +293,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         :class:`Progress`), ``model`` and ``best_model`` (state dicts; ``best_model`` is None
         when it equals ``model`` or there is no best model yet), ``optimizer``, ``scaler``
         (None unless fp16) and ``rng`` (for :func:`set_rng_state`); from newer runs also
-        ``distributed`` (``world_size``, and ``rng``: the states of ranks 1 and up).
+        ``distributed`` (``world_size``, and ``rng``: the states of ranks 1 and up) and ``run_id``
+        (32 hex digits; checkpoints of seqtag 0.2.0 have none).
 
     Raises:
         SeqtagError: one line, if the file is missing, truncated, not a seqtag checkpoint,
@@ -314,6 +323,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if state["data_config"] is not None:
             DataConfig.from_dict(state["data_config"], complete=True)
         Vocabularies.from_dict(state["vocab"])
+        if "run_id" in state and not is_run_id(state["run_id"]):
+            raise ValueError(f"expected run_id 32 hex digits, got {state['run_id']!r}")
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SeqtagError(f"{path}: damaged or hand-edited checkpoint ({reason}); resume from another one") from None

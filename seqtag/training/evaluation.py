@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from seqtag.config import DEFAULT_BATCH_SIZE
 from seqtag.data.corpus import Sentence
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags
+from seqtag.data.encoding import check_batch_size, check_tagged
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.metrics import span_f1, token_accuracy
@@ -65,7 +66,15 @@ def evaluate(
 
     Raises:
         SeqtagError: if the gold data has tags the model was not trained with (listing them).
+        TypeError: a ``tagger`` that is not a :class:`~seqtag.model.tagger.Tagger`, ``sentences``
+            that are not gold-tagged sentences (:func:`~seqtag.data.encoding.check_tagged`).
+        ValueError: no sentences, a ``batch_size`` that is not an int >= 1, another ``unknown_tags``.
     """
+    if not isinstance(tagger, Tagger):
+        raise TypeError(f"expected tagger a seqtag.Tagger (seqtag.load(directory) reads one), got a {type(tagger).__name__}")
+    if not isinstance(sentences, EncodedDataset):
+        sentences = check_tagged(sentences, "sentences")
+    check_batch_size(batch_size)
     if len(sentences) == 0:
         raise ValueError("expected at least one sentence to evaluate, got none")
     if unknown_tags not in ("error", "map-to-O"):

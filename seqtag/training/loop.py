@@ -18,6 +18,7 @@ directory and resume checks (:mod:`seqtag.training.runs`), the signals (:mod:`se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 import os
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags, make_loader
+from seqtag.data.encoding import check_tagged
 from seqtag.data.vectors import init_embedding, read_vectors
 from seqtag.data.vocab import Vocabularies
 from seqtag.device import autocast, check_precision
@@ -64,7 +66,9 @@ from seqtag.training.runs import (
     check_data,
     check_output_dir,
     check_ranks_agree,
+    check_run,
     log,
+    new_run_id,
     on_main,
     plot_run,
     prepare_output_dir,
@@ -268,12 +272,17 @@ def train(
         >>> [row["epoch"] for row in read_metrics(out)]
         [1, 2, 3]
     """
+    config, train_config, data_config = (_config_argument(value, cls, name) for value, cls, name in (
+        (config, TaggerConfig, "config"), (train_config, TrainConfig, "train_config"),
+        (data_config, DataConfig, "data_config")))  # fmt: skip
+    _check_arguments(output_dir, quiet, resume, dist_backend, overwrite, evaluator)
     if not isinstance(train_data, EncodedDataset):
-        train_data = list(train_data)
+        train_data = check_tagged(train_data, "train_data")
     if not len(train_data):
         raise SeqtagError("no training sentences")
     if not isinstance(dev, EncodedDataset):
-        dev = list(dev) if dev else None
+        dev = check_tagged(dev, "dev") if dev is not None else None
+        dev = dev or None
     out = Path(output_dir) if output_dir is not None else None
     if resume is not False and out is None:
         raise SeqtagError("resume needs output_dir, the directory of the run to continue")
@@ -285,12 +294,14 @@ def train(
         if resume is not False:
             source = find_checkpoint(out, resume)
             saved = read_checkpoint(source)
+            run_id = check_run(saved, out, source)
             config, tc, data_config = resumed_configs(saved, config, train_config, data_config)
             check_data(saved, "train", train_data, "training")
             check_data(saved, "dev", dev, "dev")
         else:
             if out is not None:
                 check_output_dir(out, overwrite)
+            run_id = new_run_id()
             config = config or TaggerConfig()
             # an encoder model without a train_config trains by the measured recipe (config.ENCODER_RECIPE)
             tc = train_config or (for_encoder(TrainConfig()) if config.encoder else TrainConfig())
@@ -304,11 +315,44 @@ def train(
             # Encoded once, here: the loop below sees only encoded datasets.
             train_set = _encoded(tagger, train_data, "training")
             dev_set = _encoded(tagger, dev, "dev") if dev is not None else None
-            session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet)
+            session, state = _setup(tagger, train_set, dev_set, tc, out, saved, source, fingerprints, world, quiet,
+                                    run_id)  # fmt: skip
             session.evaluator, session.data_config = evaluator or evaluate, data_config
             return _loop(session, state)
         finally:
             distributed.teardown(world)
+
+
+def _config_argument(value: object, cls: type, name: str):
+    """``value`` (a ``cls`` or None) checked as the command line checks its flags: every field
+    against its metadata (``JsonConfig.__post_init__``, run again by ``dataclasses.replace``:
+    a field may have been set since the object was made, ``tc.batch_size = 2.5``)."""
+    if value is None:
+        return None
+    if not isinstance(value, cls):
+        hint = f" (seqtag.{cls.__name__}.from_dict reads a dict)" if isinstance(value, dict) else ""
+        raise TypeError(f"expected {name} a seqtag.{cls.__name__} or None, got a {type(value).__name__}{hint}")
+    return dataclasses.replace(value)
+
+
+def _check_arguments(output_dir: object, quiet: object, resume: object, dist_backend: object, overwrite: object,
+                     evaluator: object) -> None:  # fmt: skip
+    """:func:`train`'s other arguments: of the types it documents (TypeError saying what came)."""
+    paths = (str, os.PathLike)
+    for name, value, ok, expected in (
+        ("output_dir", output_dir, _value_is(output_dir, paths, none=True), "a directory path or None"),
+        ("quiet", quiet, isinstance(quiet, bool), "True or False"),
+        ("overwrite", overwrite, isinstance(overwrite, bool), "True or False"),
+        ("resume", resume, _value_is(resume, (bool, *paths)), "True, False or a checkpoint path"),
+        ("dist_backend", dist_backend, _value_is(dist_backend, (str,), none=True), '"nccl", "gloo" or None'),
+        ("evaluator", evaluator, evaluator is None or callable(evaluator), "a function (tagger, dataset, batch_size) or None"),
+    ):
+        if not ok:
+            raise TypeError(f"expected {name} {expected}, got {value!r}"[:200])
+
+
+def _value_is(value: object, types: tuple, none: bool = False) -> bool:
+    return (none and value is None) or isinstance(value, types)
 
 
 def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:
@@ -400,6 +444,7 @@ class _Session:
     total_steps: int  # what the linear schedule plans with
     fingerprints: dict
     quiet: bool
+    run_id: str = ""  # the run's id (runs.RUN_FILE), in every checkpoint
     data_config: DataConfig | None = None
     evaluator: Evaluator = evaluate
     stop: StopSignals | None = None
@@ -426,6 +471,7 @@ def _setup(
     fingerprints: dict,
     world: Distributed,
     quiet: bool,
+    run_id: str,
 ) -> tuple[_Session, TrainState]:
     """The model on its device, the loader, the optimizer, the state restored from ``saved``,
     the DDP wrapper; then (rank 0) the output directory prepared for the run."""
@@ -475,12 +521,13 @@ def _setup(
         total_steps=tc.epochs * len(loader),
         fingerprints=fingerprints,
         quiet=quiet,
+        run_id=run_id,
     )
     if world.enabled:
         log(f"distributed: {world.world_size} processes, {tc.batch_size} sentences per process and step "
              f"({tc.batch_size * world.world_size} in all), {len(loader)} steps per epoch", quiet)  # fmt: skip
     if out is not None:
-        on_main(world, lambda: prepare_output_dir(out, state.progress, resumed=saved is not None))
+        on_main(world, lambda: prepare_output_dir(out, state.progress, resumed=saved is not None, run_id=run_id))
     return session, state
 
 
@@ -683,7 +730,8 @@ def save_checkpoint(session: _Session, state: TrainState, best: bool) -> Path | 
     rng_states = world.gather(rng_state())
 
     def write() -> None:
-        data = encode_checkpoint(state.to_checkpoint(session.tc, session.data_config, session.fingerprints, rng_states))
+        checkpoint = state.to_checkpoint(session.tc, session.data_config, session.fingerprints, rng_states)
+        data = encode_checkpoint({**checkpoint, "run_id": session.run_id})
         try:
             write_checkpoint(out, data, state.progress, best=best, keep=session.tc.keep)
         except WriteError as e:

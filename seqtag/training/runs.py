@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from seqtag.training.checkpoint import (
     checkpoint_dir,
     checkpoint_name,
     data_fingerprint,
+    is_run_id,
     remove_checkpoints,
     set_rng_state,
 )
@@ -71,6 +73,59 @@ def check_data(saved: dict, key: str, sentences: Sequence | None, what: str) -> 
             f"the {what} data is not what the saved run was trained with "
             f"(saved: {describe(expected)}; given: {describe(given)}, or the same counts with other content)"
         )
+
+
+RUN_FILE = "run.json"
+"""The file of a run directory that names its run: ``{"run_id": "<32 hex digits>"}``, written with
+the run's first write; every checkpoint of the run carries the same ``run_id``."""
+
+
+def new_run_id() -> str:
+    """A fresh run id: 32 random hex digits (from the OS, not the seeded generators)."""
+    return uuid.uuid4().hex
+
+
+def read_run_id(out: Path) -> str | None:
+    """The run id in ``out/run.json``; None where there is no such file (a run of seqtag 0.2.0,
+    or no run).
+
+    Raises:
+        SeqtagError: the file is unreadable or does not hold a run id.
+    """
+    path = out / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SeqtagError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    run_id = data.get("run_id") if isinstance(data, dict) else None
+    if not is_run_id(run_id):
+        raise SeqtagError(f'{path}: expected {{"run_id": "<32 hex digits>"}}, got {json.dumps(data)[:120]}')
+    return run_id
+
+
+def check_run(saved: dict, out: Path, source: Path) -> str:
+    """The run id a resumed run continues under, after checking that the checkpoint ``source``
+    belongs to the run in ``out``: a checkpoint copied in from another run would mix the two
+    (its weights and progress, this directory's model and metrics).
+
+    Checkpoints and directories of seqtag 0.2.0 have no run id: such a run resumes, and takes a
+    new id from then on. A checkpoint with an id resumes into a directory without one only if
+    that directory holds no run (its checkpoints aside): a run moved to a new directory.
+
+    Raises:
+        SeqtagError: naming the checkpoint's run and the directory's.
+    """
+    saved_id, dir_id = saved.get("run_id"), read_run_id(out)
+    advice = "resuming would mix the two runs; resume it in its own run's directory, or start a new run"
+    if saved_id is not None and dir_id is not None and saved_id != dir_id:
+        raise SeqtagError(f"{source} belongs to run {saved_id}, but {out} holds run {dir_id} ({RUN_FILE}): {advice}")
+    if saved_id is None and dir_id is not None:
+        raise SeqtagError(f"{source} has no run id (seqtag 0.2.0), but {out} holds run {dir_id} ({RUN_FILE}): {advice}")
+    if saved_id is not None and dir_id is None and any((out / name).exists() for name in (CONFIG_FILE, METRICS_FILE)):
+        raise SeqtagError(f"{source} belongs to run {saved_id}, but {out} holds a run without an id (seqtag 0.2.0): {advice}")
+    return saved_id or dir_id or new_run_id()
 
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> None:
@@ -190,13 +245,15 @@ def resumed_configs(
     return saved_config, tc, resumed_config(saved, data_config, DataConfig, "data_config")
 
 
-def prepare_output_dir(out: Path, progress: Progress, resumed: bool) -> None:
-    """The first change to the directory, after every check has passed."""
+def prepare_output_dir(out: Path, progress: Progress, resumed: bool, run_id: str) -> None:
+    """The first change to the directory, after every check has passed; it names the run
+    (:data:`RUN_FILE`)."""
     make_dir(out)
     remove_temp_files(out)  # of model or metrics writes that a kill interrupted
     if resumed:
         remove_checkpoints(out, after=checkpoint_name(progress))
     else:
         clear_output_dir(out)
+    atomic_write_text(out / RUN_FILE, json.dumps({"run_id": run_id}) + "\n")
     # A resumed run restarts from the checkpoint's history: rows written after it are redone.
     write_metrics(out, progress.history)

@@ -65,3 +65,15 @@ def test_a_damaged_checkpoint_is_a_clear_error(data, tmp_path, damage):
         path.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"")
     with pytest.raises(SeqtagError, match=f"{path}: (refused to load|not a seqtag training checkpoint)"):
         read_checkpoint(path)
+
+
+@pytest.mark.parametrize("run_id", [5, "not-hex", "A" * 32, None])
+def test_a_checkpoint_whose_run_id_is_not_one_is_refused(data, tmp_path, run_id):
+    seqtag.train(*data, TINY, FAST.replace(epochs=1), output_dir=tmp_path, quiet=True)
+    path = tmp_path / "checkpoints/last.pt"
+    state = torch.load(path, weights_only=True)
+    assert len(state["run_id"]) == 32
+    state["run_id"] = run_id
+    torch.save(state, path)
+    with pytest.raises(SeqtagError, match=f"{path}: damaged or hand-edited checkpoint \\(expected run_id 32 hex digits"):
+        read_checkpoint(path)

@@ -48,3 +48,36 @@ def test_evaluating_no_sentences_is_an_error():
     tagger = small_tagger(random_sentences(5))
     with pytest.raises(ValueError, match="expected at least one sentence to evaluate, got none"):
         evaluate(tagger, [])
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda t, g: evaluate(t, "The dog ate"), TypeError,
+         r"expected sentences as a sequence of tagged sentences \(seqtag.Sentence\), got a str"),
+        (lambda t, g: evaluate(t, [s.tokens for s in g]), TypeError,
+         r"expected sentences\[0\] a tagged sentence \(seqtag.Sentence\(tokens, tags\)\), got a list"),
+        (lambda t, g: evaluate(t, {"a": g}), TypeError, "got a dict"),
+        (lambda t, g: evaluate(t, None), TypeError, "got a NoneType"),
+        (lambda t, g: evaluate(t, [Sentence(["a", "b"], ["O", 5])]), TypeError, r"expected tags\[1\] of sentences\[0\] a str, got a int"),
+        (lambda t, g: evaluate(t, [Sentence([b"a"], ["O"])]), TypeError, r"expected tokens\[0\] of sentences\[0\] a str, got a bytes"),
+        (lambda t, g: evaluate("runs/model", g), TypeError, r"expected tagger a seqtag.Tagger .*, got a str"),
+        (lambda t, g: evaluate(t, g, batch_size=2.5), ValueError, "expected batch_size an integer, got 2.5"),
+        (lambda t, g: evaluate(t, g, batch_size=0), ValueError, "expected batch_size >= 1, got 0"),
+        (lambda t, g: evaluate(t, g, batch_size=True), ValueError, "expected batch_size an integer, got True"),
+        (lambda t, g: evaluate(t, []), ValueError, "expected at least one sentence to evaluate, got none"),
+    ],
+    ids=["a-string", "token-lists", "a-dict", "none", "tag-not-a-string", "token-bytes", "a-path-for-the-tagger",
+         "batch-size-float", "batch-size-0", "batch-size-bool", "no-sentences"],
+)
+def test_arguments_are_checked_at_the_boundary(ner, call, error, message):
+    tagger, gold = ner
+    with pytest.raises(error, match=message):
+        call(tagger, gold)
+
+
+def test_the_facade_evaluates_sentences_given_as_any_sequence(ner):
+    import seqtag
+
+    tagger, gold = ner
+    assert seqtag.evaluate(tagger, tuple(gold)) == seqtag.evaluate(tagger, iter(gold)) == evaluate(tagger, gold)

@@ -576,3 +576,50 @@ def test_train_step_clips_the_gradient_norm_to_clip_and_reports_it(clip):
     for n, p in tagger.named_parameters():
         if n in grads:
             torch.testing.assert_close(p.detach(), before[n] - scale * grads[n], atol=1e-6, rtol=1e-5)
+
+
+# -- the Python API checks its arguments as the command line checks its options ---------------------
+
+
+def _mutated_batch_size():
+    tc = TrainConfig(epochs=1, device="cpu")
+    tc.batch_size = 2.5  # set after construction: checked again at the call
+    return tc
+
+
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        (dict(train_data="The dog ate"), TypeError,
+         r"expected train_data as a sequence of tagged sentences \(seqtag.Sentence\), got a str"),
+        (dict(train_data=[["The", "dog"]]), TypeError,
+         r"expected train_data\[0\] a tagged sentence \(seqtag.Sentence\(tokens, tags\)\), got a list"),
+        (dict(train_data=None), TypeError, "expected train_data as a sequence of tagged sentences .*, got a NoneType"),
+        (dict(train_data={"The": "DET"}), TypeError, "got a dict"),
+        (dict(train_data=[seqtag.Sentence(["a", 5], ["A", "B"])]), TypeError,
+         r"expected tokens\[1\] of train_data\[0\] a str, got a int"),
+        (dict(dev="dev.conll"), TypeError, "expected dev as a sequence of tagged sentences .*, got a str"),
+        (dict(config={"hidden_dim": 8}), TypeError,
+         r"expected config a seqtag.TaggerConfig or None, got a dict \(seqtag.TaggerConfig.from_dict reads a dict\)"),
+        (dict(train_config=TaggerConfig()), TypeError, "expected train_config a seqtag.TrainConfig or None, got a TaggerConfig"),
+        (dict(train_config=_mutated_batch_size()), ValueError, "expected batch_size an integer, got 2.5"),
+        (dict(data_config={"format": "conll"}), TypeError, "expected data_config a seqtag.DataConfig or None, got a dict"),
+        (dict(output_dir=5), TypeError, "expected output_dir a directory path or None, got 5"),
+        (dict(quiet="no"), TypeError, "expected quiet True or False, got 'no'"),
+        (dict(overwrite=1), TypeError, "expected overwrite True or False, got 1"),
+        (dict(resume=3), TypeError, "expected resume True, False or a checkpoint path, got 3"),
+        (dict(dist_backend=0), TypeError, 'expected dist_backend "nccl", "gloo" or None, got 0'),
+        (dict(evaluator="f1"), TypeError, r"expected evaluator a function \(tagger, dataset, batch_size\) or None, got 'f1'"),
+    ],
+    ids=["a-string", "token-lists", "none", "a-dict", "token-not-a-string", "dev-a-path", "config-a-dict",
+         "configs-swapped", "batch-size-set-to-a-float", "data-config-a-dict", "output-dir-an-int", "quiet-a-string",
+         "overwrite-an-int", "resume-an-int", "backend-an-int", "evaluator-a-string"],
+)
+def test_train_checks_its_arguments_before_anything_else(data, tmp_path, arguments, error, message):
+    out = tmp_path / "out"
+    given = dict(train_data=data[0], train_config=TrainConfig(epochs=1, device="cpu"), quiet=True)
+    if "output_dir" not in arguments:
+        given["output_dir"] = out
+    with pytest.raises(error, match=message):
+        seqtag.train(**{**given, **arguments})
+    assert not out.exists()  # nothing written
