@@ -40,12 +40,12 @@ def read_files(dc: DataConfig, path: str) -> list[Sentence]:
     return read_corpus(path, **options)
 
 
-def _where(where: str, sentence: Sentence, index: int, token: int, by_line: bool) -> str:
-    """``FILE:LINE`` of a sentence's token read from a file, else ``WHERE, sentence I, token J``
+def _where(where: str, sentence: Sentence, index: int, token: int, by_line: bool, unit: str) -> str:
+    """``FILE:LINE`` of a sentence's token read from a file, else ``WHERE, UNIT I, token J``
     (indices from 0)."""
     if sentence.lines and by_line:
         return f"{where}:{sentence.lines[min(token, len(sentence) - 1)]}"
-    return f"{where}, sentence {index}, token {min(token, len(sentence) - 1)}"
+    return f"{where}, {unit} {index}, token {min(token, len(sentence) - 1)}"
 
 
 def follow_scheme(
@@ -55,6 +55,7 @@ def follow_scheme(
     repair_tags: bool = False,
     scoring: bool = False,
     by_line: bool = True,
+    unit: str = "sentence",
 ) -> list[Sentence]:
     """``sentences`` checked against the span ``scheme`` (``"none"``: nothing to check), or
     repaired (``repair_tags``: :func:`seqtag.schemes.repair`, saying on standard error how many
@@ -74,6 +75,7 @@ def follow_scheme(
             and reads as ``O``.
         by_line: name a problem by the file's line (``where`` is the file the sentences were
             read from), else by the sentence's index in ``sentences`` and the token's.
+        unit: what a sentence is called in the messages (a dataset's ``"row"``).
 
     Raises:
         SeqtagError: a tag the scheme lacks (unless ``scoring``), naming its line and every
@@ -83,7 +85,7 @@ def follow_scheme(
     if scheme == "none":
         return list(sentences)
     if not scoring:
-        _refuse_foreign_tags(sentences, scheme, where, by_line)
+        _refuse_foreign_tags(sentences, scheme, where, by_line, unit)
     out, broken, first, changed = [], 0, None, 0
     for i, s in enumerate(sentences):
         at = first_break(s.tags, scheme)
@@ -92,25 +94,25 @@ def follow_scheme(
             continue
         broken += 1
         if first is None:
-            first = f"{_where(where, s, i, at, by_line)}: {describe_break(s.tags, at)} breaks the {scheme.upper()} scheme"
+            first = f"{_where(where, s, i, at, by_line, unit)}: {describe_break(s.tags, at)} breaks the {scheme.upper()} scheme"
         if repair_tags:
             fixed = repair(s.tags, scheme)
             changed += sum(a != b for a, b in zip(s.tags, fixed))
             out.append(Sentence(list(s.tokens), fixed, list(s.comments), list(s.lines)))
     if broken and not repair_tags:
-        more = f" (and {broken - 1} more {'sentence' if broken == 2 else 'sentences'} that break it)" if broken > 1 else ""
+        more = f" (and {broken - 1} more {unit}{'' if broken == 2 else 's'} that break it)" if broken > 1 else ""
         raise SeqtagError(
             f"{first}{more}: repair them with --repair-tags (in Python: seqtag.schemes.repair)"
             + ("" if scoring else ", or name the scheme the data follows with --tag-scheme")
         )
     if broken:
-        print(f"seqtag: {where}: repaired {changed} tag(s) in {broken} sentence(s) to follow "
+        print(f"seqtag: {where}: repaired {changed} tag(s) in {broken} {unit}(s) to follow "
               f"{scheme.upper()} (--repair-tags)", file=sys.stderr)  # fmt: skip
     return out
 
 
 def _refuse_foreign_tags(
-    sentences: Sequence[Sentence], scheme: str, where: str, by_line: bool
+    sentences: Sequence[Sentence], scheme: str, where: str, by_line: bool, unit: str
 ) -> None:
     foreign = foreign_tags((t for s in sentences for t in s.tags), scheme)
     if not foreign:
@@ -121,7 +123,7 @@ def _refuse_foreign_tags(
     fix = f"these tags follow {followed.upper()}" if followed else "these are not span tags"
     shown = ", ".join(foreign[:20]) + (" ..." if len(foreign) > 20 else "")
     raise SeqtagError(
-        f"{_where(where, s, i, j, by_line)}: tag {s.tags[j]!r} is not a {scheme.upper()} tag "
+        f"{_where(where, s, i, j, by_line, unit)}: tag {s.tags[j]!r} is not a {scheme.upper()} tag "
         f"({len(foreign)} such tags: {shown}); {fix}: give --tag-scheme {followed or 'none'} (or auto)"
     )
 
@@ -163,6 +165,18 @@ def training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs:
     if vocabs is None:
         extra = read_vectors(tc.vectors, tc.vectors_max_words)[0] if tc.vectors else ()
         vocabs = hf.build_vocabs(train_split, config.lowercase, tc.min_freq, extra_words=extra, **columns)
+    scheme = resolve_scheme(config.tag_scheme, vocabs.tags.itos)
+    for name, split in ((dc.train_split, train_split), (dev_name, dev_split)):
+        found = hf.scheme_problem(split, scheme, **columns) if split is not None else None
+        if found is not None:
+            problem, repairable = found
+            fix = (
+                "--repair-tags does not repair a --hf-dataset to train on yet: seqtag.data.hf.to_conll writes it as "
+                "CoNLL files, which --train/--dev with --repair-tags repair" if dc.repair_tags else
+                "name the scheme the data follows with --tag-scheme, or repair the tags: seqtag.data.hf.to_conll "
+                "writes the dataset as CoNLL files, which --train/--dev with --repair-tags repair"
+            )  # fmt: skip
+            raise SeqtagError(f"{dc.hf_dataset} ({name}), {problem}" + (f": {fix}" if repairable else ""))
     encode = dict(num_proc=dc.num_proc, cache_dir=cache_dir, **columns)
     train_set = ArrowTaggingDataset(train_split, vocabs, config, **encode)
     dev_set = ArrowTaggingDataset(dev_split, vocabs, config, **encode) if dev_split is not None else None
@@ -193,5 +207,6 @@ def evaluation_data(dc: DataConfig, path: str | None, split: str | None, scheme:
     splits = hf.load_splits(dc.hf_dataset, dc.hf_config or None, cache_dir=dc.cache_dir or None)
     split = split or ("test" if "test" in splits else None)
     dataset = hf.pick_split(splits, split, dc.hf_dataset)
-    where = f"{dc.hf_dataset} ({dataset.split or 'the split'})"
-    return follow_scheme(hf.sentences(dataset, **hf_columns(dc)), scheme, where, dc.repair_tags, scoring=True)
+    where = f"{dc.hf_dataset} ({split or next(iter(splits))})"
+    sentences = hf.sentences(dataset, **hf_columns(dc))
+    return follow_scheme(sentences, scheme, where, dc.repair_tags, scoring=True, unit="row")
