@@ -24,7 +24,7 @@ Two ways to train:
   encoded by ``Dataset.map(batched=True)`` into a memory-mapped Arrow cache, so memory stays
   bounded whatever the corpus size.
 
-Its sections: resolving a source, columns, sentences, CoNLL <-> datasets, vocabularies in one
+Its sections: resolving a source, columns, sentences, CoNLL <-> datasets, vocabularies and tag schemes in one
 pass; the encoded dataset is :mod:`seqtag.data.arrow`.
 
 >>> import datasets
