@@ -381,6 +381,11 @@ class DataConfig(JsonConfig):
     cache_dir: str = _f("", "where converted and encoded Arrow files go (default: HF_DATASETS_CACHE)",
                         flag="--hf-cache-dir", metavar="DIR", resumable=True, commands=_READ_DATASETS)  # fmt: skip
     num_proc: int = _f(1, "processes that encode the dataset", metavar="N", min=1, max=MAX_PARALLEL, resumable=True, commands=_TRAIN)
+    repair_tags: bool = _f(
+        False, "gold tags that break their span scheme (an I-X after O under BIO, ...) are repaired as conlleval "
+        "reads them (I-X after O as B-X; docs/training.md, Tag schemes) instead of refused: in training, dev and evaluation data "
+        "alike", commands=("train", "evaluate"), from_model=True, since="0.3.0",
+    )
 
     @property
     def labels(self) -> list[str] | None:

@@ -1,5 +1,5 @@
 """Span tagging schemes (BIO, IOB1, BIOES): what a tag is, which scheme a tag set follows, and
-which moves between tags a scheme allows.
+which moves between tags a scheme allows, and where a sentence breaks them (and its repair).
 
 A span tag is ``O`` or a one-letter prefix, a hyphen and a type, split on the first hyphen only
 (``B-creative-work`` has type ``creative-work``). The CRF's constraints
@@ -124,3 +124,94 @@ def allowed_moves(tags: Sequence[str], scheme: str) -> tuple[list[bool], list[li
     transitions = [[allowed(scheme, src, dst) for dst in parsed] for src in parsed]
     end = [allowed(scheme, src, None) for src in parsed]
     return start, transitions, end
+
+
+def foreign_tags(tags: Iterable[str], scheme: str) -> list[str]:
+    """The distinct tags of ``tags`` that are not tags of ``scheme`` (sorted): what a forced
+    ``tag_scheme`` refuses in a tag set.
+
+    >>> foreign_tags(["O", "B-PER", "E-PER", "S-LOC", "E-PER"], "bio")
+    ['E-PER', 'S-LOC']
+    """
+    return sorted({tag for tag in tags if _parsed(tag, scheme) is None})
+
+
+def _parsed(tag: str, scheme: str) -> tuple[str, str] | None:
+    parsed = split_tag(tag)
+    ok = parsed is not None and (parsed[0] == "O" or parsed[0] in PREFIXES[scheme])
+    return parsed if ok else None
+
+
+def _as_span(tag: str, scheme: str) -> tuple[str, str]:
+    return _parsed(tag, scheme) or ("O", "")  # a tag foreign to the scheme reads as O (first_break)
+
+
+def first_break(tags: Sequence[str], scheme: str) -> int | None:
+    """Where a sentence first makes a move that ``scheme`` forbids (:func:`allowed`, the rule
+    the CRF's constraints are built from): ``i`` when ``tags[i]`` may not follow ``tags[i - 1]``
+    (or start the sentence, ``i == 0``), ``len(tags)`` when the last tag may not end it; None for
+    a sentence that breaks nothing. A tag foreign to the scheme reads as ``O`` here
+    (:func:`foreign_tags` finds those).
+
+    >>> first_break(["B-PER", "O", "I-PER"], "bio"), first_break(["B-PER", "I-PER"], "bio")
+    (2, None)
+    >>> first_break(["B-PER", "I-PER"], "bioes")
+    2
+    """
+    src = None
+    for i, tag in enumerate(tags):
+        dst = _as_span(tag, scheme)
+        if not allowed(scheme, src, dst):
+            return i
+        src = dst
+    return None if allowed(scheme, src, None) else len(tags)
+
+
+def describe_break(tags: Sequence[str], i: int) -> str:
+    """The move at ``i`` (:func:`first_break`) in words, naming the tags.
+
+    >>> describe_break(["O", "I-PER"], 1), describe_break(["I-PER"], 0), describe_break(["B-PER"], 1)
+    ("'I-PER' after 'O'", "'I-PER' starting the sentence", "'B-PER' ending the sentence")
+    """
+    if i == len(tags):
+        return f"{tags[-1]!r} ending the sentence"
+    return f"{tags[i]!r} after {tags[i - 1]!r}" if i else f"{tags[i]!r} starting the sentence"
+
+
+# The prefix changes of a repair: a chunk opened where a tag continues one that is not open, a
+# chunk closed where the next tag does not continue it (BIO and IOB1 need no closing).
+_OPEN = {"bio": {"I": "B"}, "iob1": {"B": "I"}, "bioes": {"I": "B", "E": "S"}}
+_CLOSE = {"bio": {}, "iob1": {}, "bioes": {"B": "S", "I": "E"}}
+
+
+def repair(tags: Sequence[str], scheme: str) -> list[str]:
+    """The nearest sentence that ``scheme`` allows, with the chunks conlleval reads in ``tags``
+    (:func:`seqtag.metrics.chunks`): only prefixes change, never a type or an ``O``.
+
+    Where ``tags[i]`` may not follow ``tags[i - 1]``, a chunk left open is closed (BIOES:
+    ``B-X`` -> ``S-X``, ``I-X`` -> ``E-X`` on the tag before), then a tag that continues a
+    chunk not open opens one (BIO: ``I-X`` -> ``B-X``; IOB1: ``B-X`` -> ``I-X``; BIOES:
+    ``I-X`` -> ``B-X``, ``E-X`` -> ``S-X``). So under BIO an ``I-X`` after ``O`` or after
+    another type is read as ``B-X``, as conlleval does; a BIO sentence under BIOES becomes its
+    BIOES form. A sentence that breaks nothing comes back unchanged; a tag foreign to the
+    scheme is left as it is (and reads as ``O``).
+
+    >>> repair(["O", "I-PER", "I-LOC"], "bio")
+    ['O', 'B-PER', 'B-LOC']
+    >>> repair(["B-PER", "I-PER", "O", "B-LOC"], "bioes")
+    ['B-PER', 'E-PER', 'O', 'S-LOC']
+    """
+    out = list(tags)
+    src: tuple[str, str] | None = None
+    for i in range(len(out) + 1):
+        dst = _as_span(out[i], scheme) if i < len(out) else None
+        if not allowed(scheme, src, dst):
+            if src is not None and src[0] in _CLOSE[scheme]:
+                src = _CLOSE[scheme][src[0]], src[1]
+                out[i - 1] = f"{src[0]}-{src[1]}"
+            if dst is not None and not allowed(scheme, src, dst) and dst[0] in _OPEN[scheme]:
+                dst = _OPEN[scheme][dst[0]], dst[1]
+                out[i] = f"{dst[0]}-{dst[1]}"
+            assert allowed(scheme, src, dst), (out, i)
+        src = dst
+    return out

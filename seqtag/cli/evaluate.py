@@ -43,14 +43,14 @@ def add_parser(subparsers) -> None:
     add_config_options(p, DataConfig, "data (default: the columns the model was trained on)", command="evaluate")
 
 
-def _evaluation_data(args: argparse.Namespace, model: Path):
-    """The gold data to score, read with the options given, else the columns the model was trained on."""
+def _data_settings(args: argparse.Namespace, model: Path) -> DataConfig:
+    """How to read the gold data to score: the options given, else as the model's run read its data."""
     trained = trained_data_config(model)
     given = config_from_args(DataConfig, args)
     if trained is not None and bool(trained.hf_dataset) == bool(args.hf_dataset):  # the same kind of input
         inherited = {f.name: getattr(trained, f.name) for f in dataclasses.fields(DataConfig) if f.metadata.get("from_model")}
         given = config_from_args(DataConfig, args, base=DataConfig(**inherited))
-    return sources.evaluation_data(given, args.data, args.split)
+    return given
 
 
 def run(args: argparse.Namespace) -> None:
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     tagger = Tagger.load(args.model, device=args.device)
     check_precision(tagger.output.weight.device, args.precision)  # before the data is read
-    data = _evaluation_data(args, Path(args.model))
+    settings = _data_settings(args, Path(args.model))
+    data = sources.evaluation_data(settings, args.data, args.split, tagger.tag_scheme)
     # Span tag sets: a gold tag the model lacks is scored as O by default, as conlleval would
     # (the chunk is missed), e.g. CoNLL-2000's I-LST, which its training data lacks.
     unknown_tags = args.unknown_tags or ("map-to-O" if tagger.tag_scheme != "none" else "error")

@@ -33,17 +33,22 @@ class CorpusError(SeqtagError):
 
 @dataclass
 class Sentence:
-    """One sentence: tokens and their tags (same length); comments are CoNLL-U ``#`` lines."""
+    """One sentence: tokens and their tags (same length); comments are CoNLL-U ``#`` lines;
+    ``lines``, where it was read from a file, the line of each token (so that a problem with a
+    tag names its line; not part of the sentence's value: equality and repr ignore it)."""
 
     tokens: list[str]
     tags: list[str]
     comments: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.tags):
             raise ValueError(
                 f"expected as many tags as tokens, got {len(self.tokens)} tokens and {len(self.tags)} tags"
             )
+        if self.lines and len(self.lines) != len(self.tokens):
+            raise ValueError(f"expected a line per token, got {len(self.tokens)} tokens and {len(self.lines)} lines")
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -150,13 +155,14 @@ def read_conll(
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
+    lines: list[int] = []
     width = None
     filled: set[int] = set()  # columns with a value other than "_"
     for number, line in _lines(path):
         if not line.strip():
             if tokens:
-                sentences.append(Sentence(tokens, tags))
-                tokens, tags = [], []
+                sentences.append(Sentence(tokens, tags, lines=lines))
+                tokens, tags, lines = [], [], []
             continue
         # Trailing whitespace (and a stray \r) is no part of a field: "O " is the tag "O".
         line = line.rstrip()
@@ -177,9 +183,10 @@ def read_conll(
             raise CorpusError(f"{path}:{number}: empty token or tag")
         tokens.append(token)
         tags.append(tag)
+        lines.append(number)
         filled.update(i for i, c in enumerate(cols) if c != "_")
     if tokens:
-        sentences.append(Sentence(tokens, tags))
+        sentences.append(Sentence(tokens, tags, lines=lines))
     _check_nonempty(sentences, path)
     if width is not None:
         tag_index = tag_column % width
@@ -254,6 +261,7 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
         tokens: list[str] = []
         tags: list[str] = []
         comments: list[str] = []
+        lines: list[int] = []
         for number, line, _ in block:
             if not line.strip():
                 continue
@@ -265,9 +273,10 @@ def read_conllu(path: str | os.PathLike, column: str | int = "upos") -> list[Sen
                 continue
             tokens.append(cols[1])
             tags.append(cols[index])
+            lines.append(number)
             filled.update(i for i, c in enumerate(cols) if c != "_")
         if tokens:
-            sentences.append(Sentence(tokens, tags, comments))
+            sentences.append(Sentence(tokens, tags, comments, lines))
         elif comments:
             raise CorpusError(f"{path}:{block[-1][0]}: comment lines without a sentence")
     _check_nonempty(sentences, path)

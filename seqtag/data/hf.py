@@ -24,7 +24,7 @@ Two ways to train:
   encoded by ``Dataset.map(batched=True)`` into a memory-mapped Arrow cache, so memory stays
   bounded whatever the corpus size.
 
-Its sections: resolving a source, columns, sentences, CoNLL <-> datasets, vocabularies in one
+Its sections: resolving a source, columns, sentences, CoNLL <-> datasets, vocabularies and tag schemes in one
 pass; the encoded dataset is :mod:`seqtag.data.arrow`.
 
 >>> import datasets
@@ -61,6 +61,7 @@ from seqtag.data.corpus import (
 )
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
+from seqtag.schemes import allowed_moves, describe_break, detect_scheme, foreign_tags
 
 TOKENS_COLUMN = "tokens"
 TAG_COLUMNS = ("ner_tags", "pos_tags", "upos", "tags", "labels", "xpos")
@@ -661,3 +662,87 @@ def build_vocabs(
         token_counts, tags, lowercase=lowercase, min_freq=min_freq, extra_words=extra_words
     )
 
+
+# -- tag schemes in one streaming pass -----------------------------------------------------------
+
+
+def scheme_problem(
+    dataset: datasets.Dataset,
+    scheme: str,
+    tokens_column: str | None = None,
+    tags_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    batch_size: int = 10_000,
+) -> tuple[str, bool] | None:
+    """What in a split's tags does not follow the span ``scheme``, as the start of a one-line
+    message (``row R, token J: ...``, indices from 0) and whether a repair could fix it, or None:
+    a tag the scheme lacks (with every such tag and the scheme the tags follow; not repairable),
+    else the first row that breaks the scheme (the two tags, and how many more rows break it). The moves are checked against :func:`seqtag.schemes.allowed_moves`' tables,
+    vectorized over Arrow batches, so memory stays bounded as in :func:`build_vocabs`.
+
+    Args:
+        dataset: one split.
+        scheme: ``"none"`` (nothing to check) or one of :data:`seqtag.schemes.SCHEMES`.
+        tokens_column, tags_column, label_names: as :func:`sentences`.
+        batch_size: rows per Arrow batch read.
+    """
+    if scheme == "none":
+        return None
+    columns = resolve_columns(dataset, tokens_column, tags_column, label_names)
+    names: list[str] = list(columns.names) if columns.names is not None else []
+    broken, first = 0, None
+    for start, table in _enumerate_batches(dataset, [columns.tags], batch_size):
+        tags = table.column(columns.tags)
+        if tags.null_count:
+            raise SeqtagError(f"rows {start}-{start + len(table) - 1}: null tags")
+        lengths = pc.list_value_length(tags).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = pc.list_flatten(tags)
+        if flat.null_count:
+            raise SeqtagError(f"rows {start}-{start + len(table) - 1}: null tags")
+        if not len(flat):  # empty rows break nothing
+            continue
+        if columns.names is None:  # string tags: ids in order of first appearance
+            seen = set(names)
+            names += [t for t in pc.unique(flat).to_pylist() if t not in seen]
+            ids = pc.index_in(flat, value_set=pa.array(names, pa.string())).to_numpy(zero_copy_only=False)
+        else:
+            ids = flat.to_numpy(zero_copy_only=False)
+            if len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
+                raise SeqtagError(f"rows {start}-{start + len(table) - 1}: tag ids outside the {len(names)} label names")
+        ids = ids.astype(np.int64)
+        rows = np.repeat(np.arange(len(lengths)), lengths)  # shape: (tokens,) each token's row
+        first_token = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # shape: (rows,)
+        foreign = set(foreign_tags(names, scheme))
+        is_foreign = np.array([n in foreign for n in names], dtype=bool)
+        if is_foreign[ids].any():
+            at = int(np.flatnonzero(is_foreign[ids])[0])
+            used = sorted({names[i] for i in np.unique(ids[is_foreign[ids]]).tolist()})
+            followed = detect_scheme(names)
+            fix = f"these tags follow {followed.upper()}" if followed else "these are not span tags"
+            return (
+                f"row {start + rows[at]}, token {at - first_token[rows[at]]}: tag {names[ids[at]]!r} is not a "
+                f"{scheme.upper()} tag ({', '.join(used[:20])}); {fix}: give --tag-scheme {followed or 'none'} (or auto)"
+            ), False
+        # the moves of every token at once: into it (from the row's start or the token before), and out of the last
+        start_ok, trans_ok, end_ok = (np.array(m, dtype=bool) for m in allowed_moves(
+            [n if n not in foreign else "O" for n in names], scheme))  # fmt: skip
+        into_bad = ~trans_ok[np.roll(ids, 1), ids]
+        opens = first_token[lengths > 0]
+        into_bad[opens] = ~start_ok[ids[opens]]
+        last = (first_token + lengths - 1)[lengths > 0]
+        end_bad = np.zeros(len(lengths), dtype=bool)
+        end_bad[lengths > 0] = ~end_ok[ids[last]]
+        bad_rows = np.zeros(len(lengths), dtype=bool)
+        bad_rows[rows[into_bad]] = True
+        bad_rows |= end_bad
+        if first is None and bad_rows.any():
+            row = int(np.flatnonzero(bad_rows)[0])
+            inside = np.flatnonzero(into_bad[first_token[row] : first_token[row] + lengths[row]])
+            token = int(inside[0]) if len(inside) else int(lengths[row])
+            row_tags = [names[i] for i in ids[first_token[row] : first_token[row] + lengths[row]].tolist()]
+            first = f"row {start + row}, token {min(token, len(row_tags) - 1)}: {describe_break(row_tags, token)}"
+        broken += int(bad_rows.sum())
+    if first is None:
+        return None
+    more = f" (and {broken - 1} more {'row' if broken == 2 else 'rows'} that break it)" if broken > 1 else ""
+    return f"{first} breaks the {scheme.upper()} scheme{more}", True

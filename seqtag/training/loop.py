@@ -40,12 +40,14 @@ from tqdm.auto import tqdm
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags, make_loader
 from seqtag.data.encoding import check_tagged
+from seqtag.data.sources import follow_scheme, scheme_of
 from seqtag.data.vectors import init_embedding, read_vectors
 from seqtag.data.vocab import Vocabularies
 from seqtag.device import autocast, check_precision
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, hold_directory
 from seqtag.model.tagger import Tagger
+from seqtag.schemes import foreign_tags, resolve_scheme
 from seqtag.training import distributed
 from seqtag.training.checkpoint import (
     LAST,
@@ -305,6 +307,7 @@ def train(
             config = config or TaggerConfig()
             # an encoder model without a train_config trains by the measured recipe (config.ENCODER_RECIPE)
             tc = train_config or (for_encoder(TrainConfig()) if config.encoder else TrainConfig())
+        _check_scheme(config, train_data, dev)
         fingerprints = {"train": data_fingerprint(train_data), "dev": data_fingerprint(dev)}
         world = distributed.setup(tc.device, dist_backend)
         try:
@@ -353,6 +356,22 @@ def _check_arguments(output_dir: object, quiet: object, resume: object, dist_bac
 
 def _value_is(value: object, types: tuple, none: bool = False) -> bool:
     return (none and value is None) or isinstance(value, types)
+
+
+def _check_scheme(config: TaggerConfig, train_data: Sequence | EncodedDataset, dev) -> None:
+    """Refuse data that the span scheme of the model to train does not fit (files and datasets
+    are checked, or repaired, where they are read: :mod:`seqtag.data.sources`)."""
+    if isinstance(train_data, EncodedDataset):  # its tag set; its sentences were checked when read
+        tags = train_data.vocabs.tags.itos
+        scheme = resolve_scheme(config.tag_scheme, tags)
+        foreign = foreign_tags(tags, scheme) if scheme != "none" else []
+        if foreign:
+            raise SeqtagError(f"the training dataset has tags that are not {scheme.upper()} tags: {', '.join(foreign)}")
+        return
+    scheme = scheme_of(config, train_data)
+    follow_scheme(train_data, scheme, "the training data", by_line=False)
+    if dev is not None and not isinstance(dev, EncodedDataset):
+        follow_scheme(dev, scheme, "the dev data", by_line=False)
 
 
 def _encoded(tagger: Tagger, data: Sequence | EncodedDataset, what: str) -> EncodedDataset:

@@ -83,6 +83,59 @@ def test_unknown_tags_at_evaluation_are_listed(tmp_path, tutorial_file, capsys):
     assert "NOUN, VERB" in capsys.readouterr().err
 
 
+BROKEN_BIO = "Ann\tB-PER\nSmith\tI-PER\nin\tO\nOslo\tB-LOC\n\nto\tO\nRome\tI-LOC\n\nBob\tI-PER\nLee\tI-PER\n"
+GOOD_BIO = "Ann\tB-PER\nSmith\tI-PER\nin\tO\nOslo\tB-LOC\n\nto\tO\nRome\tB-LOC\n\n"
+BIOES = "Ann\tB-PER\nSmith\tE-PER\nin\tO\nOslo\tS-LOC\n\n"
+
+
+@pytest.mark.parametrize(
+    "train, dev, flags, message",
+    [
+        (BIOES, None, ["--tag-scheme", "bio"], "train.conll:2: tag 'E-PER' is not a BIO tag (2 such tags: E-PER, S-LOC)"),
+        (BIOES, None, ["--tag-scheme", "bio", "--no-crf"], "train.conll:2: tag 'E-PER' is not a BIO tag"),
+        (BROKEN_BIO, None, [], "train.conll:7: 'I-LOC' after 'O' breaks the BIO scheme (and 1 more sentence that"),
+        (BROKEN_BIO, None, ["--no-crf"], "train.conll:7: 'I-LOC' after 'O' breaks the BIO scheme"),
+        (GOOD_BIO, BROKEN_BIO, [], "dev.conll:7: 'I-LOC' after 'O' breaks the BIO scheme"),
+        (GOOD_BIO, BIOES, [], "dev.conll:2: tag 'E-PER' is not a BIO tag"),
+        (GOOD_BIO + BIOES, None, [], "train.conll:3: 'O' after 'I-PER' breaks the BIOES scheme (and 1 more"),
+    ],
+)  # fmt: skip
+def test_tags_that_break_the_scheme_are_one_line_naming_file_line_and_tags(tmp_path, capsys, train, dev, flags, message):
+    (tmp_path / "train.conll").write_text(train, encoding="utf-8")
+    argv = ["train", "--train", str(tmp_path / "train.conll"), "--output-dir", str(tmp_path / "m"), "--quiet", *TINY]
+    if dev is not None:
+        (tmp_path / "dev.conll").write_text(dev, encoding="utf-8")
+        argv += ["--dev", str(tmp_path / "dev.conll")]
+    assert main([*argv, *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_repair_tags_is_kept_with_the_run_for_resume_and_evaluate(tmp_path, capsys):
+    data = tmp_path / "train.conll"
+    data.write_text(BROKEN_BIO, encoding="utf-8")
+    model = tmp_path / "m"
+    base = ["--epochs", "1", "--quiet", *TINY]
+    assert main(["train", "--train", str(data), "--dev", str(data), "--output-dir", str(model), "--repair-tags", *base]) == 0
+    note = f"seqtag: {data}: repaired 2 tag(s) in 2 sentence(s) to follow BIO (--repair-tags)"
+    assert capsys.readouterr().err.splitlines()[:2] == [note, note]
+    assert json.loads((model / "config.json").read_text())["data"]["repair_tags"] is True
+    before = (model / "weights.pt").read_bytes()
+    assert main(["train", "--resume", str(model), "--no-repair-tags", "--epochs", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "not repair_tags (saved True, given False)" in err and len(err.strip().splitlines()) == 1
+    assert (model / "weights.pt").read_bytes() == before
+    assert main(["train", "--resume", str(model), "--epochs", "2", "--quiet"]) == 0  # read as the run read it
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--data", str(data), "--json"]) == 0  # the model's run repaired
+    captured = capsys.readouterr()
+    assert note in captured.err and json.loads(captured.out)["tokens"] == 8
+    assert main(["evaluate", str(model), "--data", str(data), "--no-repair-tags"]) == 1
+    err = capsys.readouterr().err
+    assert "train.conll:7: 'I-LOC' after 'O' breaks the BIO scheme" in err and len(err.strip().splitlines()) == 1
+
+
 def test_cuda_without_cuda_is_an_error(tmp_path, tutorial_file, capsys):
     import torch
 

@@ -480,3 +480,33 @@ def test_json_lines_as_gold_data_point_to_the_dataset_reader(tmp_path):
     path.write_text('{"tokens": ["a"], "tags": ["X"]}\n', encoding="utf-8")
     with pytest.raises(CorpusError, match=r"train.jsonl: JSON lines are an input of seqtag predict; .* --hf-dataset"):
         read_corpus(path)
+
+
+def test_each_token_keeps_the_line_it_was_read_from(ewt_dir, wnut_dir, tmp_path):
+    """Every token's line, read back from the file, holds that token and its tag (real corpora,
+    with CoNLL-U comments, multiword tokens and -DOCSTART- lines in between)."""
+    docstart = tmp_path / "docstart.conll"
+    docstart.write_text("-DOCSTART- -X- O\n\nThe DT\n-DOCSTART- -X- O\ndog NN\n\n\nbarks VBZ\n", encoding="utf-8")
+    cases = [
+        (ewt_dir / "en_ewt-ud-dev.conllu", read_conllu, 1, 3),
+        (CONLLU_SAMPLE, read_conllu, 1, 3),
+        (wnut_dir / "dev.conll", read_conll, 0, -1),
+        (docstart, read_conll, 0, -1),
+    ]
+    for source, reader, token_field, tag_field in cases:
+        if isinstance(source, str):
+            path = tmp_path / "sample.conllu"
+            path.write_text(source, encoding="utf-8")
+        else:
+            path = source
+        lines = path.read_text(encoding="utf-8").splitlines()
+        sentences = reader(path)
+        for s in sentences:
+            assert len(s.lines) == len(s) and s.lines == sorted(set(s.lines))
+            for token, tag, number in zip(s.tokens, s.tags, s.lines, strict=True):
+                fields = lines[number - 1].split("\t") if "\t" in lines[number - 1] else lines[number - 1].split()
+                assert (fields[token_field], fields[tag_field]) == (token, tag), (path, number)
+    assert [s.lines for s in read_conll(docstart)] == [[3, 5], [8]]
+    assert Sentence(["a"], ["X"], lines=[4]) == Sentence(["a"], ["X"])  # not part of the value
+    with pytest.raises(ValueError, match="a line per token"):
+        Sentence(["a", "b"], ["X", "Y"], lines=[1])

@@ -20,6 +20,7 @@ from seqtag import (
     evaluate,
     train,
 )
+from seqtag.config import DataConfig
 from seqtag.data import arrow as arrow_data
 from seqtag.data import hf
 from seqtag.data.corpus import read_conll, read_conllu, write_conll
@@ -405,3 +406,70 @@ def test_csv_strings_are_split_once_at_load_time_and_nowhere_else(tmp_path):
     text = datasets.Dataset.from_dict({"tokens": ["The dog"], "tags": ["DET NN"]})  # not from a CSV file
     with pytest.raises(SeqtagError, match="split into words only when read from a CSV file"):
         hf.sentences(text)
+
+
+# -- tag schemes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["bio", "iob1", "bioes"])
+@pytest.mark.parametrize("classlabel", [False, True])
+def test_scheme_problem_agrees_with_first_break_row_by_row(scheme, classlabel):
+    """The vectorized check over Arrow batches (batches of 7 rows, empty rows among them) finds
+    the rows that first_break finds one by one, and names the first."""
+    from seqtag.schemes import PREFIXES, describe_break, first_break
+
+    names = ["O"] + [f"{p}-{t}" for t in ("PER", "creative-work") for p in PREFIXES[scheme]]
+    sents = random_sentences(60, min_len=0, max_len=5, tags=tuple(names), seed=4)
+    sents += [Sentence([], [])] * 3
+    feature = datasets.ClassLabel(names=names) if classlabel else datasets.Value("string")
+    features = datasets.Features({"tokens": datasets.List(datasets.Value("string")), "tags": datasets.List(feature)})
+    ds = datasets.Dataset.from_dict(
+        {"tokens": [s.tokens for s in sents], "tags": [[names.index(t) for t in s.tags] if classlabel else s.tags for s in sents]},
+        features=features,
+    )  # fmt: skip
+    breaks = [(i, first_break(s.tags, scheme)) for i, s in enumerate(sents) if first_break(s.tags, scheme) is not None]
+    assert len(breaks) > 2
+    row, at = breaks[0]
+    tags = sents[row].tags
+    expected = (f"row {row}, token {min(at, len(tags) - 1)}: {describe_break(tags, at)} breaks the "
+                f"{scheme.upper()} scheme (and {len(breaks) - 1} more rows that break it)")  # fmt: skip
+    assert hf.scheme_problem(ds, scheme, batch_size=7) == (expected, True)
+    fixed = ds.select(range(row)) if row else ds.select([len(sents) - 1])
+    assert hf.scheme_problem(fixed, scheme, batch_size=7) is None
+    assert hf.scheme_problem(ds, "none") is None
+
+
+def test_scheme_problem_names_a_tag_the_forced_scheme_lacks():
+    ds = datasets.Dataset.from_dict({"tokens": [["a"], ["b", "c"]], "tags": [["O"], ["B-PER", "E-PER"]]})
+    message, repairable = hf.scheme_problem(ds, "bio")
+    assert message.startswith("row 1, token 1: tag 'E-PER' is not a BIO tag (E-PER); these tags follow BIOES")
+    assert not repairable
+
+
+def test_training_on_a_dataset_that_breaks_its_scheme_is_one_line_naming_split_row_and_tags(tmp_path, capsys):
+    from seqtag.cli.app import main
+
+    rows = {"tokens": [["Ann", "Lee"], ["in", "Oslo"]], "ner_tags": [[1, 2], [0, 2]]}
+    ner = datasets.Features({"tokens": datasets.List(datasets.Value("string")),
+                             "ner_tags": datasets.List(datasets.ClassLabel(names=["O", "B-PER", "I-PER"]))})  # fmt: skip
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=ner)})
+    splits.save_to_disk(str(tmp_path / "ds"))
+    argv = ["train", "--hf-dataset", str(tmp_path / "ds"), "--output-dir", str(tmp_path / "m"), "--epochs", "1",
+            "--hf-cache-dir", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
+    capsys.readouterr()  # save_to_disk's progress bar
+    for flags, message in (
+        ([], f"{tmp_path / 'ds'} (train), row 1, token 1: 'I-PER' after 'O' breaks the BIO scheme: name the scheme"),
+        (["--repair-tags"], "--repair-tags does not repair a --hf-dataset to train on yet"),
+    ):
+        assert main([*argv, *flags]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "m").exists()
+    # evaluation reads the split as sentences: --repair-tags repairs them there
+    from seqtag.data.sources import evaluation_data
+
+    dc = DataConfig(hf_dataset=str(tmp_path / "ds"), repair_tags=True)
+    assert [s.tags for s in evaluation_data(dc, None, "train", "bio")] == [["B-PER", "I-PER"], ["O", "B-PER"]]
+    assert "ds (train): repaired 1 tag(s) in 1 row(s) to follow BIO" in capsys.readouterr().err
+    with pytest.raises(SeqtagError, match=r"ds \(train\), row 1, token 1: 'I-PER' after 'O' breaks the BIO"):
+        evaluation_data(dc.replace(repair_tags=False), None, "train", "bio")

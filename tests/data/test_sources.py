@@ -14,11 +14,13 @@ from seqtag.data.dataset import TaggingDataset
 from seqtag.data.sources import (
     absolute_paths,
     evaluation_data,
+    follow_scheme,
     read_files,
     training_data,
 )
 from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 from seqtag.model.directory import trained_data_config
+from seqtag.schemes import first_break
 
 from ..helpers import random_sentences
 
@@ -116,3 +118,88 @@ def test_sentences_read_keep_non_ascii_tokens(tmp_path):
     path = tmp_path / "odd.conll"
     write_conll([Sentence(["Über", "naïve", "日本"], ["A", "B", "C"])], path)
     assert read_files(DataConfig(), str(path))[0].tokens == ["Über", "naïve", "日本"]
+
+
+# -- tag schemes, held where the data is read -----------------------------------------------------
+
+BIO_BROKEN = "Ann\tB-PER\nSmith\tI-PER\nin\tO\nOslo\tB-LOC\n\nto\tO\nRome\tI-LOC\n\nBob\tI-PER\nLee\tI-PER\n"
+BIOES = "Ann\tB-PER\nSmith\tE-PER\nin\tO\nOslo\tS-LOC\n\n"
+
+
+def test_a_sentence_that_breaks_the_scheme_names_file_line_tags_and_how_many_more(tmp_path):
+    path = tmp_path / "train.conll"
+    path.write_text(BIO_BROKEN, encoding="utf-8")
+    dc = DataConfig(train_file=str(path))
+    with pytest.raises(SeqtagError) as e:
+        training_data(dc, TaggerConfig(), TrainConfig())
+    assert str(e.value).startswith(f"{path}:7: 'I-LOC' after 'O' breaks the BIO scheme (and 1 more sentence ")
+    assert "--repair-tags" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_repair_tags_reads_the_sentences_as_conlleval_and_says_how_many(tmp_path, capsys):
+    path = tmp_path / "train.conll"
+    path.write_text(BIO_BROKEN, encoding="utf-8")
+    dc = DataConfig(train_file=str(path), validation_file=str(path), repair_tags=True)
+    train, dev = training_data(dc, TaggerConfig(), TrainConfig())
+    assert [s.tags for s in train] == [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-LOC"], ["B-PER", "I-PER"]]
+    assert dev == train and [s.lines for s in train] == [[1, 2, 3, 4], [6, 7], [9, 10]]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"seqtag: {path}: repaired 2 tag(s) in 2 sentence(s) to follow BIO (--repair-tags)"] * 2
+
+
+def test_a_forced_scheme_the_tags_do_not_follow_is_refused_where_they_are_read(tmp_path):
+    good, bioes = tmp_path / "good.conll", tmp_path / "bioes.conll"
+    good.write_text("Ann\tB-PER\nSmith\tI-PER\nin\tO\n\n", encoding="utf-8")
+    bioes.write_text(BIOES, encoding="utf-8")
+    with pytest.raises(SeqtagError, match=r"bioes.conll:2: tag 'E-PER' is not a BIO tag \(2 such tags: E-PER, S-LOC\); "
+                       r"these tags follow BIOES: give --tag-scheme bioes"):  # fmt: skip
+        training_data(DataConfig(train_file=str(bioes)), TaggerConfig(tag_scheme="bio"), TrainConfig())
+    for config in (TaggerConfig(), TaggerConfig(crf=False), TaggerConfig(constrain=False)):  # dev: the train scheme
+        with pytest.raises(SeqtagError, match=r"bioes.conll:2: tag 'E-PER' is not a BIO tag"):
+            training_data(DataConfig(train_file=str(good), validation_file=str(bioes)), config, TrainConfig())
+    pos = tmp_path / "pos.conll"
+    write_conll(tutorial_corpus(), pos)
+    with pytest.raises(SeqtagError, match=r"pos.conll:1: tag 'DET' is not a IOB1 tag .* these are not span tags: "
+                       r"give --tag-scheme none"):  # fmt: skip
+        training_data(DataConfig(train_file=str(pos)), TaggerConfig(tag_scheme="iob1"), TrainConfig())
+
+
+def test_bio_and_bioes_sentences_mixed_are_refused_or_repaired_to_bioes(tmp_path, capsys):
+    path = tmp_path / "mixed.conll"
+    path.write_text(BIOES + "Bob\tB-PER\nLee\tI-PER\nsaw\tO\nRome\tB-LOC\n", encoding="utf-8")
+    with pytest.raises(SeqtagError, match=r"mixed.conll:8: 'O' after 'I-PER' breaks the BIOES scheme: "):
+        training_data(DataConfig(train_file=str(path)), TaggerConfig(), TrainConfig())
+    train, _ = training_data(DataConfig(train_file=str(path), repair_tags=True), TaggerConfig(), TrainConfig())
+    assert train[1].tags == ["B-PER", "E-PER", "O", "S-LOC"]
+    assert "repaired 2 tag(s) in 1 sentence(s) to follow BIOES" in capsys.readouterr().err
+
+
+def test_evaluation_data_is_held_to_the_models_scheme_and_tags_it_lacks_are_left_to_unknown_tags(tmp_path):
+    path = tmp_path / "gold.conll"
+    path.write_text("Ann\tS-PER\nin\tO\nOslo\tI-LOC\n\n", encoding="utf-8")
+    with pytest.raises(SeqtagError, match=r"gold.conll:3: 'I-LOC' after 'O' breaks the BIO scheme: repair them with "
+                       r"--repair-tags \(in Python: seqtag.schemes.repair\)$"):  # fmt: skip
+        evaluation_data(DataConfig(), str(path), None, "bio")  # S-PER: a tag the model lacks, read as O
+    gold = evaluation_data(DataConfig(repair_tags=True), str(path), None, "bio")
+    assert gold[0].tags == ["S-PER", "O", "B-LOC"]
+    assert evaluation_data(DataConfig(), str(path), None, "none")[0].tags == ["S-PER", "O", "I-LOC"]
+
+
+def test_python_sentences_are_named_by_index(capsys):
+    sentences = [Sentence(["a"], ["O"]), Sentence(["a", "b", "c"], ["B-X", "E-X", "B-X"])]
+    with pytest.raises(SeqtagError, match=r"^the dev data, sentence 1, token 2: 'B-X' ending the sentence breaks the BIOES"):
+        follow_scheme(sentences, "bioes", "the dev data", by_line=False)
+    assert follow_scheme(sentences, "none", "the dev data") == sentences
+
+
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
+def test_the_shared_corpora_follow_their_schemes(ewt_dir, wnut_dir, split, capsys):
+    """WNUT-17 is BIO without a single break (so --repair-tags changes nothing); EWT's POS tags
+    have no scheme to follow."""
+    wnut = read_files(DataConfig(), str(wnut_dir / f"{split}.conll"))
+    assert all(first_break(s.tags, "bio") is None for s in wnut)
+    dc = DataConfig(train_file=str(wnut_dir / f"{split}.conll"), repair_tags=True)
+    assert training_data(dc, TaggerConfig(), TrainConfig())[0] == wnut
+    ewt = str(ewt_dir / f"en_ewt-ud-{split}.conllu")
+    assert len(training_data(DataConfig(train_file=ewt), TaggerConfig(), TrainConfig())[0]) > 2000
+    assert capsys.readouterr().err == ""

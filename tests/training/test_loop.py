@@ -21,6 +21,7 @@ from seqtag.cli.app import main
 from seqtag.data.tutorial import TUTORIAL_MODEL, TUTORIAL_TRAINING, tutorial_corpus
 from seqtag.device import cpu_bf16_problem
 from seqtag.model.tagger import Tagger
+from seqtag.schemes import repair
 from seqtag.training.checkpoint import numbered_checkpoints, read_checkpoint
 from seqtag.training.interrupts import TrainingInterrupted
 from seqtag.training.loop import WALL_CLOCK_FIELDS, learning_rate
@@ -320,7 +321,7 @@ def test_plateau_halving_early_stopping_and_a_finished_run(data, tmp_path):
 
 @pytest.mark.parametrize("select", ["accuracy", "f1"])
 def test_best_epoch_is_chosen_by_the_selected_metric(tmp_path, select):
-    train = random_sentences(16, tags=("O", "B-X", "I-X"), seed=7)
+    train = [seqtag.Sentence(s.tokens, repair(s.tags, "bio")) for s in random_sentences(16, tags=("O", "B-X", "I-X"), seed=7)]
     scores = iter([(0.9, 0.1), (0.5, 0.8), (0.6, 0.3)])
 
     def scripted(tagger, dataset, batch_size):
@@ -378,7 +379,7 @@ def test_bad_input_is_a_one_line_error_naming_the_place(tmp_path, capsys, which,
 
 
 def test_unknown_tags_at_evaluation_error_or_map_to_o(tmp_path, capsys):
-    train = random_sentences(12, tags=("O", "B-PER", "I-PER"), seed=8)
+    train = [seqtag.Sentence(s.tokens, repair(s.tags, "bio")) for s in random_sentences(12, tags=("O", "B-PER", "I-PER"), seed=8)]
     gold = tmp_path / "gold.conll"
     write_conll(train[:3] + [seqtag.Sentence(["Ann", "in", "Oslo"], ["B-PER", "O", "B-LOC"])], gold)
     out = tmp_path / "ner"
@@ -623,3 +624,19 @@ def test_train_checks_its_arguments_before_anything_else(data, tmp_path, argumen
     with pytest.raises(error, match=message):
         seqtag.train(**{**given, **arguments})
     assert not out.exists()  # nothing written
+
+
+def test_train_from_python_refuses_sentences_that_break_the_scheme_before_any_write(tmp_path):
+    bioes = [seqtag.Sentence(["Ann", "Smith", "in", "Oslo"], ["B-PER", "E-PER", "O", "S-LOC"])]
+    bio = [seqtag.Sentence(["Ann", "Lee"], ["B-PER", "I-PER"]), seqtag.Sentence(["in", "Oslo"], ["O", "I-PER"])]
+    out = tmp_path / "m"
+    cases = [
+        (bioes, None, TINY.replace(tag_scheme="bio"), r"^the training data, sentence 0, token 1: tag 'E-PER' is not a BIO tag"),
+        (bio, None, TINY, r"^the training data, sentence 1, token 1: 'I-PER' after 'O' breaks the BIO scheme"),
+        (bio[:1], bio, TINY.replace(crf=False), r"^the dev data, sentence 1, token 1: 'I-PER' after 'O'"),
+    ]  # fmt: skip
+    for train, dev, config, message in cases:
+        with pytest.raises(SeqtagError, match=message):
+            seqtag.train(train, dev, config, FAST.replace(epochs=1), output_dir=out, quiet=True)
+        assert not out.exists()
+    seqtag.train(bio, None, TINY.replace(tag_scheme="none"), FAST.replace(epochs=1), quiet=True)  # no scheme to follow
