@@ -5,6 +5,15 @@
 2. TorchScript export made on CUDA loads and tags on the CPU, and the other way round.
 3. The bench table: train and inference tokens/s for batch 32/128/512/2048, fp32/bf16/fp16,
    eager, plus TorchScript inference (``tag_ids``), with the matmul rate of the GPU.
+4. Inference precision: the BiLSTM of step 1 scored on EWT dev (``evaluate``) in fp32, bf16 and
+   fp16, with the tokens whose tag changed.
+5. The encoder model (the ``--encoder`` recipe, ``config.for_encoder``): one epoch of training
+   on the same sentences at batch 32, 64, 128 and 256 in bf16 (and 32 in fp32), sentences/s;
+   then inference words/s (``predict``) at batch 32/128/256 in fp32/bf16/fp16, and dev accuracy
+   in each precision. The encoder is ``$SEQTAG_ENCODER`` (a directory, e.g. all-MiniLM-L6-v2
+   from ``../shared/models/get-minilm.sh``), else a BERT of MiniLM's shape (6 layers, hidden
+   384, 12 heads) with random weights and a WordPiece vocabulary trained here on the corpus:
+   the same speed, no meaningful accuracy (the report says which).
 
     bash benchmarks/gpu_check.sh            # writes gpu_check.json into $OUT (or the current folder)
 """
@@ -24,12 +33,13 @@ import torch
 
 import seqtag
 from seqtag.data.dataset import collate, encode_tokens
-from seqtag.host import host_info, matmul_gflops
+from seqtag.host import host_info, matmul_gflops, synchronize
 from seqtag.model.layers import PackedLSTM, PaddedLSTM
 from seqtag.training.bench import bench, synthetic_corpus
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
 EWT = CORPORA / "ud_english_ewt"
+DEVICE = "cuda"  # the encoder checks' device (a CPU smoke run of them sets "cpu")
 
 
 def log(*parts) -> None:
@@ -84,6 +94,7 @@ def check_devices(train, dev) -> dict:
         out["export_cpu_loaded_on_cuda_equals_eager"] = on_cuda(sentences[:500]) == cuda_tags[:500]
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    out["bilstm_dev_accuracy_by_precision"] = precision_accuracy(tagger, dev)
     return out
 
 
@@ -103,17 +114,95 @@ def torchscript_inference(train, batch_size: int, precision: str) -> float:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     rates = []
     for rep in range(4):
-        torch.cuda.synchronize()
+        synchronize(torch.device(DEVICE))
         start = time.perf_counter()
         tokens = 0
         with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
             for b in batches:
                 scripted.tag_ids(b.words, b.cases, b.chars, b.lengths)
                 tokens += int(b.lengths.sum())
-        torch.cuda.synchronize()
+        synchronize(torch.device(DEVICE))
         if rep:
             rates.append(tokens / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def precision_accuracy(tagger, dev) -> dict:
+    """``evaluate`` on ``dev`` in each precision, and how many tokens' tags differ from fp32 (the
+    sentences whose gold tags the model knows: a slice of the training data may lack a rare one)."""
+    known = set(tagger.vocabs.tags.itos)
+    dev = [s for s in dev if set(s.tags) <= known]
+    sentences = [s.tokens for s in dev]
+    out: dict = {}
+    reference = tagger.predict(sentences)
+    for precision in ("fp32", "bf16", "fp16"):
+        result = seqtag.evaluate(tagger, dev, precision=precision)
+        tags = tagger.predict(sentences, precision=precision)
+        changed = sum(a != b for x, y in zip(tags, reference) for a, b in zip(x, y))
+        out[precision] = {"accuracy": result["accuracy"], "tokens_changed_from_fp32": changed}
+    return out
+
+
+def minilm_shaped_encoder(train, directory: Path) -> Path:
+    """A BERT of all-MiniLM-L6-v2's shape with random weights, and a WordPiece tokenizer of 30,522
+    pieces trained on ``train``'s words: MiniLM's cost without its weights (no network)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    text = [" ".join(s.tokens) for s in train]
+    wordpiece.train_from_iterator(text, trainers.WordPieceTrainer(vocab_size=30522, special_tokens=special))
+    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                        intermediate_size=1536, max_position_embeddings=512)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def encoder_checks(train, dev, tmp: Path, start: float) -> dict:
+    from seqtag.config import for_encoder
+
+    given = os.environ.get("SEQTAG_ENCODER", "")
+    encoder = Path(given) if given else minilm_shaped_encoder(train, tmp / "minilm-shaped")
+    out: dict = {"encoder": str(encoder), "weights": "pretrained" if given else "random (MiniLM's shape: speed only)"}
+    config = for_encoder(seqtag.TaggerConfig(encoder=str(encoder)))
+    rows, tagger = [], None
+    for batch_size, precision in ((32, "fp32"), (32, "bf16"), (64, "bf16"), (128, "bf16"), (256, "bf16")):
+        tc = for_encoder(seqtag.TrainConfig(device=DEVICE, epochs=1, batch_size=batch_size, precision=precision))
+        synchronize(torch.device(DEVICE))
+        began = time.perf_counter()
+        model = seqtag.train(train, None, config, tc, quiet=True)
+        synchronize(torch.device(DEVICE))
+        seconds = time.perf_counter() - began
+        rows.append({"batch_size": batch_size, "precision": precision, "seconds": seconds,
+                     "train_sentences_per_s": len(train) / seconds})  # fmt: skip
+        log(f"encoder train {precision} batch {batch_size:>4}: {len(train) / seconds:,.0f} sentences/s "
+            f"({time.perf_counter() - start:.0f}s)")
+        if tagger is None and precision == "bf16":
+            tagger = model
+    out["train"] = rows
+    sentences = [s.tokens for s in dev]
+    words = sum(len(s) for s in sentences)
+    inference = []
+    for precision in ("fp32", "bf16", "fp16"):
+        for batch_size in (32, 128, 256):
+            tagger.predict(sentences[:batch_size], batch_size=batch_size, precision=precision)  # warm-up
+            synchronize(torch.device(DEVICE))
+            began = time.perf_counter()
+            tagger.predict(sentences, batch_size=batch_size, precision=precision)
+            synchronize(torch.device(DEVICE))
+            rate = words / (time.perf_counter() - began)
+            inference.append({"precision": precision, "batch_size": batch_size, "words_per_s": rate})
+            log(f"encoder infer {precision} batch {batch_size:>4}: {rate:,.0f} words/s")
+    out["inference"] = inference
+    out["dev_accuracy"] = precision_accuracy(tagger, dev)
+    log(json.dumps(out["dev_accuracy"]))
+    return out
 
 
 def main() -> None:
@@ -138,6 +227,9 @@ def main() -> None:
                 f"infer {r.infer_tokens_per_s:>11,.0f} tok/s  torchscript {row['torchscript_infer_tokens_per_s']:>11,.0f} tok/s  "
                 f"LSTM {r.lstm_train_gflops:,.0f} GFLOP/s of matmul {mm:,.0f}  ({time.perf_counter() - start:.0f}s)")
     report["bench"] = rows
+    (out_dir / "gpu_check.json").write_text(json.dumps(report, indent=1))  # kept if what follows runs out of time
+    with tempfile.TemporaryDirectory() as tmp:
+        report["encoder"] = encoder_checks(train, dev, Path(tmp), start)
     report["seconds"] = time.perf_counter() - start
     (out_dir / "gpu_check.json").write_text(json.dumps(report, indent=1))
     log(f"done in {report['seconds']:.0f}s; {out_dir / 'gpu_check.json'}")
