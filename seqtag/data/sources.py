@@ -142,7 +142,8 @@ def hf_columns(dc: DataConfig) -> dict:
 def training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs: Vocabularies | None = None):
     """The training and dev data that ``dc`` names: sentences read from files, or for a dataset
     memory-mapped Arrow datasets encoded with ``vocabs`` (built here from the training split
-    when None)."""
+    when None); for a model with a pretrained encoder, a dataset's rows as sentences (the
+    encoder's tokenizer reads them when they are encoded: the Arrow encoding holds no subwords)."""
     if not dc.hf_dataset:
         train = read_files(dc, dc.train_file)
         scheme = scheme_of(config, train)
@@ -150,9 +151,6 @@ def training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs:
         if not dc.validation_file:
             return train, None
         return train, follow_scheme(read_files(dc, dc.validation_file), scheme, dc.validation_file, dc.repair_tags)
-    if config.encoder:  # before encoding the whole dataset for nothing
-        raise SeqtagError("--hf-dataset does not train an encoder model yet (its Arrow encoding holds no subwords): "
-                          "give --train FILE")
     from seqtag.data import hf  # imports datasets: only when asked for
     from seqtag.data.arrow import ArrowTaggingDataset
 
@@ -162,6 +160,13 @@ def training_data(dc: DataConfig, config: TaggerConfig, tc: TrainConfig, vocabs:
     dev_name = dc.dev_split or ("validation" if "validation" in splits else None)
     dev_split = hf.pick_split(splits, dev_name, dc.hf_dataset) if dev_name else None
     columns = hf_columns(dc)
+    if config.encoder:  # the Arrow encoding holds no subwords: the rows are read as sentences, tokenized in memory
+        read = {name: list(hf.sentences(split, **columns)) for name, split in ((dc.train_split, train_split),
+                                                                               (dev_name, dev_split)) if split is not None}  # fmt: skip
+        scheme = scheme_of(config, read[dc.train_split])
+        checked = {name: follow_scheme(rows, scheme, f"{dc.hf_dataset} ({name})", dc.repair_tags, by_line=False, unit="row")
+                   for name, rows in read.items()}  # fmt: skip
+        return checked[dc.train_split], checked.get(dev_name) if dev_name else None
     if vocabs is None:
         extra = read_vectors(tc.vectors, tc.vectors_max_words)[0] if tc.vectors else ()
         vocabs = hf.build_vocabs(train_split, config.lowercase, tc.min_freq, extra_words=extra, **columns)

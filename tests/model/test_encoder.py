@@ -717,12 +717,32 @@ def test_an_encoder_without_transformers_is_a_one_line_error(encoder_dirs, tmp_p
     assert run.stderr.strip() == "seqtag: error: a pretrained encoder needs transformers: pip install 'seqtag[transformers]'"
 
 
-def test_an_encoder_model_does_not_train_on_an_arrow_dataset_yet():
-    from seqtag.config import DataConfig
-    from seqtag.data.sources import training_data
+def test_an_encoder_model_trains_on_a_dataset_as_on_the_same_files(encoder_dirs, tmp_path, capsys):
+    """--hf-dataset with --encoder: the rows are read as sentences and tokenized in memory, so the
+    run equals the one on the same sentences as CoNLL files, weights and all; evaluate reads the
+    dataset's test split."""
+    datasets = pytest.importorskip("datasets")
+    from seqtag import write_conll
 
-    with pytest.raises(SeqtagError, match="--hf-dataset does not train an encoder model yet"):
-        training_data(DataConfig(hf_dataset="no/such-dataset"), TaggerConfig(encoder="m"), TrainConfig())
+    train, dev = SENTENCES[:12], SENTENCES[12:18]
+    rows = lambda sentences: {"tokens": [s.tokens for s in sentences], "tags": [s.tags for s in sentences]}  # noqa: E731
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows(train)),
+                          "validation": datasets.Dataset.from_dict(rows(dev)),
+                          "test": datasets.Dataset.from_dict(rows(dev))}).save_to_disk(tmp_path / "saved")  # fmt: skip
+    write_conll(train, tmp_path / "train.conll")
+    write_conll(dev, tmp_path / "dev.conll")
+    common = ["--encoder", str(encoder_dirs["bert"]), "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet"]
+    assert main(["train", "--hf-dataset", str(tmp_path / "saved"), "--hf-cache-dir", str(tmp_path / "cache"),
+                 "--output-dir", str(tmp_path / "a"), *common]) == 0  # fmt: skip
+    assert main(["train", "--train", str(tmp_path / "train.conll"), "--dev", str(tmp_path / "dev.conll"),
+                 "--output-dir", str(tmp_path / "b"), *common]) == 0  # fmt: skip
+    a, b = Tagger.load(tmp_path / "a"), Tagger.load(tmp_path / "b")
+    assert a.vocabs == b.vocabs
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "a"), "--hf-dataset", str(tmp_path / "saved"), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == seqtag.evaluate(a, dev)["accuracy"]
 
 
 def test_seqtag_train_with_an_encoder_then_predict_and_evaluate(encoder_dirs, tmp_path, capsys, monkeypatch):
