@@ -41,7 +41,7 @@ def _edit(path, edit):
         (lambda d, e: _edit(d / "seqtag.json", lambda m: m["tags"].pop()),
          "seqtag.json: its tags are not those of vocab.json: the two come from different models"),
         (lambda d, e: _edit(d / "seqtag.json", lambda m: m.update(format_version=2)),
-         "seqtag.json: format_version 2 of seqtag.torch_export, newer than this seqtag reads (1)"),
+         r"seqtag.json: format_version 2 of seqtag.torch_export, newer than this seqtag reads \(1\)"),
         (lambda d, e: _edit(d / "seqtag.json", lambda m: m.update(format="seqtag.torchscript")),
          "seqtag.json: seqtag.json says format 'seqtag.torchscript', expected 'seqtag.torch_export'"),
         (lambda d, e: _edit(d / "seqtag.json", lambda m: m.update(buckets={"6": "../a/bucket_6.pt2"})),
