@@ -1507,14 +1507,18 @@ def write_cases(w: World) -> list[Case]:
 # -- the run ------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="cases run side by side (default: 2)")
     parser.add_argument("--family", action="append", help="run only this family (repeatable)")
     parser.add_argument("--only", help="run only cases whose name contains this")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="seqtag-campaign-"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "PYTHONWARNINGS": "ignore::FutureWarning", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
