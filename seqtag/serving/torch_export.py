@@ -11,6 +11,7 @@ The TorchScript export, strings in and strings out, is :mod:`seqtag.serving.torc
 import copy
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -258,11 +259,22 @@ class TorchExportTagger:
         and are finite."""
         if length not in self._programs:
             path = self.directory / self.files[length]
+            export_log = logging.getLogger("torch.export")  # it logs a torn archive's traceback, then fails
+            level = export_log.level
+            export_log.setLevel(logging.ERROR)
             try:
                 program = torch.export.load(path)
             except Exception as e:  # a torn or foreign file: RuntimeError, zipfile.BadZipFile, KeyError, ...
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 raise SeqtagError(f"{path}: not a readable torch.export program ({type(e).__name__}: {first})") from None
+            finally:
+                export_log.setLevel(level)
+            widths = [tuple(n.meta["val"].shape)[1:2] for n in program.graph.nodes if n.op == "placeholder" and n.name == "words"]
+            if widths != [(length,)]:  # another bucket's program under this name: its guard would fail mid-batch
+                raise SeqtagError(
+                    f"{path}: the program takes sentences of {widths[0][0] if widths and widths[0] else '?'} tokens, "
+                    f"not the {length} of its bucket: the directory's files were renamed or come from another export"
+                )
             state = program.state_dict
             check_vocab_sizes(state, vocab_sizes(self.vocabs), self.directory / EXPORT_VOCAB_FILE, path, prefix="tagger.")
             check_finite(state, path)
