@@ -127,6 +127,24 @@ def field_kind(f: dataclasses.Field) -> type:
     return f.type if isinstance(f.type, type) else _KINDS[str(f.type)]
 
 
+def config_argument(value: object, cls: type, name: str):
+    """``value`` (a ``cls`` or None) checked as the command line checks its flags: every field
+    against its metadata (``JsonConfig.__post_init__``, run again by ``dataclasses.replace``:
+    a field may have been set since the object was made, ``tc.batch_size = 2.5``). The Python
+    API's functions that take a configuration call this at their boundary.
+
+    Raises:
+        TypeError: ``value`` is not a ``cls``.
+        ValueError: a field out of its range or of another type.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, cls):
+        hint = f" (seqtag.{cls.__name__}.from_dict reads a dict)" if isinstance(value, dict) else ""
+        raise TypeError(f"expected {name} a seqtag.{cls.__name__} or None, got a {type(value).__name__}{hint}")
+    return dataclasses.replace(value)
+
+
 class JsonConfig:
     def __post_init__(self) -> None:
         """Every field is checked against its metadata (:func:`check_value`)."""
