@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime
 
-from seqtag.config import DEFAULT_BATCH_SIZE
+from seqtag.config import DEFAULT_BATCH_SIZE, check_value
 from seqtag.data.encoding import (
     check_batch_size,
     check_sentences,
@@ -260,8 +260,7 @@ class OnnxTagger:
         numpy (:func:`kbest_viterbi`) from the graph's emissions and the CRF's scores.
         """
         sentences = check_sentences(sentences)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"expected k >= 1, got {k!r}")
+        check_value("k", k, {"min": 1}, int)
         out: list[list[tuple[list[str], float]]] = [[([], 0.0)] for _ in sentences]
         for chunk, (emissions, log_partition) in self._batches(sentences, batch_size, ["emissions", "log_partition"]):
             lengths = np.array([len(sentences[i]) for i in chunk], dtype=np.int64)
