@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():  # datasets draws its bars on any stderr: in a log they bury a one-line error
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if sys.stdout is None:  # started with standard output closed (`>&-`)
         print("seqtag: error: standard output is closed: redirect it to a file or /dev/null", file=sys.stderr)
         return 1

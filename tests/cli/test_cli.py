@@ -437,3 +437,17 @@ def test_every_command_that_computes_takes_threads_bounded_by_the_machine(comman
     assert code in (1, 2) and "Traceback" not in err
     assert f"expected threads <= {MAX_PARALLEL}, got {MAX_PARALLEL + 1}" in err
     assert len(err.strip().splitlines()[-1:]) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_dataset_error_is_the_only_line_on_a_redirected_stderr(tmp_path):
+    """datasets draws progress bars on any stderr; under a pipe or in a log only the error is left."""
+    from ..helpers import random_sentences, small_tagger
+
+    model = tmp_path / "m"
+    small_tagger(random_sentences(5, tags=("O", "B-X", "I-X"))).save(model)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"tokens": ["a", "b"], "tags": ["O"]}\n')
+    done = _seqtag("evaluate", str(model), "--hf-dataset", str(data))
+    _, err = done.communicate(timeout=120)
+    assert done.returncode == 1
+    assert err.splitlines() == ["seqtag: error: row 0: expected as many tags as tokens, got 2 tokens and 1 tags"]
