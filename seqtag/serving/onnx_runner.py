@@ -102,10 +102,11 @@ class OnnxTagger:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
         try:
             meta = json.loads(raw) if raw else None
-        except ValueError:
-            meta = None
+            why = f"no {METADATA_NAME} metadata" if not raw else f"its {METADATA_NAME} metadata is not {ONNX_FORMAT}'s"
+        except ValueError as e:
+            meta, why = None, f"its {METADATA_NAME} metadata is not JSON: {e}"
         if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT:
-            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger (no {METADATA_NAME} metadata)")
+            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger ({why})")
         version = check_format(meta, ONNX_FORMAT, path)
         _check_metadata(meta, path)
         self._has_marginals_switch = self._check_graph(meta, version, path)
