@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from seqtag import read_conllu, write_conllu
+from seqtag import read_conllu, write_conll, write_conllu
 from seqtag.cli.app import main
 from seqtag.data.tutorial import tutorial_corpus
 
@@ -451,3 +452,17 @@ def test_a_dataset_error_is_the_only_line_on_a_redirected_stderr(tmp_path):
     _, err = done.communicate(timeout=120)
     assert done.returncode == 1
     assert err.splitlines() == ["seqtag: error: row 0: expected as many tags as tokens, got 2 tokens and 1 tags"]
+
+
+@pytest.mark.parametrize("flag", ["--hidden-dim", "--embedding-dim"])
+def test_a_model_too_large_to_allocate_is_one_line_and_nothing_written(tmp_path, capsys, flag):
+    from ..helpers import random_sentences
+
+    data = tmp_path / "t.conll"
+    write_conll(random_sentences(5), data)
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(data), "--output-dir", str(out), "--epochs", "1", "--quiet",
+                 flag, "1000000000000"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"seqtag: error: out of memory \(you tried to allocate \d+ bytes\): choose smaller sizes or batches\n", err)
+    assert not out.exists()
