@@ -298,7 +298,7 @@ class TrainConfig(JsonConfig):
     vectors: str = _f("", "pretrained word vectors (word2vec/GloVe text, optionally .gz) to start the word embedding from", metavar="FILE")
     vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary", min=1)
     freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
-    seed: int = _f(1, "seed for Python, NumPy and torch")
+    seed: int = _f(1, "seed for Python, NumPy and torch", min=0, max=2**32 - 1)  # NumPy takes no other
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps", resumable=True)
     num_workers: int = _f(0, "DataLoader worker processes", resumable=True, min=0, max=MAX_PARALLEL)
     eval_batch_size: int = _f(

@@ -67,6 +67,8 @@ def test_what_resume_may_change_is_declared_on_the_fields():
         ("TrainConfig", {"warmup": 1.0}, "expected warmup < 1.0, got 1.0"),
         ("TrainConfig", {"warmup": 0.1, "warmup_steps": 3}, "expected warmup or warmup_steps, not both"),
         ("DataConfig", {"format": "csv"}, "expected format in ('auto', 'conll', 'conllu'), got 'csv'"),
+        ("TrainConfig", {"seed": 2**32}, "expected seed <= 4294967295, got 4294967296"),  # NumPy's seeds: a traceback
+        ("TrainConfig", {"seed": -1}, "expected seed >= 0, got -1"),
     ],
 )  # fmt: skip
 def test_every_dataclass_checks_its_field_metadata_in_one_place(cls, changes, message):
