@@ -238,6 +238,9 @@ class TaggerConfig(JsonConfig):
             for name in ("num_layers", "embedding_dim"):
                 if getattr(self, name) == 0:
                     raise ValueError(f"expected {name} >= 1 without an encoder, got 0")
+            for f in dataclasses.fields(self):  # an encoder's setting without one would be ignored
+                if f.name.startswith("encoder_") and getattr(self, f.name) != f.default:
+                    raise ValueError(f"expected {f.name} only with an encoder, got {getattr(self, f.name)!r} without one")
         if self.encoder_window and self.encoder_stride > self.encoder_window:
             raise ValueError(
                 f"expected encoder_stride <= encoder_window = {self.encoder_window}, got {self.encoder_stride}"

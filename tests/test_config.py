@@ -69,6 +69,8 @@ def test_what_resume_may_change_is_declared_on_the_fields():
         ("DataConfig", {"format": "csv"}, "expected format in ('auto', 'conll', 'conllu'), got 'csv'"),
         ("TrainConfig", {"seed": 2**32}, "expected seed <= 4294967295, got 4294967296"),  # NumPy's seeds: a traceback
         ("TrainConfig", {"seed": -1}, "expected seed >= 0, got -1"),
+        ("TaggerConfig", {"encoder_window": 3}, "expected encoder_window only with an encoder, got 3 without one"),
+        ("TaggerConfig", {"encoder_pooling": "mean"}, "expected encoder_pooling only with an encoder, got 'mean' without one"),
     ],
 )  # fmt: skip
 def test_every_dataclass_checks_its_field_metadata_in_one_place(cls, changes, message):
