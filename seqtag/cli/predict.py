@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from seqtag.cli.options import add_config_options, checked_type, config_from_args
+from seqtag.cli.options import (
+    add_config_options,
+    checked_type,
+    config_from_args,
+    refuse_dataset_options_without_dataset,
+)
 from seqtag.config import DataConfig, PredictConfig
 from seqtag.data.corpus import CONLLU_COLUMNS, conllu_column, file_format
 from seqtag.data.formats import FORMATS, Item, Output, Tagged, Writer, read_items
@@ -255,6 +260,7 @@ def _quiet_stdout() -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``seqtag predict``: check every option, then read, tag and write chunk by chunk."""
+    refuse_dataset_options_without_dataset(args)
     config = _predict_config(args)
     # oneDNN keeps a compiled LSTM kernel for every (batch, length) shape it meets (1,024 by
     # default): over a stream of millions of sentences that grew each process by ~10 MB/s, to
