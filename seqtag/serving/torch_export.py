@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from seqtag import __version__
-from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig
+from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, check_value
 from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
 from seqtag.data.vocab import Vocabularies
@@ -37,6 +37,10 @@ from seqtag.serving.torchscript import check_metadata
 EXPORT_VOCAB_FILE = "vocab.json"
 DEFAULT_MAX_LENGTH = 128
 """Longest sentence that :func:`to_torch_export` covers unless told otherwise."""
+MAX_LENGTH = 1024
+"""Longest ``max_length`` :func:`to_torch_export` takes: its time grows with the sum of the bucket
+lengths (about 2 minutes for 8 to 81 on 2 cores), so past this it would run for hours, and
+``--max-length 1000000000`` would try to trace billion-token programs. TorchScript has no limit."""
 MIN_WORD_LENGTH = 2
 """Narrowest character width the ``torch.export`` programs take (narrower batches are padded)."""
 
@@ -119,11 +123,10 @@ def to_torch_export(
     """
     tagger = as_tagger(model_or_dir)
     refuse_encoder(tagger, "torch.export")
-    if max_length < 1:
-        raise SeqtagError(f"expected max_length >= 1, got {max_length}")
+    check_value("max_length", max_length, {"min": 1, "max": MAX_LENGTH}, int)
     lengths = sorted(set(buckets if buckets is not None else length_buckets(max_length)))
-    if not lengths or lengths[0] < 1:
-        raise SeqtagError(f"expected bucket lengths >= 1, got {lengths}")
+    if not lengths or lengths[0] < 1 or lengths[-1] > MAX_LENGTH:
+        raise SeqtagError(f"expected bucket lengths from 1 to {MAX_LENGTH}, got {lengths}")
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise SeqtagError(f"{path} already exists; choose a new directory for the torch.export programs")

@@ -466,3 +466,16 @@ def test_a_model_too_large_to_allocate_is_one_line_and_nothing_written(tmp_path,
     err = capsys.readouterr().err
     assert re.fullmatch(r"seqtag: error: out of memory \(you tried to allocate \d+ bytes\): choose smaller sizes or batches\n", err)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-length", "16"], "--max-length is for --format torch-export (torchscript takes sentences of any length)"),
+    (["--format", "onnx", "--max-length", "16"], "--max-length is for --format torch-export (onnx takes sentences of any length)"),
+])  # fmt: skip
+def test_export_refuses_an_option_its_format_would_ignore(tmp_path, capsys, flags, message):
+    from ..helpers import random_sentences, small_tagger
+
+    small_tagger(random_sentences(3)).save(tmp_path / "m")
+    assert main(["export", str(tmp_path / "m"), "--output", str(tmp_path / "out"), *flags]) == 1
+    assert capsys.readouterr().err == f"seqtag: error: {message}\n"
+    assert not (tmp_path / "out").exists()

@@ -112,3 +112,15 @@ def test_predict_refuses_what_is_not_sentences(exported, sentences, message):
 def test_predict_refuses_a_batch_size_that_is_not_an_integer(exported):
     with pytest.raises(ValueError, match="expected batch_size an integer, got 2.5"):
         load_torch_export(exported["a"]).predict([["a"]], batch_size=2.5)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"max_length": 10**9}, ValueError, "expected max_length <= 1024, got 1000000000"),
+    ({"max_length": 2.5}, ValueError, "expected max_length an integer, got 2.5"),
+    ({"buckets": [8, 4096]}, SeqtagError, r"expected bucket lengths from 1 to 1024, got \[8, 4096\]"),
+])  # fmt: skip
+def test_lengths_no_export_can_trace_are_refused_at_once(tmp_path, kwargs, error, message):
+    """Tracing billion-token programs ran until it was killed."""
+    with pytest.raises(error, match=message):
+        to_torch_export(small_tagger(random_sentences(3)), tmp_path / "e", **kwargs)
+    assert not (tmp_path / "e").exists()
