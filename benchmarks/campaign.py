@@ -270,7 +270,7 @@ def one_line_error(case: Case, rc: int, err: str) -> str | None:
         rc == 2
         and lines
         and lines[0].startswith("usage:")
-        and lines[-1].startswith("seqtag ")
+        and lines[-1].startswith("seqtag")
         and ": error: " in lines[-1]
     ):
         return None  # argparse: usage, then one error line
@@ -1414,7 +1414,7 @@ def option_cases(w: World) -> list[Case]:
         "nbest-huge": ["--nbest", "100000000000", "--output-format", "jsonl"],
         "input-missing": ["--input", "nope.txt"], "input-dir": ["--input", "."], "output-under-file": ["--output", "f/out.txt"],
         "output-dir": ["--output", "."], "device-cuda": ["--device", "cuda"], "precision-fp16": ["--precision", "fp16"],
-        "format-bogus": ["--format", "xml"], "token-column-neg": ["--format", "conll", "--token-column", "-1"],
+        "format-bogus": ["--format", "xml"], "token-column-past": ["--format", "conll", "--token-column", "5"],
         "tag-column-past": ["--format", "conllu", "--tag-column", "99"], "hf-and-input": ["--hf-dataset", str(w.hf)],
         "model-missing": ["nope_model"],
     }  # fmt: skip
@@ -1524,7 +1524,7 @@ def option_cases(w: World) -> list[Case]:
         "steps-zero": ["--steps", "0"], "steps-neg": ["--steps", "-1"], "repeats-zero": ["--repeats", "0"],
         "bs-zero": ["--batch-size", "0"], "bs-float": ["--batch-size", "2.5"], "threads-huge": ["--threads", "100000"],
         "corpus-missing": ["--corpus", "nope.conll"], "corpus-junk": ["--corpus", "j.conll"], "precision-fp16": ["--precision", "fp16"],
-        "device-cuda": ["--device", "cuda"], "hidden-zero": ["--hidden-dim", "0"], "steps-huge": ["--steps", "10000000000000"],
+        "device-cuda": ["--device", "cuda"], "hidden-zero": ["--hidden-dim", "0"], "repeats-float": ["--repeats", "2.5"],
     }  # fmt: skip
     for name, extra in bench_bad.items():
         cases.append(Case("options:bench", f"bench-{name}", [*bench, *extra], prepare=writer("j.conll", junk(2000, 5)),
