@@ -1414,7 +1414,7 @@ def option_cases(w: World) -> list[Case]:
         "nbest-huge": ["--nbest", "100000000000", "--output-format", "jsonl"],
         "input-missing": ["--input", "nope.txt"], "input-dir": ["--input", "."], "output-under-file": ["--output", "f/out.txt"],
         "output-dir": ["--output", "."], "device-cuda": ["--device", "cuda"], "precision-fp16": ["--precision", "fp16"],
-        "format-bogus": ["--format", "xml"], "token-column-past": ["--format", "conll", "--token-column", "5"],
+        "format-bogus": ["--format", "xml"], "token-column-past": ["--format", "conll", "--token-column", "9"],
         "tag-column-past": ["--format", "conllu", "--tag-column", "99"], "hf-and-input": ["--hf-dataset", str(w.hf)],
         "model-missing": ["nope_model"],
     }  # fmt: skip
