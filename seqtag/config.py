@@ -127,6 +127,24 @@ def field_kind(f: dataclasses.Field) -> type:
     return f.type if isinstance(f.type, type) else _KINDS[str(f.type)]
 
 
+def config_argument(value: object, cls: type, name: str):
+    """``value`` (a ``cls`` or None) checked as the command line checks its flags: every field
+    against its metadata (``JsonConfig.__post_init__``, run again by ``dataclasses.replace``:
+    a field may have been set since the object was made, ``tc.batch_size = 2.5``). The Python
+    API's functions that take a configuration call this at their boundary.
+
+    Raises:
+        TypeError: ``value`` is not a ``cls``.
+        ValueError: a field out of its range or of another type.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, cls):
+        hint = f" (seqtag.{cls.__name__}.from_dict reads a dict)" if isinstance(value, dict) else ""
+        raise TypeError(f"expected {name} a seqtag.{cls.__name__} or None, got a {type(value).__name__}{hint}")
+    return dataclasses.replace(value)
+
+
 class JsonConfig:
     def __post_init__(self) -> None:
         """Every field is checked against its metadata (:func:`check_value`)."""
@@ -220,6 +238,9 @@ class TaggerConfig(JsonConfig):
             for name in ("num_layers", "embedding_dim"):
                 if getattr(self, name) == 0:
                     raise ValueError(f"expected {name} >= 1 without an encoder, got 0")
+            for f in dataclasses.fields(self):  # an encoder's setting without one would be ignored
+                if f.name.startswith("encoder_") and getattr(self, f.name) != f.default:
+                    raise ValueError(f"expected {f.name} only with an encoder, got {getattr(self, f.name)!r} without one")
         if self.encoder_window and self.encoder_stride > self.encoder_window:
             raise ValueError(
                 f"expected encoder_stride <= encoder_window = {self.encoder_window}, got {self.encoder_stride}"
@@ -280,7 +301,7 @@ class TrainConfig(JsonConfig):
     vectors: str = _f("", "pretrained word vectors (word2vec/GloVe text, optionally .gz) to start the word embedding from", metavar="FILE")
     vectors_max_words: int = _f(200_000, "read at most this many vectors (file order); their words join the vocabulary", min=1)
     freeze_vectors: bool = _f(False, "keep the word embedding fixed during training")
-    seed: int = _f(1, "seed for Python, NumPy and torch")
+    seed: int = _f(1, "seed for Python, NumPy and torch", min=0, max=2**32 - 1)  # NumPy takes no other
     device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps", resumable=True)
     num_workers: int = _f(0, "DataLoader worker processes", resumable=True, min=0, max=MAX_PARALLEL)
     eval_batch_size: int = _f(

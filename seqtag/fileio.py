@@ -64,6 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             file (if any) is then unchanged and no temporary file is left.
     """
     path = Path(path)
+    if not path.name or path.is_dir():  # ".", "/": no name to put a temporary file beside
+        raise WriteError(path, "Is a directory")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

@@ -67,6 +67,10 @@ def test_what_resume_may_change_is_declared_on_the_fields():
         ("TrainConfig", {"warmup": 1.0}, "expected warmup < 1.0, got 1.0"),
         ("TrainConfig", {"warmup": 0.1, "warmup_steps": 3}, "expected warmup or warmup_steps, not both"),
         ("DataConfig", {"format": "csv"}, "expected format in ('auto', 'conll', 'conllu'), got 'csv'"),
+        ("TrainConfig", {"seed": 2**32}, "expected seed <= 4294967295, got 4294967296"),  # NumPy's seeds: a traceback
+        ("TrainConfig", {"seed": -1}, "expected seed >= 0, got -1"),
+        ("TaggerConfig", {"encoder_window": 3}, "expected encoder_window only with an encoder, got 3 without one"),
+        ("TaggerConfig", {"encoder_pooling": "mean"}, "expected encoder_pooling only with an encoder, got 'mean' without one"),
     ],
 )  # fmt: skip
 def test_every_dataclass_checks_its_field_metadata_in_one_place(cls, changes, message):

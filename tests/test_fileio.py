@@ -96,3 +96,15 @@ def test_holding_a_new_directory_that_stays_empty_leaves_nothing(tmp_path):
     with hold_directory(tmp_path / "new"):
         assert (tmp_path / "new").is_dir()
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("where", [".", "dir", "/"])
+def test_an_atomic_write_to_a_directory_is_one_line(tmp_path, monkeypatch, where):
+    """"." has no name to put a temporary file beside: Path.with_name raised a ValueError."""
+    from seqtag.fileio import atomic_write_bytes
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(SeqtagError, match=rf"^cannot write {where}: Is a directory$"):
+        atomic_write_bytes(where, b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir"]

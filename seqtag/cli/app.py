@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not sys.stderr.isatty():  # datasets draws its bars on any stderr: in a log they bury a one-line error
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if sys.stdout is None:  # started with standard output closed (`>&-`)
         print("seqtag: error: standard output is closed: redirect it to a file or /dev/null", file=sys.stderr)
         return 1
@@ -62,7 +64,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seqtag: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:
+        reason = out_of_memory(e)
+        if reason is None:
+            raise
+        # sizes no configuration range can bound (--hidden-dim 10**12, a huge batch): nothing is written yet
+        print(f"seqtag: error: out of memory ({reason}): choose smaller sizes or batches", file=sys.stderr)
+        return 1
     return 0
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """The allocator's one line when ``error`` is an allocation that failed (torch's CPU allocator
+    raises a plain ``RuntimeError``, CUDA ``torch.OutOfMemoryError``, Python ``MemoryError``), else None."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return first[:200]
+    if "can't allocate memory" in text or "out of memory" in text.lower():
+        return text[text.find("you tried"):].split(". ")[0][:200] if "you tried" in text else first[:200]
+    return None
 
 
 if __name__ == "__main__":

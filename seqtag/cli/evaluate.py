@@ -13,6 +13,7 @@ from seqtag.cli.options import (
     add_threads_option,
     checked_type,
     config_from_args,
+    refuse_dataset_options_without_dataset,
     set_threads,
 )
 from seqtag.config import INFERENCE_PRECISION, PRECISIONS, DataConfig, TrainConfig
@@ -56,6 +57,7 @@ def _data_settings(args: argparse.Namespace, model: Path) -> DataConfig:
 def run(args: argparse.Namespace) -> None:
     if bool(args.data) == bool(args.hf_dataset):
         raise SeqtagError("evaluate takes --data FILE or --hf-dataset NAME_OR_PATH (one of them)")
+    refuse_dataset_options_without_dataset(args)
     set_threads(args.threads)
     tagger = Tagger.load(args.model, device=args.device)
     check_precision(tagger.output.weight.device, args.precision)  # before the data is read

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from seqtag.cli.options import add_threads_option, checked_type, set_threads
 from seqtag.errors import SeqtagError
-from seqtag.serving.torch_export import DEFAULT_MAX_LENGTH, to_torch_export
+from seqtag.serving.torch_export import DEFAULT_MAX_LENGTH, MAX_LENGTH, to_torch_export
 from seqtag.serving.torchscript import to_torchscript
 
 
@@ -29,14 +29,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quantize", choices=("none", "int8"), default="none",
                    help="onnx: int8 weights (dynamic quantization), refused when dev accuracy drops by more than "
                    "0.5 points (default: none)")
-    p.add_argument("--max-length", type=checked_type(int, "max_length", min=1), default=DEFAULT_MAX_LENGTH, metavar="N",
-                   help=f"torch-export: the longest sentence covered (default: {DEFAULT_MAX_LENGTH})")
+    p.add_argument("--max-length", type=checked_type(int, "max_length", min=1, max=MAX_LENGTH), default=None, metavar="N",
+                   help=f"torch-export: the longest sentence covered, at most {MAX_LENGTH} (default: {DEFAULT_MAX_LENGTH})")
 
 
 def run(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     if args.quantize != "none" and args.format != "onnx":
         raise SeqtagError(f"--quantize {args.quantize} is for --format onnx")
+    if args.max_length is not None and args.format != "torch-export":
+        raise SeqtagError(f"--max-length is for --format torch-export ({args.format} takes sentences of any length)")
     if args.format == "torchscript":
         path = to_torchscript(args.model, args.output)
     elif args.format == "onnx":
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
             raise SeqtagError(f"--format onnx needs the onnx package ({e}): pip install 'seqtag[onnx]'") from None
         path = to_onnx(args.model, args.output) if args.quantize == "none" else _export_int8(args)
     else:
-        path = to_torch_export(args.model, args.output, max_length=args.max_length)
+        path = to_torch_export(args.model, args.output, max_length=args.max_length or DEFAULT_MAX_LENGTH)
     print(f"exported {args.model} ({args.format}) to {path}", file=sys.stderr)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from seqtag.config import MAX_PARALLEL, check_value, command_fields, field_kind
+from seqtag.config import MAX_PARALLEL, DataConfig, check_value, command_fields, field_kind
 from seqtag.errors import SeqtagError
 
 
@@ -61,6 +61,22 @@ def config_from_args(cls: type, args: argparse.Namespace, base=None):
         return (base or cls()).replace(**changes)
     except ValueError as e:
         raise SeqtagError(str(e)) from None
+
+
+# options that choose within a Hugging Face dataset: DataConfig's fields, and the subcommands' --split
+DATASET_OPTIONS = ("hf_config", "train_split", "dev_split", "label_names", "cache_dir", "num_proc", "split")
+
+
+def refuse_dataset_options_without_dataset(args: argparse.Namespace) -> None:
+    """An option of :data:`DATASET_OPTIONS` given without ``--hf-dataset`` would be ignored: one
+    line instead (``evaluate --data dev.conll --split test`` scored the whole file)."""
+    if getattr(args, "hf_dataset", None):
+        return
+    flags = {f.name: f.metadata.get("flag", "--" + f.name.replace("_", "-")) for f in dataclasses.fields(DataConfig)}
+    for name in DATASET_OPTIONS:
+        if getattr(args, name, None) is not None:
+            flag = flags.get(name, "--" + name.replace("_", "-"))
+            raise SeqtagError(f"{flag} chooses within a Hugging Face dataset: it needs --hf-dataset")
 
 
 def checked_type(kind: type, name: str, **bounds):

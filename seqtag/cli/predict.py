@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from seqtag.cli.options import add_config_options, config_from_args
+from seqtag.cli.options import (
+    add_config_options,
+    checked_type,
+    config_from_args,
+    refuse_dataset_options_without_dataset,
+)
 from seqtag.config import DataConfig, PredictConfig
 from seqtag.data.corpus import CONLLU_COLUMNS, conllu_column, file_format
 from seqtag.data.formats import FORMATS, Item, Output, Tagged, Writer, read_items
@@ -166,7 +171,7 @@ def add_parser(subparsers) -> None:
     })  # fmt: skip
     p.add_argument("--confidence", action="store_true", help="add each tag's probability (4 decimals: text, conll; "
                    "jsonl: a 'confidence' list)")  # fmt: skip
-    p.add_argument("--nbest", type=int, default=0, metavar="K",
+    p.add_argument("--nbest", type=checked_type(int, "nbest", min=1), default=None, metavar="K",
                    help="jsonl: the K best tag sequences with their log-probabilities ('nbest')")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a progress bar on stderr (default: when the input is a file and stderr a terminal)")
@@ -231,8 +236,6 @@ def _predict_config(args: argparse.Namespace) -> PredictConfig:
     config = config_from_args(PredictConfig, args)
     if args.workers is None and config.device != "cpu":
         config = config.replace(workers=1)  # processes share out CPU cores, not one accelerator
-    if args.nbest < 0:
-        raise SeqtagError(f"expected --nbest K >= 1, got {args.nbest}")
     return config
 
 
@@ -257,6 +260,7 @@ def _quiet_stdout() -> None:
 
 def run(args: argparse.Namespace) -> None:
     """``seqtag predict``: check every option, then read, tag and write chunk by chunk."""
+    refuse_dataset_options_without_dataset(args)
     config = _predict_config(args)
     # oneDNN keeps a compiled LSTM kernel for every (batch, length) shape it meets (1,024 by
     # default): over a stream of millions of sentences that grew each process by ~10 MB/s, to
@@ -285,7 +289,7 @@ def run(args: argparse.Namespace) -> None:
         raise SeqtagError("no standard input to read: pass --input FILE")
     else:
         stream = sys.stdin.buffer
-    job = Job(str(args.model), config.to_dict(), name, args.confidence, args.nbest)
+    job = Job(str(args.model), config.to_dict(), name, args.confidence, args.nbest or 0)
     try:
         _stream(args, config, job, writer, stream, input_format, token_column)
     finally:

@@ -12,6 +12,7 @@ from seqtag.cli.options import (
     add_config_options,
     add_threads_option,
     config_from_args,
+    refuse_dataset_options_without_dataset,
     set_threads,
 )
 from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> None:
     if args.resume:
         _resume_training(args)
         return
+    refuse_dataset_options_without_dataset(args)  # a resumed run takes them from its checkpoint
     data = config_from_args(DataConfig, args)
     if not (data.train_file or data.hf_dataset) or not args.output_dir:
         raise SeqtagError("train needs --train FILE (or --hf-dataset) and --output-dir DIR (or --resume DIR)")

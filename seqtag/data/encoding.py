@@ -235,6 +235,25 @@ def cut_sorted(order: list[int], lengths: list[int], batch_size: int, max_tokens
     return batches
 
 
+def lone_surrogate(tokens: list[str]) -> int | None:
+    """The index of the first token holding a lone surrogate (``"\\ud800"``: a JSON escape or a
+    ``surrogateescape``-decoded name can make one), which UTF-8 cannot carry, so that no output
+    file, TorchScript or ONNX Runtime can take it; None when every token is text.
+
+    >>> lone_surrogate(["The", "dog"]), lone_surrogate(["a", "b\\ud800"])
+    (None, 1)
+    """
+    try:
+        "".join(tokens).encode("utf-8")
+    except UnicodeEncodeError:
+        for j, token in enumerate(tokens):
+            try:
+                token.encode("utf-8")
+            except UnicodeEncodeError:
+                return j
+    return None
+
+
 def check_sentences(sentences: object) -> list[list[str]]:
     """``sentences`` as a list of token lists, checked at the boundary of every tagger's Python API
     (eager, ``OnnxTagger``; plain Python, not compiled): a sequence of sequences of ``str``. A bare
@@ -243,6 +262,7 @@ def check_sentences(sentences: object) -> list[list[str]]:
 
     Raises:
         TypeError: what was expected, and what came (and where).
+        ValueError: a token with a lone surrogate (:func:`lone_surrogate`).
 
     >>> check_sentences([["The", "dog"], ()])
     [['The', 'dog'], []]
@@ -261,6 +281,9 @@ def check_sentences(sentences: object) -> list[list[str]]:
         for j, token in enumerate(tokens):
             if not isinstance(token, str):
                 raise TypeError(f"expected token {j} of sentence {i} as a str, got a {type(token).__name__}")
+        j = lone_surrogate(tokens)
+        if j is not None:
+            raise ValueError(f"expected token {j} of sentence {i} as text UTF-8 can carry, got {tokens[j]!r} (a lone surrogate)")
         out.append(tokens)
     return out
 

@@ -128,6 +128,12 @@ def _read_jsonl(lines: Iterable[tuple[int, str, str]], name: str) -> Iterator[It
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             got = type(obj).__name__ if not isinstance(obj, dict) else f"tokens {type(tokens).__name__}"
             raise CorpusError(f'{name}:{number}: expected an object with "tokens": a list of strings, got {got}')
+        if "\\u" in text:  # only an escape makes a lone surrogate, which the output could not encode
+            try:
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise CorpusError(f"{name}:{number}: a lone surrogate ({e.object[e.start:e.end]!r}, an escape without "
+                                  f"its pair), which UTF-8 cannot carry") from None  # fmt: skip
         yield Item(tokens, number, obj=obj)
 
 
@@ -204,6 +210,12 @@ class Writer:
             return self._rewrite(item, tags, probs, name, self._conll_line)
         if not item.tokens:
             return ""
+        for j, token in enumerate(item.tokens):  # tokens of another format, written as column fields
+            if not token or "\t" in token or "\n" in token:
+                raise CorpusError(
+                    f"{name}:{item.line}: token {j} ({token[:40]!r}) cannot be a {self.format} field (it is empty, or "
+                    f"holds a tab or line break): write JSON lines (--output-format jsonl)"
+                )
         if self.format == "conllu":
             rows = []
             for i, (token, tag) in enumerate(zip(item.tokens, tags), start=1):

@@ -108,6 +108,8 @@ def _from_files(files: Mapping[str, list[str]], cache_dir: str | None) -> datase
         for p in paths:
             if not Path(p).is_file():
                 raise SeqtagError(f"{p}: no such file")
+            if not Path(p).read_bytes()[:4096].strip():  # datasets' JSON builder fails on it with StopIteration
+                raise SeqtagError(f"{p}: an empty file: no rows to read")
     conll = [p for paths in files.values() for p in paths if _suffix(p) in CONLL_SUFFIXES]
     if conll:
         if any(len(paths) != 1 for paths in files.values()) or len(conll) != sum(map(len, files.values())):
@@ -118,8 +120,8 @@ def _from_files(files: Mapping[str, list[str]], cache_dir: str | None) -> datase
     fmt = _file_format([p for paths in files.values() for p in paths])
     try:
         loaded = datasets.load_dataset(fmt, data_files=dict(files), cache_dir=cache_dir)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        raise SeqtagError(f"cannot read {fmt} files {dict(files)}: {e}") from None
+    except (OSError, ValueError, pa.ArrowException, StopIteration, datasets.exceptions.DatasetsError) as e:
+        raise SeqtagError(f"cannot read {fmt} files {dict(files)}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return _split_text_columns(loaded) if fmt == "csv" else loaded
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -183,9 +184,23 @@ def _check_derived(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], 
             )
 
 
+def load_tensors(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, so that a crafted file cannot run code,
+    without torch's warning about a file pickled with another protocol (a hand-made pickle is
+    refused by ``weights_only`` anyway, and its caller reports that in one line).
+
+    Raises:
+        pickle.UnpicklingError: the file holds globals that ``weights_only`` forbids; and the
+            errors of a torn or foreign file (``RuntimeError``, ``EOFError``, ...).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _read_weights(path: Path) -> dict[str, Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
     except pickle.UnpicklingError:
         # torch's message advises weights_only=False, which would run the file's code
         raise SeqtagError(f"{path}: refused to load: it holds Python objects, not only tensors") from None
@@ -231,6 +246,8 @@ def _state_mismatch(state: dict, expected: dict[str, Tensor]) -> str:
                 problems.append(f"{k} is a {type(state[k]).__name__}, not a tensor")
             elif state[k].shape != v.shape:
                 problems.append(f"{k} has shape {list(state[k].shape)}, expected {list(v.shape)}")
+            elif state[k].dtype != v.dtype:  # load_state_dict would cast it: int weights load silently
+                problems.append(f"{k} is {str(state[k].dtype).removeprefix('torch.')}, expected {str(v.dtype).removeprefix('torch.')}")
     return "; ".join(problems[:3])
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, TrainConfig
+from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, TrainConfig, check_value
 from seqtag.data.dataset import (
     Encoded,
     SubwordBatch,
@@ -499,12 +499,11 @@ class Tagger(nn.Module):
             sentence has one, ``([], 0.0)``. Ties follow :meth:`CRF.nbest <seqtag.model.crf.CRF.nbest>`.
 
         Raises:
-            ValueError: ``k < 1`` or ``batch_size < 1``.
+            ValueError: ``k`` or ``batch_size`` not an int >= 1.
         """
         sentences = check_sentences(sentences)
         check_batch_size(batch_size)
-        if k < 1:
-            raise ValueError(f"expected k >= 1, got {k}")
+        check_value("k", k, {"min": 1}, int)  # an int >= 1: not True, not 2.5
         itos = self.vocabs.tags.itos
 
         def step(words: Tensor, cases: Tensor, chars: Tensor, lengths: Tensor, vectors: Tensor | None) -> list:

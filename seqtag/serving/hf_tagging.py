@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from seqtag.config import DEFAULT_BATCH_SIZE, PredictConfig
 from seqtag.errors import SeqtagError
+from seqtag.fileio import make_dir
 from seqtag.serving.predictor import Predictor, bound_method, process_predictor, set_torch_threads
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def save_dataset(dataset, directory: Path) -> None:
     """``save_to_disk`` into a temporary sibling of ``directory``, then rename it into place."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise SeqtagError(f"{directory} already exists; choose a new directory for the tagged dataset")
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(directory.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         dataset.save_to_disk(str(tmp))

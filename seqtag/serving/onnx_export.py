@@ -58,7 +58,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from seqtag import __version__
 from seqtag.errors import SeqtagError
-from seqtag.fileio import atomic_write_bytes
+from seqtag.fileio import atomic_write_bytes, make_dir
 from seqtag.model.crf import NEG_SCORE
 from seqtag.model.heads import CRFHead, SoftmaxHead
 from seqtag.model.tagger import Tagger, as_tagger
@@ -606,7 +606,7 @@ def to_onnx(model_or_dir: Tagger | str | os.PathLike, path: str | os.PathLike) -
     if tagger.encoder is not None:
         model = merge_encoder(encoder_graph(tagger.encoder, tagger.windows.tokenizer), model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     atomic_write_bytes(path, model.SerializeToString())
     return path
 
@@ -680,6 +680,6 @@ def to_onnx_int8(
                     f"{100 * report['int8_accuracy']:.2f}), more than {max_drop}: keep the fp32 export"
                 )
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
         atomic_write_bytes(path, int8.read_bytes())
     return path, report

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime
 
-from seqtag.config import DEFAULT_BATCH_SIZE
+from seqtag.config import DEFAULT_BATCH_SIZE, check_value
 from seqtag.data.encoding import (
     check_batch_size,
     check_sentences,
@@ -102,10 +102,11 @@ class OnnxTagger:
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_NAME)
         try:
             meta = json.loads(raw) if raw else None
-        except ValueError:
-            meta = None
+            why = f"no {METADATA_NAME} metadata" if not raw else f"its {METADATA_NAME} metadata is not {ONNX_FORMAT}'s"
+        except ValueError as e:
+            meta, why = None, f"its {METADATA_NAME} metadata is not JSON: {e}"
         if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT:
-            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger (no {METADATA_NAME} metadata)")
+            raise SeqtagError(f"{path}: an ONNX model, but not a seqtag tagger ({why})")
         version = check_format(meta, ONNX_FORMAT, path)
         _check_metadata(meta, path)
         self._has_marginals_switch = self._check_graph(meta, version, path)
@@ -260,8 +261,7 @@ class OnnxTagger:
         numpy (:func:`kbest_viterbi`) from the graph's emissions and the CRF's scores.
         """
         sentences = check_sentences(sentences)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"expected k >= 1, got {k!r}")
+        check_value("k", k, {"min": 1}, int)
         out: list[list[tuple[list[str], float]]] = [[([], 0.0)] for _ in sentences]
         for chunk, (emissions, log_partition) in self._batches(sentences, batch_size, ["emissions", "log_partition"]):
             lengths = np.array([len(sentences[i]) for i in chunk], dtype=np.int64)

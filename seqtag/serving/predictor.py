@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from seqtag.config import PredictConfig
+from seqtag.config import PredictConfig, config_argument
 from seqtag.data.formats import Tagged
 from seqtag.errors import SeqtagError
 
@@ -106,8 +106,10 @@ def load_predictor(model: str | os.PathLike, config: PredictConfig | None = None
     Raises:
         SeqtagError: no such model, an unreadable one, or a device or precision the format (or the
             machine) cannot use.
+        TypeError: a ``config`` that is not a :class:`~seqtag.config.PredictConfig`.
+        ValueError: a ``config`` field out of its range (set after the config was made).
     """
-    config = config or PredictConfig()
+    config = config_argument(config, PredictConfig, "config") or PredictConfig()
     kind = model_kind(model)
     source = str(model)
     bs = config.batch_size

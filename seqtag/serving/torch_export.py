@@ -11,6 +11,7 @@ The TorchScript export, strings in and strings out, is :mod:`seqtag.serving.torc
 import copy
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from seqtag import __version__
-from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig
+from seqtag.config import DEFAULT_BATCH_SIZE, TaggerConfig, check_value
 from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
 from seqtag.data.vocab import Vocabularies
@@ -36,6 +37,10 @@ from seqtag.serving.torchscript import check_metadata
 EXPORT_VOCAB_FILE = "vocab.json"
 DEFAULT_MAX_LENGTH = 128
 """Longest sentence that :func:`to_torch_export` covers unless told otherwise."""
+MAX_LENGTH = 1024
+"""Longest ``max_length`` :func:`to_torch_export` takes: its time grows with the sum of the bucket
+lengths (about 2 minutes for 8 to 81 on 2 cores), so past this it would run for hours, and
+``--max-length 1000000000`` would try to trace billion-token programs. TorchScript has no limit."""
 MIN_WORD_LENGTH = 2
 """Narrowest character width the ``torch.export`` programs take (narrower batches are padded)."""
 
@@ -118,11 +123,10 @@ def to_torch_export(
     """
     tagger = as_tagger(model_or_dir)
     refuse_encoder(tagger, "torch.export")
-    if max_length < 1:
-        raise SeqtagError(f"expected max_length >= 1, got {max_length}")
+    check_value("max_length", max_length, {"min": 1, "max": MAX_LENGTH}, int)
     lengths = sorted(set(buckets if buckets is not None else length_buckets(max_length)))
-    if not lengths or lengths[0] < 1:
-        raise SeqtagError(f"expected bucket lengths >= 1, got {lengths}")
+    if not lengths or lengths[0] < 1 or lengths[-1] > MAX_LENGTH:
+        raise SeqtagError(f"expected bucket lengths from 1 to {MAX_LENGTH}, got {lengths}")
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise SeqtagError(f"{path} already exists; choose a new directory for the torch.export programs")
@@ -258,11 +262,22 @@ class TorchExportTagger:
         and are finite."""
         if length not in self._programs:
             path = self.directory / self.files[length]
+            export_log = logging.getLogger("torch.export")  # it logs a torn archive's traceback, then fails
+            level = export_log.level
+            export_log.setLevel(logging.ERROR)
             try:
                 program = torch.export.load(path)
             except Exception as e:  # a torn or foreign file: RuntimeError, zipfile.BadZipFile, KeyError, ...
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 raise SeqtagError(f"{path}: not a readable torch.export program ({type(e).__name__}: {first})") from None
+            finally:
+                export_log.setLevel(level)
+            widths = [tuple(n.meta["val"].shape)[1:2] for n in program.graph.nodes if n.op == "placeholder" and n.name == "words"]
+            if widths != [(length,)]:  # another bucket's program under this name: its guard would fail mid-batch
+                raise SeqtagError(
+                    f"{path}: the program takes sentences of {widths[0][0] if widths and widths[0] else '?'} tokens, "
+                    f"not the {length} of its bucket: the directory's files were renamed or come from another export"
+                )
             state = program.state_dict
             check_vocab_sizes(state, vocab_sizes(self.vocabs), self.directory / EXPORT_VOCAB_FILE, path, prefix="tagger.")
             check_finite(state, path)

@@ -42,7 +42,7 @@ from seqtag.data.dataset import collate_strings, encode_strings, string_rules
 from seqtag.data.encoding import check_batch_size, check_sentences, plan_batches
 from seqtag.data.vocab import check_strings
 from seqtag.errors import SeqtagError
-from seqtag.fileio import atomic_write_bytes
+from seqtag.fileio import atomic_write_bytes, make_dir
 from seqtag.model.directory import check_finite, check_vocab_sizes
 from seqtag.model.tagger import Tagger, as_tagger, refuse_encoder
 from seqtag.serving.files import FORMAT_VERSIONS, METADATA_NAME, TORCHSCRIPT_FORMAT, check_format
@@ -322,7 +322,7 @@ def to_torchscript(
     with _torchscript_warnings():
         torch.jit.save(scripted, buf, _extra_files=extra)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     atomic_write_bytes(path, buf.getvalue())
     return path
 

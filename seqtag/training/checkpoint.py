@@ -55,6 +55,7 @@ from seqtag.config import DataConfig, TaggerConfig, TrainConfig
 from seqtag.data.vocab import Vocabularies
 from seqtag.errors import SeqtagError
 from seqtag.fileio import WriteError, atomic_write_bytes, make_dir
+from seqtag.model.directory import load_tensors
 
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "learning_curve.png"
@@ -305,7 +306,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise SeqtagError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError, OSError) as e:
         # UnpicklingError: a global that weights_only forbids; the others: a torn or foreign file.
         raise SeqtagError(f"{path}: {_refusal(e)}") from None

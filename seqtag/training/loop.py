@@ -18,7 +18,6 @@ directory and resume checks (:mod:`seqtag.training.runs`), the signals (:mod:`se
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import math
 import os
@@ -37,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from seqtag.config import DataConfig, TaggerConfig, TrainConfig, for_encoder
+from seqtag.config import DataConfig, TaggerConfig, TrainConfig, config_argument, for_encoder
 from seqtag.data.dataset import EncodedDataset, check_encoding, check_tags, make_loader
 from seqtag.data.encoding import check_tagged
 from seqtag.data.sources import follow_scheme, scheme_of
@@ -274,7 +273,7 @@ def train(
         >>> [row["epoch"] for row in read_metrics(out)]
         [1, 2, 3]
     """
-    config, train_config, data_config = (_config_argument(value, cls, name) for value, cls, name in (
+    config, train_config, data_config = (config_argument(value, cls, name) for value, cls, name in (
         (config, TaggerConfig, "config"), (train_config, TrainConfig, "train_config"),
         (data_config, DataConfig, "data_config")))  # fmt: skip
     _check_arguments(output_dir, quiet, resume, dist_backend, overwrite, evaluator)
@@ -324,18 +323,6 @@ def train(
             return _loop(session, state)
         finally:
             distributed.teardown(world)
-
-
-def _config_argument(value: object, cls: type, name: str):
-    """``value`` (a ``cls`` or None) checked as the command line checks its flags: every field
-    against its metadata (``JsonConfig.__post_init__``, run again by ``dataclasses.replace``:
-    a field may have been set since the object was made, ``tc.batch_size = 2.5``)."""
-    if value is None:
-        return None
-    if not isinstance(value, cls):
-        hint = f" (seqtag.{cls.__name__}.from_dict reads a dict)" if isinstance(value, dict) else ""
-        raise TypeError(f"expected {name} a seqtag.{cls.__name__} or None, got a {type(value).__name__}{hint}")
-    return dataclasses.replace(value)
 
 
 def _check_arguments(output_dir: object, quiet: object, resume: object, dist_backend: object, overwrite: object,

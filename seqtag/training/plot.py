@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from seqtag.data.corpus import decoded_lines
 from seqtag.errors import SeqtagError
 from seqtag.fileio import atomic_write_bytes
 from seqtag.training.checkpoint import METRICS_FILE, PLOT_FILE
@@ -27,7 +28,8 @@ def read_metrics(directory: str | os.PathLike) -> list[dict]:
     """
     path = Path(directory) / METRICS_FILE
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with open(path, "rb") as f:  # bytes that are not UTF-8: one line naming the line (CorpusError)
+            lines = [text for _, text, _ in decoded_lines(f, str(path))]
     except OSError as e:
         raise SeqtagError(f"{path}: cannot read ({e.strerror or e})") from None
     rows = []

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from seqtag import read_conllu, write_conllu
+from seqtag import read_conllu, write_conll, write_conllu
 from seqtag.cli.app import main
 from seqtag.data.tutorial import tutorial_corpus
 
@@ -437,3 +438,44 @@ def test_every_command_that_computes_takes_threads_bounded_by_the_machine(comman
     assert code in (1, 2) and "Traceback" not in err
     assert f"expected threads <= {MAX_PARALLEL}, got {MAX_PARALLEL + 1}" in err
     assert len(err.strip().splitlines()[-1:]) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_dataset_error_is_the_only_line_on_a_redirected_stderr(tmp_path):
+    """datasets draws progress bars on any stderr; under a pipe or in a log only the error is left."""
+    from ..helpers import random_sentences, small_tagger
+
+    model = tmp_path / "m"
+    small_tagger(random_sentences(5, tags=("O", "B-X", "I-X"))).save(model)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"tokens": ["a", "b"], "tags": ["O"]}\n')
+    done = _seqtag("evaluate", str(model), "--hf-dataset", str(data))
+    _, err = done.communicate(timeout=120)
+    assert done.returncode == 1
+    assert err.splitlines() == ["seqtag: error: row 0: expected as many tags as tokens, got 2 tokens and 1 tags"]
+
+
+@pytest.mark.parametrize("flag", ["--hidden-dim", "--embedding-dim"])
+def test_a_model_too_large_to_allocate_is_one_line_and_nothing_written(tmp_path, capsys, flag):
+    from ..helpers import random_sentences
+
+    data = tmp_path / "t.conll"
+    write_conll(random_sentences(5), data)
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(data), "--output-dir", str(out), "--epochs", "1", "--quiet",
+                 flag, "1000000000000"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"seqtag: error: out of memory \(you tried to allocate \d+ bytes\): choose smaller sizes or batches\n", err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-length", "16"], "--max-length is for --format torch-export (torchscript takes sentences of any length)"),
+    (["--format", "onnx", "--max-length", "16"], "--max-length is for --format torch-export (onnx takes sentences of any length)"),
+])  # fmt: skip
+def test_export_refuses_an_option_its_format_would_ignore(tmp_path, capsys, flags, message):
+    from ..helpers import random_sentences, small_tagger
+
+    small_tagger(random_sentences(3)).save(tmp_path / "m")
+    assert main(["export", str(tmp_path / "m"), "--output", str(tmp_path / "out"), *flags]) == 1
+    assert capsys.readouterr().err == f"seqtag: error: {message}\n"
+    assert not (tmp_path / "out").exists()

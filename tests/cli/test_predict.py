@@ -252,11 +252,19 @@ def test_bad_options_fail_the_same_for_every_format(models, tmp_path, capsys, ki
     assert (code, out, err) == (1, "", f"seqtag: error: {message}\n")
 
 
+@pytest.mark.parametrize("value, message", [("0", "expected nbest >= 1, got 0"), ("-1", "expected nbest >= 1, got -1"),
+                                            ("2.5", "expected nbest a number, got '2.5'")])  # fmt: skip
+def test_nbest_takes_a_positive_integer(models, capsys, value, message):
+    """--nbest 0 was taken for no --nbest and wrote plain tags."""
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(models["directory"]), "--nbest", value, "--output-format", "jsonl"])
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1].endswith(f"argument --nbest: {message}")
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--nbest", "2"], "--nbest K writes JSON lines: add --output-format jsonl"),
-        (["--nbest", "-1", "--output-format", "jsonl"], "expected --nbest K >= 1, got -1"),
         (["--format", "conllu", "--confidence"], "--confidence has no CoNLL-U column"),
         (["--format", "conllu", "--tag-column", "form"], "expected a CoNLL-U tag column other than id and form"),
         (["--format", "conll", "--token-column", "x"], "expected an integer --token-column for a CoNLL file"),

@@ -132,3 +132,12 @@ def test_check_batch_size_refuses_what_is_not_a_positive_int(bad):
 
     with pytest.raises(ValueError, match=r"expected batch_size (an integer|>= 1), got"):
         check_batch_size(bad)
+
+
+def test_check_sentences_refuses_a_lone_surrogate_that_no_format_can_carry():
+    """TorchScript fails on it deep inside, and no UTF-8 output can hold it: one line, naming the token."""
+    from seqtag.data.encoding import check_sentences
+
+    assert check_sentences([["\U0001f642", "a"]]) == [["\U0001f642", "a"]]  # a pair is one character
+    with pytest.raises(ValueError, match=r"expected token 1 of sentence 1 as text UTF-8 can carry, got 'b\\udc80' \(a lone surrogate\)"):
+        check_sentences([["a"], ["a", "b\udc80"]])

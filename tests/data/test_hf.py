@@ -473,3 +473,12 @@ def test_training_on_a_dataset_that_breaks_its_scheme_is_one_line_naming_split_r
     assert "ds (train): repaired 1 tag(s) in 1 row(s) to follow BIO" in capsys.readouterr().err
     with pytest.raises(SeqtagError, match=r"ds \(train\), row 1, token 1: 'I-PER' after 'O' breaks the BIO"):
         evaluation_data(dc.replace(repair_tags=False), None, "train", "bio")
+
+
+@pytest.mark.parametrize("text", ["", "  \n\n"])
+def test_an_empty_data_file_is_one_line(tmp_path, text):
+    """datasets' JSON builder fails on it with a bare StopIteration."""
+    path = tmp_path / "d.jsonl"
+    path.write_text(text)
+    with pytest.raises(SeqtagError, match=r"d.jsonl: an empty file: no rows to read"):
+        hf.load_split(str(path), "train")

@@ -25,7 +25,8 @@ def test_save_load_round_trip(tmp_path):
     assert meta["model"]["crf"] is True
 
 
-def test_load_refuses_a_pickle_that_runs_code_in_one_line_of_our_own(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4])  # 4: torch warns of the protocol unless the loader quiets it
+def test_load_refuses_a_pickle_that_runs_code_in_one_line_of_our_own(tmp_path, protocol):
     sentences = random_sentences(3)
     small_tagger(sentences).save(tmp_path)
     marker = tmp_path / "pwned"
@@ -34,11 +35,22 @@ def test_load_refuses_a_pickle_that_runs_code_in_one_line_of_our_own(tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    torch.save({"x": Payload()}, tmp_path / "weights.pt")
+    torch.save({"x": Payload()}, tmp_path / "weights.pt", pickle_protocol=protocol)
     with pytest.raises(SeqtagError, match="weights.pt: refused to load: it holds Python objects") as e:
         Tagger.load(tmp_path)
     assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
     assert not marker.exists()
+
+
+def test_load_refuses_weights_of_another_dtype(tmp_path):
+    """load_state_dict would cast int64 weights into the float parameters, and the model would tag."""
+    small_tagger(random_sentences(3)).save(tmp_path)
+    state = torch.load(tmp_path / "weights.pt", weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name].long()
+    torch.save(state, tmp_path / "weights.pt")
+    with pytest.raises(SeqtagError, match=rf"weights.pt does not match .*: {name} is int64, expected float32"):
+        Tagger.load(tmp_path)
 
 
 def _edit_json(path, edit):

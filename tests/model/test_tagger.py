@@ -223,6 +223,9 @@ def test_nbest_with_fewer_sequences_than_k_and_bad_k():
     assert abs(sum(np.exp(p) for _, p in result[1]) - 1) < 1e-5
     with pytest.raises(ValueError, match="expected k >= 1, got 0"):
         tagger.nbest([["x"]], k=0)
+    for k in (True, 2.5, "3"):  # True < 1 is False: k must be an int, as the CLI's --nbest is
+        with pytest.raises(ValueError, match=f"expected k an integer, got {k!r}"):
+            tagger.nbest([["x"]], k=k)
     with pytest.raises(ValueError, match="expected batch_size >= 1"):
         tagger.predict_with_confidence([["x"]], batch_size=0)
 

@@ -421,6 +421,9 @@ def test_nbest_k_must_be_positive(pair):
     _, runner = pair
     with pytest.raises(ValueError, match="expected k >= 1"):
         runner.nbest([["a"]], 0)
+    for k in (True, 2.5):
+        with pytest.raises(ValueError, match=f"expected k an integer, got {k!r}"):
+            runner.nbest([["a"]], k)
 
 
 def test_metadata(crf_tagger, softmax_tagger, onnx_files):

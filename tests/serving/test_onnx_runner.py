@@ -119,9 +119,10 @@ DAMAGED = {
                                 r"expected a positive integer format_version, got '2'"),
     "format_version removed": ("crf", _edited(lambda m: m.pop("format_version")),
                                r"expected a positive integer format_version, got None"),
-    "another format": ("crf", _edited(lambda m: m.update(format="seqtag.torchscript")), r"not a seqtag tagger"),
-    "not JSON": ("crf", lambda m: "{not json", r"not a seqtag tagger"),
-    "a JSON list": ("crf", lambda m: "[1, 2]", r"not a seqtag tagger"),
+    "another format": ("crf", _edited(lambda m: m.update(format="seqtag.torchscript")),
+                       r"not a seqtag tagger \(its seqtag.json metadata is not seqtag.onnx's\)"),
+    "not JSON": ("crf", lambda m: "{not json", r"not a seqtag tagger \(its seqtag.json metadata is not JSON: Expecting"),
+    "a JSON list": ("crf", lambda m: "[1, 2]", r"not a seqtag tagger \(its seqtag.json metadata is not seqtag.onnx's\)"),
 }  # fmt: skip
 
 

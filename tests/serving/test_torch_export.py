@@ -78,13 +78,25 @@ def test_programs_of_another_model_are_refused_when_first_used(exported, tmp_pat
         tagger.predict([["The", "dog"]])
 
 
-def test_a_damaged_program_is_one_line(exported, tmp_path):
+@pytest.mark.parametrize("keep", [0, 200, 0.5])
+def test_a_damaged_program_is_one_line(exported, tmp_path, capfd, keep):
     directory = _copy(exported, tmp_path)
     program = directory / "bucket_6.pt2"
-    program.write_bytes(program.read_bytes()[:200])
+    data = program.read_bytes()
+    program.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
     with pytest.raises(SeqtagError, match="bucket_6.pt2: not a readable torch.export program") as e:
         load_torch_export(directory).predict([["The", "dog"]])
     assert "\n" not in str(e.value)
+    assert capfd.readouterr().err == ""  # torch.export logs the torn archive's traceback unless silenced
+
+
+def test_a_program_under_another_buckets_name_is_refused(exported, tmp_path):
+    """A program traced for 6 tokens named as bucket 7 would fail its shape guard mid-batch."""
+    directory = _copy(exported, tmp_path)
+    (directory / "bucket_6.pt2").rename(directory / "bucket_7.pt2")
+    _edit(directory / "seqtag.json", lambda m: m.update(buckets={"7": "bucket_7.pt2"}, max_length=7))
+    with pytest.raises(SeqtagError, match="bucket_7.pt2: the program takes sentences of 6 tokens, not the 7 of its bucket"):
+        load_torch_export(directory).predict([["The", "dog"]])
 
 
 @pytest.mark.parametrize(
@@ -100,3 +112,15 @@ def test_predict_refuses_what_is_not_sentences(exported, sentences, message):
 def test_predict_refuses_a_batch_size_that_is_not_an_integer(exported):
     with pytest.raises(ValueError, match="expected batch_size an integer, got 2.5"):
         load_torch_export(exported["a"]).predict([["a"]], batch_size=2.5)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"max_length": 10**9}, ValueError, "expected max_length <= 1024, got 1000000000"),
+    ({"max_length": 2.5}, ValueError, "expected max_length an integer, got 2.5"),
+    ({"buckets": [8, 4096]}, SeqtagError, r"expected bucket lengths from 1 to 1024, got \[8, 4096\]"),
+])  # fmt: skip
+def test_lengths_no_export_can_trace_are_refused_at_once(tmp_path, kwargs, error, message):
+    """Tracing billion-token programs ran until it was killed."""
+    with pytest.raises(error, match=message):
+        to_torch_export(small_tagger(random_sentences(3)), tmp_path / "e", **kwargs)
+    assert not (tmp_path / "e").exists()

@@ -162,3 +162,10 @@ def test_predict_on_a_file_with_another_models_metadata_is_one_line(files, tmp_p
     assert rc == 1 and out == "" and err.count("\n") == 1 and "Traceback" not in err
     assert "seqtag.json's tags is not the module's" in err
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_an_output_under_a_file_is_one_line_and_the_file_kept(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SeqtagError, match=r"cannot write \S+/f: it exists and is not a directory"):
+        to_torchscript(small_tagger(random_sentences(3)), tmp_path / "f" / "m.pt")
+    assert (tmp_path / "f").read_text() == "x"

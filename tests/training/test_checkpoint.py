@@ -39,7 +39,8 @@ def test_checkpoint_holds_everything_needed_and_loads_without_pickle(straight_ru
     assert Tagger.load(out).predict([["a", "b"]])[0].__len__() == 2
 
 
-def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(data, tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4])  # 4: torch warns of the protocol unless the loader quiets it
+def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(data, tmp_path, protocol):
     seqtag.train(*data, TINY, FAST.replace(epochs=1), output_dir=tmp_path, quiet=True)
     marker = tmp_path / "pwned"
 
@@ -47,7 +48,8 @@ def test_a_checkpoint_with_a_pickle_payload_is_refused_without_running_it(data, 
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    torch.save({"format": "seqtag-checkpoint", "version": 1, "model": Payload()}, tmp_path / "checkpoints/last.pt")
+    torch.save({"format": "seqtag-checkpoint", "version": 1, "model": Payload()}, tmp_path / "checkpoints/last.pt",
+               pickle_protocol=protocol)
     with pytest.raises(SeqtagError, match="refused to load checkpoint: it holds Python objects") as info:
         seqtag.train(*data, output_dir=tmp_path, resume=True)
     assert not marker.exists()

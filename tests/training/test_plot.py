@@ -36,3 +36,16 @@ def test_training_without_matplotlib_says_so_and_finishes(data, tmp_path, monkey
     assert "no learning-curve plot: the plot needs matplotlib: pip install 'seqtag[plot]'" in capsys.readouterr().err
     assert (tmp_path / "weights.pt").exists() and not (tmp_path / "learning_curve.png").exists()
     assert main(["plot", str(tmp_path)]) == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"epoch": 1}\n\xfe\xff junk\n', r"metrics.jsonl:2: not valid UTF-8 \(byte 1 of the line is 0xfe\)"),
+    (b"\xef\xbb\xbf" + b'{"epoch": 1, "train_loss": 1.0}\r\n' + b'[1]\n', r"metrics.jsonl:2: expected a JSON object"),
+])  # fmt: skip
+def test_a_damaged_metrics_file_is_one_line_naming_its_line(tmp_path, content, message):
+    from seqtag.errors import SeqtagError
+    from seqtag.training.plot import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_bytes(content)
+    with pytest.raises(SeqtagError, match=message):
+        read_metrics(tmp_path)
