@@ -685,7 +685,9 @@ def scheme_problem(
     Args:
         dataset: one split.
         scheme: ``"none"`` (nothing to check) or one of :data:`seqtag.schemes.SCHEMES`.
-        tokens_column, tags_column, label_names: as :func:`sentences`.
+        tokens_column: as :func:`sentences`.
+        tags_column: as :func:`sentences`.
+        label_names: as :func:`sentences`.
         batch_size: rows per Arrow batch read.
     """
     if scheme == "none":

@@ -449,7 +449,8 @@ class Tagger(nn.Module):
 
         Args:
             sentences: each a list of token strings.
-            batch_size, precision: as in :meth:`predict`.
+            batch_size: as in :meth:`predict`.
+            precision: as in :meth:`predict`.
 
         Returns:
             Per sentence ``(tags, confidence)``: the tags of :meth:`predict` and, per token, the
