@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> None:
     if args.resume:
         _resume_training(args)
         return
+    data = config_from_args(DataConfig, args)  # each value in its range first
     refuse_dataset_options_without_dataset(args)  # a resumed run takes them from its checkpoint
-    data = config_from_args(DataConfig, args)
     if not (data.train_file or data.hf_dataset) or not args.output_dir:
         raise SeqtagError("train needs --train FILE (or --hf-dataset) and --output-dir DIR (or --resume DIR)")
     if data.train_file and data.hf_dataset:
