@@ -659,6 +659,18 @@ def _configure_logging() -> None:
         log.setLevel(logging.INFO)
 
 
+def _ignore_sigterm() -> None:
+    """Ignore SIGTERM from here on, so that a graceful shutdown ends with status 0.
+
+    With one process, called before uvicorn serves: uvicorn handles SIGTERM while it serves, then
+    restores the handler it found and re-raises the signal it handled. With ``workers > 1``,
+    called once uvicorn's supervisor has returned. Ignored (not a Python handler, which the
+    interpreter resets to the default while it finalizes), neither that signal nor a second one
+    sent during the exit kills the process.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def serve(model: str | os.PathLike, config: ServeConfig) -> None:
     """Serve ``model`` until SIGTERM or Ctrl-C: on SIGTERM, stop accepting connections, answer
     the requests in flight (for at most ``shutdown_timeout_s``) and return.
@@ -673,9 +685,6 @@ def serve(model: str | os.PathLike, config: ServeConfig) -> None:
     kind = model_kind(model)
     options = dict(host=config.host, port=config.port, timeout_graceful_shutdown=config.shutdown_timeout_s,
                    access_log=False, lifespan="on", log_level="info")  # fmt: skip
-    # uvicorn re-raises the SIGTERM it handled once it has shut down; received here, it ends
-    # the process with status 0 instead of death by the signal
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     if config.workers == 1:
         app = create_app(model, config, load(model, config))
 
@@ -685,6 +694,7 @@ def serve(model: str | os.PathLike, config: ServeConfig) -> None:
                 super().handle_exit(sig, frame)
 
         log.info("serving %s (%s) on http://%s:%d", model, KINDS[kind], config.host, config.port)
+        _ignore_sigterm()
         Server(uvicorn.Config(app, **options)).run()
     else:
         os.environ[ENVIRONMENT] = json.dumps({"model": str(model), "config": config.to_dict()})
@@ -692,6 +702,7 @@ def serve(model: str | os.PathLike, config: ServeConfig) -> None:
                  config.workers)  # fmt: skip
         uvicorn.run(f"{__name__ if __name__ != '__main__' else 'seqtag.serving.server'}:app_from_environment", factory=True,
                     workers=config.workers, **options)  # fmt: skip
+        _ignore_sigterm()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

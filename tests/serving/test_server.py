@@ -428,6 +428,18 @@ def test_concurrent_clients_get_the_tags_that_predict_gives(server, models, tmp_
     assert _answered(server) - answered_before == threads * requests_per_thread  # each exactly once
 
 
+def test_two_worker_processes_on_one_port_give_the_tags_that_predict_gives(models, tmp_path, capsys):
+    pool = [s.tokens for s in random_sentences(40, max_len=30, seed=6)]
+    expected = [o["tags"] for o in _predict_jsonl(models["onnx"], pool, tmp_path, capsys)]
+    server = Server(models["onnx"], "--workers", "2", "--threads", "1")
+    try:  # a connection for each request: the kernel shares them out between the processes
+        got = [json.loads(server.request("POST", "/v1/tag", {"sentences": [s]})[1])["sentences"][0]["tags"] for s in pool]
+    finally:
+        log = server.stop()
+    assert got == expected
+    assert server.process.returncode == 0, log
+
+
 def _answered(server) -> float:
     """The server's count of requests answered 200 (its /metrics)."""
     text = server.request("GET", "/metrics")[1].decode()
@@ -482,6 +494,20 @@ def test_sigterm_answers_every_request_in_flight_and_exits_0(models):
     assert [len(a[1]["sentences"][0]["tags"]) for a in answers] == list(range(1, n + 1))
     with pytest.raises(OSError):
         server.request("GET", "/health")
+
+
+@pytest.mark.parametrize("model, args", [("onnx", ()), ("directory", ()), ("onnx", ("--workers", "2"))],
+                         ids=["onnx", "directory", "onnx-2-workers"])  # fmt: skip
+def test_sigterm_sent_again_and_again_during_the_exit_still_ends_with_status_0(models, model, args):
+    # a process manager may repeat SIGTERM; one landing while the interpreter finalizes used to
+    # kill the process (-15) after a graceful shutdown
+    server = Server(models[model], *args)
+    deadline = time.monotonic() + 30
+    while server.process.poll() is None and time.monotonic() < deadline:
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.001)
+    log = server.stop()
+    assert server.process.returncode == 0, log
 
 
 # -- int8 for CPU serving ---------------------------------------------------------------------
