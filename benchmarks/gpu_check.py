@@ -35,6 +35,7 @@ import seqtag
 from seqtag.data.dataset import collate, encode_tokens
 from seqtag.host import host_info, matmul_gflops, synchronize
 from seqtag.model.layers import PackedLSTM, PaddedLSTM
+from seqtag.testing import random_bert
 from seqtag.training.bench import bench, synthetic_corpus
 
 CORPORA = Path(os.environ.get("SEQTAG_CORPORA", Path(__file__).resolve().parents[1].parent / "shared" / "corpora"))
@@ -143,32 +144,13 @@ def precision_accuracy(tagger, dev) -> dict:
     return out
 
 
-def minilm_shaped_encoder(train, directory: Path) -> Path:
-    """A BERT of all-MiniLM-L6-v2's shape with random weights, and a WordPiece tokenizer of 30,522
-    pieces trained on ``train``'s words: MiniLM's cost without its weights (no network)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    text = [" ".join(s.tokens) for s in train]
-    wordpiece.train_from_iterator(text, trainers.WordPieceTrainer(vocab_size=30522, special_tokens=special))
-    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab())
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                        intermediate_size=1536, max_position_embeddings=512)
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 def encoder_checks(train, dev, tmp: Path, start: float) -> dict:
     from seqtag.config import for_encoder
 
     given = os.environ.get("SEQTAG_ENCODER", "")
-    encoder = Path(given) if given else minilm_shaped_encoder(train, tmp / "minilm-shaped")
+    encoder = Path(given) if given else random_bert(  # MiniLM's cost without its weights (no network)
+        tmp / "minilm-shaped", [" ".join(s.tokens) for s in train], vocab_size=30522, hidden_size=384, num_layers=6,
+        num_heads=12, intermediate_size=1536, max_positions=512, seed=0)
     out: dict = {"encoder": str(encoder), "weights": "pretrained" if given else "random (MiniLM's shape: speed only)"}
     config = for_encoder(seqtag.TaggerConfig(encoder=str(encoder)))
     rows, tagger = [], None

@@ -66,26 +66,6 @@ ENCODER_TEXT = [
 ]
 
 
-def _bert_encoder(directory: Path) -> Path:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wordpiece.train_from_iterator(ENCODER_TEXT, trainers.WordPieceTrainer(vocab_size=160, special_tokens=special))
-    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab())
-    torch.manual_seed(11)
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 def _roberta_encoder(directory: Path) -> Path:
     import json
 
@@ -116,5 +96,7 @@ def encoder_dirs(tmp_path_factory) -> dict[str, Path]:
     """``{"bert": DIR, "roberta": DIR}``: a tiny random BERT (WordPiece) and RoBERTa (byte-level
     BPE), each saved with ``save_pretrained`` beside its fast tokenizer."""
     pytest.importorskip("transformers")
+    from seqtag.testing import random_bert
+
     root = tmp_path_factory.mktemp("encoders")
-    return {"bert": _bert_encoder(root / "bert"), "roberta": _roberta_encoder(root / "roberta")}
+    return {"bert": random_bert(root / "bert", ENCODER_TEXT), "roberta": _roberta_encoder(root / "roberta")}

@@ -29,26 +29,6 @@ SENTENCES = [
 TEXT = ["the quick brown fox jumps over the lazy dog .", "a cat runs quickly , and the dogs ran after it !"]
 
 
-def tiny_bert(directory: Path) -> Path:
-    """A random 2-layer BERT (hidden 24) with a WordPiece tokenizer trained on two sentences."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wordpiece.train_from_iterator(TEXT, trainers.WordPieceTrainer(vocab_size=120, special_tokens=special))
-    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab())
-    torch.manual_seed(11)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)  # fmt: skip
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 class Recorder:
     """An InferenceSession stand-in that keeps each feed it runs."""
 
@@ -105,9 +85,10 @@ def main() -> None:
 
     import seqtag
     from seqtag.serving.onnx_export import to_onnx
+    from seqtag.testing import random_bert
 
     args.out.mkdir(parents=True, exist_ok=True)
-    encoder = args.encoder or tiny_bert(args.out / "bert")
+    encoder = args.encoder or random_bert(args.out / "bert", TEXT, vocab_size=120, max_positions=64)
     corpus = seqtag.tutorial_corpus()
     vocabs = seqtag.Vocabularies.build(corpus)
     configs = {
