@@ -2151,6 +2151,7 @@ def serve_cases(w: World) -> list[Case]:
     bad("path-v2", plain, 404, path="/v2/tag")
     bad("path-case", plain, 404, path="/V1/TAG")
     bad("path-traversal", None, 404, method="GET", path="/../../etc/passwd")
+    bad("path-newline-escape", None, 404, method="GET", path="/a%0Ab%00")
     case(
         "http10",
         post(plain, version="HTTP/1.0", headers={"Connection": None}),

@@ -508,6 +508,7 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
     """
     require_extra()
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -615,6 +616,19 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def not_routed(request: Request, exc: HTTPException) -> Response:
+        """A path without an endpoint (404), a method the endpoint lacks (405, with ``Allow``): the
+        API's JSON error, as every refusal."""
+        where = f"{request.method} {request.url.path[:200]!r}"
+        if exc.status_code == 405:
+            message = f"{where}: this endpoint takes {(exc.headers or {}).get('Allow', 'other methods')}"
+        elif exc.status_code == 404:
+            message = f"{where}: no such endpoint; expected one of {', '.join(r.path for r in routes)}"
+        else:
+            message = f"{where}: {exc.detail}"
+        return JSONResponse(RequestError(exc.status_code, message).body(), status_code=exc.status_code,
+                            headers=exc.headers)  # fmt: skip
+
     @asynccontextmanager
     async def lifespan(app):
         if state["predictor"] is None:
@@ -635,7 +649,7 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
     app.state.serving = state  # the predictor, the batcher and readiness, for tests and embedding
     app.state.metrics = metrics
     return app

@@ -214,6 +214,22 @@ def test_bad_requests_are_refused_with_the_field_and_leave_the_server_ready(mode
     assert ready.status_code == 200 and good.status_code == 200
 
 
+def test_unknown_paths_and_wrong_methods_get_the_json_error(models):
+    async def fn(client):
+        return [await client.get("/v1/tag"), await client.post("/ready", json={}), await client.get("/nope"),
+                await client.post("/v2/tag", json={"sentences": [["a"]]})]  # fmt: skip
+
+    get_tag, post_ready, nope, v2 = _run(create_app(models["onnx"], LIMITS), fn)
+    assert [r.status_code for r in (get_tag, post_ready, nope, v2)] == [405, 405, 404, 404]
+    assert get_tag.headers["allow"] == "POST" and "GET" in post_ready.headers["allow"]
+    for r in (get_tag, post_ready, nope, v2):
+        assert r.headers["content-type"] == "application/json"
+        error = r.json()["error"]
+        assert error["status"] == r.status_code and "\n" not in error["message"]
+    assert get_tag.json()["error"]["message"] == "GET '/v1/tag': this endpoint takes POST"
+    assert nope.json()["error"]["message"].startswith("GET '/nope': no such endpoint; expected one of /v1/tag, ")
+
+
 def test_a_body_without_a_length_is_cut_at_the_limit(models):
     async def chunks():
         for _ in range(10):
