@@ -127,13 +127,25 @@ def _type_name(value: Any) -> str:
     )
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of a request (``json.loads``'s ``object_pairs_hook``), refused when a field
+    comes twice, which ``json.loads`` would answer with the last one."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise RequestError(422, f"field {key!r} given twice", field=key)
+    return obj
+
+
 def parse_request(body: bytes, limits: Limits) -> TagRequest:
     """Check a ``POST /v1/tag`` body and return its sentences and options.
 
     Raises:
         RequestError: 400 for a body that is not JSON, 413 for more than ``max_sentences``
-            sentences, 422 for anything else (a wrong type, an empty sentence, a sentence longer
-            than ``max_tokens``, ``nbest`` out of range, an option the model cannot give).
+            sentences, 422 for anything else (a wrong type, a field given twice, an empty sentence,
+            a sentence longer than ``max_tokens``, ``nbest`` out of range, an option the model
+            cannot give).
 
     >>> parse_request(b'{"text": "The dog .\\\\n\\\\nIt slept"}', Limits(8, 8, 4)).items[1].tokens
     ['It', 'slept']
@@ -143,7 +155,7 @@ def parse_request(body: bytes, limits: Limits) -> TagRequest:
     seqtag.serving.server.RequestError: sentences[0]: expected at least one token
     """
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, object_pairs_hook=_object)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
         raise RequestError(400, f"the body is not JSON: {str(e)[:200]}") from None
     if not isinstance(obj, dict):

@@ -172,6 +172,8 @@ BAD_REQUESTS = [
     (b"[" * 100_000 + b"]" * 100_000, 400, None),  # nested deeper than the JSON parser goes
     (b"[1, 2]", 422, None),
     (b'{"sentences": [["a"]], "extra": 1}', 422, "extra"),
+    (b'{"sentences": [["a"]], "sentences": [["b", "c"]]}', 422, "sentences"),  # not the last one silently
+    (b'{"sentences": [["a"]], "nbest": 9, "nbest": 1}', 422, "nbest"),
     (b'{"confidence": true}', 422, "sentences"),
     (b'{"sentences": [["a"]], "text": "a"}', 422, "sentences"),
     (b'{"sentences": "a b"}', 422, "sentences"),
