@@ -154,9 +154,13 @@ def parse_request(body: bytes, limits: Limits) -> TagRequest:
     ...
     seqtag.serving.server.RequestError: sentences[0]: expected at least one token
     """
+    try:  # UTF-8 (a byte order mark skipped): json.loads would also read UTF-16 and UTF-32 bytes
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"the body is not UTF-8: {e.reason} at byte {e.start}") from None
     try:
-        obj = json.loads(body, object_pairs_hook=_object)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
+        obj = json.loads(text, object_pairs_hook=_object)
+    except (ValueError, RecursionError) as e:  # RecursionError: [[[[...
         raise RequestError(400, f"the body is not JSON: {str(e)[:200]}") from None
     if not isinstance(obj, dict):
         raise RequestError(422, f"expected a JSON object, got {_type_name(obj)}")

@@ -168,6 +168,9 @@ LIMITS = ServeConfig(max_body_bytes=300_000, max_sentences=3, max_tokens=5, max_
 BAD_REQUESTS = [
     (b"{not json", 400, None),
     (b"\xff\xfe\x00", 400, None),
+    ('{"sentences": [["a"]]}'.encode("utf-16"), 400, None),  # JSON, but not UTF-8
+    ('{"sentences": [["a"]]}'.encode("utf-32-le"), 400, None),
+    (b'{"sentences": [["\xed\xa0\x80"]]}', 400, None),  # a surrogate in UTF-8 bytes
     (b"[" * 200_000 + b"]" * 200_000, 413, "body"),
     (b"[" * 100_000 + b"]" * 100_000, 400, None),  # nested deeper than the JSON parser goes
     (b"[1, 2]", 422, None),
@@ -214,6 +217,14 @@ def test_bad_requests_are_refused_with_the_field_and_leave_the_server_ready(mode
     if status == 413 and field == "sentences":
         assert error["limit"] == 3
     assert ready.status_code == 200 and good.status_code == 200
+
+
+def test_a_utf8_byte_order_mark_is_skipped(models):
+    async def fn(client):
+        return await client.post("/v1/tag", content=b'\xef\xbb\xbf{"sentences": [["a", "b"]]}')
+
+    response = _run(create_app(models["onnx"], LIMITS), fn)
+    assert response.status_code == 200 and response.json()["sentences"][0]["tokens"] == ["a", "b"]
 
 
 def test_unknown_paths_and_wrong_methods_get_the_json_error(models):
