@@ -80,9 +80,11 @@ class RequestError(Exception):
     """A request refused before it is queued: an HTTP status and a JSON error body that names
     the field and, for a limit, the limit."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, limit: int | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, limit: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.status, self.message, self.field, self.limit = status, message, field, limit
+        self.headers = headers  # of the answer
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"status": self.status, "message": self.message}
@@ -538,10 +540,13 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         metrics.requests.labels(str(e.status)).inc()
         if e.status >= 500:
             log.error("POST /v1/tag: %d %s", e.status, e.message)
-        return JSONResponse(e.body(), status_code=e.status, headers=headers)
+        return JSONResponse(e.body(), status_code=e.status, headers={**(e.headers or {}), **(headers or {})})
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
+        if declared is not None and "transfer-encoding" in request.headers:  # how requests are smuggled
+            raise RequestError(400, "both Content-Length and Transfer-Encoding: send one of them", field="body",
+                               headers={"Connection": "close"})  # fmt: skip
         too_large = RequestError(413, f"the body is larger than {config.max_body_bytes} bytes", field="body",
                                  limit=config.max_body_bytes)  # fmt: skip
         if declared is not None and (not declared.isdigit() or int(declared) > config.max_body_bytes):

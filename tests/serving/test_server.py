@@ -219,6 +219,16 @@ def test_bad_requests_are_refused_with_the_field_and_leave_the_server_ready(mode
     assert ready.status_code == 200 and good.status_code == 200
 
 
+def test_a_body_with_both_a_length_and_chunks_is_refused_and_the_connection_closed(models):
+    async def fn(client):
+        body = b'{"sentences": [["a"]]}'
+        return await client.post("/v1/tag", content=body, headers={"transfer-encoding": "chunked"})
+
+    response = _run(create_app(models["onnx"], LIMITS), fn)
+    assert response.status_code == 400 and response.json()["error"]["field"] == "body"
+    assert response.headers["connection"] == "close"  # RFC 9112, 6.1: the server MUST close
+
+
 def test_a_utf8_byte_order_mark_is_skipped(models):
     async def fn(client):
         return await client.post("/v1/tag", content=b'\xef\xbb\xbf{"sentences": [["a", "b"]]}')
