@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqtag.config import PredictConfig, ServeConfig
-from seqtag.data.encoding import plan_batches
+from seqtag.data.encoding import lone_surrogate, plan_batches
 from seqtag.data.formats import Item, Tagged, Writer, read_items
 from seqtag.errors import SeqtagError
 from seqtag.serving.predictor import (
@@ -234,11 +234,9 @@ def _sentence_items(sentences: Any, limits: Limits) -> list[Item]:
             if not isinstance(token, str):
                 raise RequestError(422, f"{where}[{j}]: expected a string, got {_type_name(token)}",
                                    field=f"{where}[{j}]")  # fmt: skip
-            if not token.isascii():
-                try:
-                    token.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise RequestError(422, f"{where}[{j}]: a lone surrogate is not text", field=f"{where}[{j}]") from None
+        j = lone_surrogate(tokens)
+        if j is not None:
+            raise RequestError(422, f"{where}[{j}]: a lone surrogate is not text", field=f"{where}[{j}]")
         items.append(Item(tokens, i + 1))
     return items
 
