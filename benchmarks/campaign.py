@@ -2112,6 +2112,11 @@ def serve_cases(w: World) -> list[Case]:
     good("long-sentence-2000", [long_sentence])
     good("most-sentences", [[f"w{i}", "ran", "."] for i in range(lim["max_sentences"])])
     good("most-tokens", [["a"] * lim["max_tokens"]])
+    good("long-sentence-confidence-nbest", [long_sentence], confidence=True, nbest=2)
+    good(
+        "long-and-short",
+        [long_sentence[: 1 + (i * 397) % lim["max_tokens"]] for i in range(lim["max_sentences"])],
+    )
     # hostile tokens: tagged, and back byte for byte
     for name, token in SERVE_TOKENS.items():
         good(f"token-{name}", [["The", token, "ran", "."]])
