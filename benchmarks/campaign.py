@@ -18,9 +18,13 @@ Tiny models are trained at the start (generated BIO data, 200 UD English-EWT sen
 ``$SEQTAG_CORPORA/ud_english_ewt``) and exported to every format; everything lives in one
 temporary directory, removed at the end unless ``--keep``.
 
+The ``serve`` families (``serve:onnx``, ``serve:dir``) send hostile HTTP requests to a running
+``seqtag serve`` of the ONNX file and of the model directory (see :func:`serve_cases`).
+
     python benchmarks/campaign.py
     python benchmarks/campaign.py --family options --jobs 2 --json campaign.json
     python benchmarks/campaign.py --only predict-bs --keep
+    python benchmarks/campaign.py --family serve --json serve.json
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Case:
         expect: ``error``, ``ok`` or ``either``.
         check: for ``ok``/``either`` cases that exit 0: ``(case, stdout) -> problem or None``.
         prepare: ``(case) -> None``, run just before (builds the damaged files under ``case.dir``).
+        http: instead of ``argv`` or ``code``, requests to a running ``seqtag serve`` (:class:`HttpCase`).
         stdin: bytes fed to the command.
         absent: paths that must not exist after an error.
         unchanged: paths whose bytes must be the same after the case as before.
@@ -85,6 +90,7 @@ class Case:
     unchanged: list[Path] = field(default_factory=list)
     timeout: float = 60.0
     dir: Path = Path()
+    http: HttpCase | None = None
 
 
 @dataclass
@@ -204,6 +210,8 @@ def run_api(case: Case, env: dict) -> tuple[int | None, str, str]:
 
 
 def run_case(case: Case, env: dict) -> Result:
+    if case.http is not None:
+        return run_http(case)
     case.dir.mkdir(parents=True, exist_ok=True)
     case.absent = [case.dir / p for p in case.absent]  # relative paths: in the case's directory
     case.unchanged = [case.dir / p for p in case.unchanged]
@@ -408,7 +416,9 @@ class World:
         if p.returncode != 0:
             raise SystemExit(f"setup failed: {' '.join(argv)}\n{p.stderr.decode()[-3000:]}")
 
-    def build(self, env: dict, jobs: int) -> None:
+    def build(self, env: dict, jobs: int, serve_only: bool = False) -> None:
+        """Train and export every model and compute the oracle; ``serve_only``: only what the
+        ``serve`` family needs (the EWT model directory and its ONNX file)."""
         for d in (self.data, self.models, self.cases):
             d.mkdir(parents=True)
         blocks = conll_blocks(EWT / "en_ewt-ud-train.conllu")[:200]
@@ -426,6 +436,13 @@ class World:
              "--epochs", "3", "--lr", "0.01", *TINY],
             [*seqtag, "train", "--train", str(self.ner_train), "--output-dir", str(self.ner2), "--epochs", "1", *TINY],
         ]  # fmt: skip
+        if serve_only:
+            self.run(trainings[0], env)
+            self.run(
+                [*seqtag, "export", str(self.ewt), "--format", "onnx", "--output", str(self.onnx)],
+                env,
+            )
+            return
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(lambda a: self.run(a, env), trainings))
         exports = [
@@ -692,7 +709,7 @@ def both(*steps: Callable[[Case], None]) -> Callable[[Case], None]:
 
 def all_cases(w: World) -> list[Case]:
     return [*directory_cases(w), *exported_cases(w), *checkpoint_cases(w), *api_cases(w), *data_cases(w),
-            *option_cases(w), *write_cases(w)]  # fmt: skip
+            *option_cases(w), *write_cases(w), *serve_cases(w)]  # fmt: skip
 
 
 PLAIN_TEXT = sentence_lines("plain", "text")
@@ -1611,13 +1628,629 @@ def write_cases(w: World) -> list[Case]:
     return cases
 
 
+# -- serve: hostile HTTP requests against a running `seqtag serve` ---------------------------
+#
+# One server per model kind (the ONNX file and the model directory), started when the family's
+# first case needs it and stopped at the end; each case sends raw bytes over its own connection
+# (so that HTTP/1.0, a lying Content-Length or a chunked body go out exactly as written) and is
+# classified by classify_http: an error HOLDS when the answer is a 4xx whose body is one JSON
+# error with that status, a one-line message and the field the case names; a success HOLDS when
+# it is a 200 whose tokens are the ones sent and whose tags (confidences, n-best lists) are
+# `seqtag predict --output-format jsonl`'s for the same tokens. In both, the server's log gains
+# no traceback, the process is still running and /ready answers 200 afterwards.
+
+SERVE_LIMITS = {"max_tokens": 2048, "max_sentences": 64, "max_nbest": 4, "max_body_bytes": 1 << 20}
+SERVE_ARGS = [
+    "--threads",
+    "1",
+    *(a for k, v in SERVE_LIMITS.items() for a in (f"--{k.replace('_', '-')}", str(v))),
+]
+SERVE_KINDS = ("onnx", "dir")
+ORACLE_NBEST = SERVE_LIMITS["max_nbest"]
+
+
+@dataclass
+class Reply:
+    """One HTTP answer as it came: status None when the connection closed without one."""
+
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Want:
+    """What one answer must be. An error: ``status`` (None: any 4xx), naming the field ``names``
+    (None: no field needed); ``json`` False for a refusal of the HTTP framing itself, which the HTTP
+    parser answers before the app sees a request; ``silent`` when closing without an answer is
+    also right (the client never finished its request). A success: ``sentences`` sent, with
+    ``options``."""
+
+    status: int | None = None
+    names: str | None = None
+    sentences: list[list[str]] | None = None
+    options: dict = field(default_factory=dict)
+    json: bool = True
+    silent: bool = False
+    either: bool = False
+    """A success that may also be refused (as an error with ``json``)."""
+
+
+@dataclass
+class HttpCase:
+    """``send(port)`` talks to the server of ``kind`` and returns the answers, one per ``wants``."""
+
+    kind: str
+    send: Callable[[int], list[Reply]]
+    wants: list[Want]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServeRig:
+    """The family's servers (started on first use) and the oracle of every sentence it sends."""
+
+    def __init__(self, world: World, env: dict) -> None:
+        self.world, self.env = world, env
+        self.models = {"onnx": world.onnx, "dir": world.ewt}
+        self.servers: dict[str, tuple[subprocess.Popen, int, Path]] = {}
+        self.oracle: dict[str, dict[str, dict]] = {}
+        self.lock = threading.Lock()
+
+    def build_oracle(self, cases: list[Case]) -> None:
+        """``seqtag predict MODEL --confidence --nbest 4`` on every sentence a success case sends,
+        once per model kind: ``{kind: {json.dumps(tokens): the JSON line}}``."""
+        sentences = {
+            json.dumps(s): s
+            for c in cases
+            if c.http
+            for w in c.http.wants
+            if w.sentences
+            for s in w.sentences
+        }
+        path = self.world.root / "serve-oracle.jsonl"
+        path.write_text("".join(json.dumps({"tokens": s}, ensure_ascii=False) + "\n" for s in sentences.values()),
+                        encoding="utf-8")  # fmt: skip
+
+        def predict(kind: str) -> None:
+            argv = ["-m", "seqtag", "predict", str(self.models[kind]), "--input", str(path), "--format", "jsonl",
+                    "--output-format", "jsonl", "--workers", "1", "--confidence", "--nbest", str(ORACLE_NBEST)]  # fmt: skip
+            p = subprocess.run(["nice", "-n", "5", PY, *argv], capture_output=True, env=self.env)
+            if p.returncode != 0:
+                raise SystemExit(
+                    f"serve oracle failed: {' '.join(argv)}\n{p.stderr.decode()[-3000:]}"
+                )
+            lines = [json.loads(line) for line in p.stdout.decode("utf-8").split("\n") if line]
+            self.oracle[kind] = dict(zip(sentences, lines, strict=True))
+
+        with ThreadPoolExecutor(len(SERVE_KINDS)) as pool:
+            list(pool.map(predict, SERVE_KINDS))
+
+    def server(self, kind: str) -> tuple[subprocess.Popen, int, Path]:
+        with self.lock:
+            if kind not in self.servers:
+                port, log = free_port(), self.world.root / f"serve-{kind}.log"
+                process = subprocess.Popen(
+                    ["nice", "-n", "5", PY, "-m", "seqtag", "serve", str(self.models[kind]), "--port", str(port),
+                     *SERVE_ARGS], stdout=log.open("wb"), stderr=subprocess.STDOUT, env=self.env, cwd=self.world.root,
+                )  # fmt: skip
+                deadline = time.monotonic() + 180
+                while process.poll() is None and time.monotonic() < deadline and ready(port) != 200:
+                    time.sleep(0.2)
+                if ready(port) != 200:
+                    process.kill()
+                    raise SystemExit(
+                        f"seqtag serve {kind} did not get ready:\n{log.read_text()[-3000:]}"
+                    )
+                self.servers[kind] = (process, port, log)
+            return self.servers[kind]
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM each server; its exit status (0 expected)."""
+        codes = {}
+        for kind, (process, _, _) in self.servers.items():
+            process.terminate()
+            try:
+                codes[kind] = process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[kind] = None
+        return codes
+
+
+RIG: ServeRig | None = None
+
+
+def http_bytes(
+    body: bytes | None = b"",
+    method: str = "POST",
+    path: str = "/v1/tag",
+    version: str = "HTTP/1.1",
+    headers: dict[str, str | None] | None = None,
+    chunked: list[bytes] | None = None,
+) -> bytes:
+    """A raw request: ``Connection: close``, a JSON content type and the body's true
+    ``Content-Length`` unless ``headers`` say otherwise (a value of None drops the header);
+    ``chunked``: the body in these chunks, with ``Transfer-Encoding: chunked``."""
+    fields: dict[str, str | None] = {
+        "Host": "127.0.0.1",
+        "Connection": "close",
+        "Content-Type": "application/json",
+    }
+    if chunked is not None:
+        fields["Transfer-Encoding"] = "chunked"
+        body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunked) + b"0\r\n\r\n"
+    elif body is not None:
+        fields["Content-Length"] = str(len(body))
+    fields.update(headers or {})
+    head = f"{method} {path} {version}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in fields.items() if v is not None
+    )
+    return head.encode("latin-1") + b"\r\n" + (body or b"")
+
+
+def exchange(port: int, data: bytes, timeout: float = 60.0) -> Reply:
+    """Send ``data`` on a new connection (from a thread, so that an answer sent before the body
+    is all out is still read) and read until the server closes or ``timeout``."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+
+        def send() -> None:
+            try:
+                s.sendall(data)
+            except OSError:
+                pass  # the server answered and closed early: its answer is what counts
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except OSError:  # a timeout or a reset: what arrived is the answer
+            pass
+        sender.join(5)
+    return parse_reply(b"".join(chunks))
+
+
+def parse_reply(raw: bytes) -> Reply:
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return Reply(None, {}, raw)
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        return Reply(None, {}, raw)
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+    }
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0] or b"0", 16)
+            if n == 0:
+                break
+            body, rest = body + rest[:n], rest[n + 2 :]
+    else:
+        body = rest[: int(headers["content-length"])] if "content-length" in headers else rest
+    return Reply(status, headers, body)
+
+
+def ready(port: int) -> int | None:
+    """The status of ``GET /ready``; None when nothing listens or answers."""
+    try:
+        return exchange(port, http_bytes(None, "GET", "/ready"), timeout=10).status
+    except OSError:
+        return None
+
+
+def check_error(reply: Reply, want: Want) -> str | None:
+    if reply.status is None:
+        return None if want.silent else "no answer"
+    if b"Traceback" in reply.body:
+        return f"a traceback in the answer: {reply.body[:200]!r}"
+    if not 400 <= reply.status < 500 or (want.status is not None and reply.status != want.status):
+        return f"status {reply.status}, expected {want.status or '4xx'}: {reply.body[:200]!r}"
+    if not want.json:
+        return None
+    if not reply.headers.get("content-type", "").startswith("application/json"):
+        return f"content-type {reply.headers.get('content-type')!r}, not JSON: {reply.body[:200]!r}"
+    try:
+        error = json.loads(reply.body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return f"not a JSON error: {reply.body[:200]!r}"
+    message = error.get("message")
+    if (
+        error.get("status") != reply.status
+        or not isinstance(message, str)
+        or not message
+        or "\n" in message
+    ):
+        return f"a JSON error without its status and a one-line message: {error!r:.200}"
+    if want.names is not None and error.get("field") != want.names:
+        return f"field {error.get('field')!r}, expected {want.names!r} ({message[:150]})"
+    return None
+
+
+def check_tagged(reply: Reply, want: Want, oracle: dict[str, dict]) -> str | None:
+    if reply.status != 200:
+        return f"status {reply.status} on a valid request: {reply.body[:300]!r}"
+    try:
+        got = json.loads(reply.body.decode("utf-8"))["sentences"]
+    except (ValueError, KeyError, TypeError) as e:
+        return f"not the JSON answer ({e}): {reply.body[:200]!r}"
+    if len(got) != len(want.sentences):
+        return f"{len(got)} sentences answered for {len(want.sentences)}"
+    k = want.options.get("nbest", 0)
+    for i, (g, tokens) in enumerate(zip(got, want.sentences)):
+        expected = oracle[json.dumps(tokens)]
+        if g.get("tokens") != tokens:
+            return (
+                f"sentence {i}: tokens {str(g.get('tokens'))[:120]!r} != sent {str(tokens)[:120]!r}"
+            )
+        if g.get("tags") != expected["tags"]:
+            return (
+                f"sentence {i}: tags {g.get('tags')!r:.150} != predict's {expected['tags']!r:.150}"
+            )
+        if want.options.get("confidence"):
+            conf = g.get("confidence")
+            if (
+                not isinstance(conf, list)
+                or len(conf) != len(tokens)
+                or any(abs(a - b) > 1e-4 for a, b in zip(conf, expected["confidence"]))
+            ):
+                return f"sentence {i}: confidence {conf!r:.150} != predict's {expected['confidence']!r:.150}"
+        elif "confidence" in g:
+            return f"sentence {i}: a confidence nobody asked for"
+        if k:
+            paths = [p["tags"] for p in g.get("nbest", [])]
+            if paths != [p["tags"] for p in expected["nbest"][:k]]:
+                return f"sentence {i}: n-best {paths!r:.150} != predict's"
+        elif "nbest" in g:
+            return f"sentence {i}: an n-best list nobody asked for"
+    return None
+
+
+def run_http(case: Case) -> Result:
+    start = time.perf_counter()
+    process, port, log = RIG.server(case.http.kind)
+    before = log.stat().st_size
+    try:
+        replies = case.http.send(port)
+    except OSError as e:
+        replies = [Reply(None, {}, repr(e).encode())] * len(case.http.wants)
+    problems = []
+    for i, (reply, want) in enumerate(zip(replies, case.http.wants, strict=True)):
+        if want.either and reply.status != 200:
+            problem = check_error(reply, want)
+        elif want.sentences is not None:
+            problem = check_tagged(reply, want, RIG.oracle[case.http.kind])
+        else:
+            problem = check_error(reply, want)
+        if problem:
+            problems.append(f"answer {i}: {problem}" if len(replies) > 1 else problem)
+    alive = process.poll() is None
+    status = ready(port) if alive else None
+    with log.open("rb") as f:  # another case on this server at the same time can write here too
+        f.seek(before)
+        logged = f.read().decode("utf-8", "replace")
+    if not alive:
+        problems.insert(0, f"the server exited ({process.returncode})")
+    elif status != 200:
+        problems.insert(0, f"/ready answered {status} afterwards")
+    if "Traceback" in logged:
+        problems.insert(0, "a traceback in the server's log")
+    seconds = round(time.perf_counter() - start, 2)
+    shown = f"{case.http.kind}: " + " | ".join(repr(r.body[:80]) for r in replies[:2])
+    if problems:
+        return Result(case.family, case.name, "FAILED", "; ".join(problems)[:600], None, seconds, "", logged[-3000:],
+                      shown)  # fmt: skip
+    first = replies[0]
+    why = (
+        "ok, equal to predict"
+        if case.http.wants[0].sentences is not None
+        else f"{first.status} {first.body[:150]!r}"
+    )
+    return Result(case.family, case.name, "HELD", why, first.status, seconds, "", "", shown)
+
+
+def post(body: bytes, **kw) -> Callable[[int], list[Reply]]:
+    """One request: ``http_bytes(body, **kw)`` (``timeout``: how long to wait for the answer)."""
+    timeout = kw.pop("timeout", 60.0)
+    return lambda port: [exchange(port, http_bytes(body, **kw), timeout)]
+
+
+def raw(data: bytes, timeout: float = 60.0) -> Callable[[int], list[Reply]]:
+    return lambda port: [exchange(port, data, timeout)]
+
+
+def jbody(obj: object) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+SERVE_TOKENS = {
+    "tab": "a\tb", "newline": "a\nb", "crlf": "a\r\nb", "nul": "a\x00b", "escape": "a\x1bb", "del": "a\x7fb",
+    "zero-width": "a\u200bb", "zwj-emoji": "\U0001f468\u200d\U0001f469\u200d\U0001f467", "rtl": "\u05e9\u05dc\u05d5\u05dd",
+    "rtl-override": "a\u202eb", "arabic": "\u0645\u0631\u062d\u0628\u0627", "emoji": "\U0001f642", "combining": "e\u0301\u0301",
+    "linesep": "a\u2028b", "nel": "a\u0085b", "bom-char": "\ufeffa", "nonchar": "a\uffffb", "max-code-point": "\U0010ffff",
+    "private-use": "\ue000", "replacement": "\ufffd", "nbsp": "a\u00a0b", "space": "a b", "only-space": " ",
+    "empty": "", "quote-backslash": 'a"\\b', "html": "<script>alert(1)</script>", "long": "x" * 100_000,
+}  # fmt: skip
+
+
+def serve_cases(w: World) -> list[Case]:
+    """The ``serve`` family: each case against the ONNX file's server and the model directory's."""
+    lim = SERVE_LIMITS
+    ok_sentences = [
+        ["The", "dog", "ate", "the", "apple", "."],
+        ["Smith", "went", "to", "Paris", "yesterday", "."],
+    ]
+    specs: dict[str, tuple[Callable[[int], list[Reply]], list[Want]]] = {}
+
+    def case(name: str, send: Callable[[int], list[Reply]], *wants: Want) -> None:
+        specs[name] = (send, list(wants))
+
+    def bad(name: str, body: bytes, status: int | None, field: str | None = None, **kw) -> None:
+        case(name, post(body, **kw), Want(status, field))
+
+    def good(name: str, sentences: list[list[str]], **options) -> None:
+        case(
+            name,
+            post(jbody({"sentences": sentences, **options})),
+            Want(sentences=sentences, options=options),
+        )
+
+    # not JSON, or not the object of the API
+    bad("json-malformed", b"{not json", 400)
+    bad("json-truncated", b'{"sentences": [["a"]', 400)
+    bad("json-trailing-garbage", b'{"sentences": [["a"]]} x', 400)
+    bad("json-two-objects", b'{"sentences": [["a"]]}{"sentences": [["b"]]}', 400)
+    bad("body-empty", b"", 400)
+    bad("body-whitespace", b" \r\n\t ", 400)
+    bad("json-null", b"null", 422)
+    bad("json-string", b'"The dog"', 422)
+    bad("json-number", b"42", 422)
+    bad("json-list", b'[["a"]]', 422)
+    bad("json-nan-literal", b"NaN", None)
+    bad("json-object-empty", b"{}", 422, "sentences")
+    bad("json-unknown-field", b'{"sentences": [["a"]], "lang": "en"}', 422, "lang")
+    bad("json-both-inputs", b'{"sentences": [["a"]], "text": "a"}', 422, "sentences")
+    bad(
+        "json-duplicate-sentences",
+        b'{"sentences": [["a"]], "sentences": [["b", "c"]]}',
+        422,
+        "sentences",
+    )
+    bad("json-duplicate-nbest", b'{"sentences": [["a"]], "nbest": 1, "nbest": 2}', 422, "nbest")
+    bad("json-deep-nesting", b"[" * 100_000 + b"]" * 100_000, 400)
+    bad("json-deep-in-sentences", b'{"sentences": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", None)
+    # the sentences field, wrong at every level
+    for name, value, field_name in [
+        ("sentences-string", '"The dog"', "sentences"), ("sentences-dict", '{"0": ["a"]}', "sentences"),
+        ("sentences-null", "null", "sentences"), ("sentences-number", "3", "sentences"),
+        ("sentences-bool", "true", "sentences"), ("sentences-nan", "NaN", "sentences"),
+        ("sentence-string", '["The dog"]', "sentences[0]"), ("sentence-dict", '[{"tokens": ["a"]}]', "sentences[0]"),
+        ("sentence-null", "[null]", "sentences[0]"), ("sentence-number", "[7]", "sentences[0]"),
+        ("sentence-empty", "[[]]", "sentences[0]"), ("sentence-second-empty", '[["a"], []]', "sentences[1]"),
+        ("token-number", '[["a", 1]]', "sentences[0][1]"), ("token-float", '[["a", 1.5]]', "sentences[0][1]"),
+        ("token-null", '[["a", null]]', "sentences[0][1]"), ("token-bool", '[["a", false]]', "sentences[0][1]"),
+        ("token-list", '[["a", ["b"]]]', "sentences[0][1]"), ("token-dict", '[["a", {"t": "b"}]]', "sentences[0][1]"),
+        ("token-nan", '[["a", NaN]]', "sentences[0][1]"), ("token-infinity", '[["a", -Infinity]]', "sentences[0][1]"),
+        ("token-huge-number", '[["a", 1e999]]', "sentences[0][1]"),
+        ("token-lone-high-surrogate", r'[["a", "b\ud800"]]', "sentences[0][1]"),
+        ("token-lone-low-surrogate", r'[["\udc00"]]', "sentences[0][0]"),
+        ("token-reversed-pair", r'[["a", "\udc00\ud800"]]', "sentences[0][1]"),
+    ]:  # fmt: skip
+        bad(name, b'{"sentences": ' + value.encode() + b"}", 422, field_name)
+    # the options
+    for name, value in [("string", '"3"'), ("negative", "-1"), ("over-limit", str(lim["max_nbest"] + 1)),
+                        ("float", "2.5"), ("float-integral", "2.0"), ("bool", "true"), ("null", "null"),
+                        ("nan", "NaN"), ("infinity", "Infinity"), ("huge", "1e999"), ("bigint", "9" * 30),
+                        ("list", "[2]")]:  # fmt: skip
+        bad(
+            f"nbest-{name}",
+            b'{"sentences": [["a"]], "nbest": ' + value.encode() + b"}",
+            422,
+            "nbest",
+        )
+    for name, value in [
+        ("string", '"true"'),
+        ("number", "1"),
+        ("null", "null"),
+        ("list", "[true]"),
+    ]:
+        bad(
+            f"confidence-{name}",
+            b'{"sentences": [["a"]], "confidence": ' + value.encode() + b"}",
+            422,
+            "confidence",
+        )
+    bad("text-number", b'{"text": 3}', 422, "text")
+    bad("text-lone-surrogate", b'{"text": "The \\ud800 dog"}', 422, "text")
+    # bytes that are not UTF-8 JSON
+    bad("bytes-latin1", '{"sentences": [["café"]]}'.encode("latin-1"), 400)
+    bad("bytes-invalid-utf8", b'{"sentences": [["\xff\xfe"]]}', 400)
+    bad("bytes-overlong-utf8", b'{"sentences": [["\xc0\xaf"]]}', 400)
+    bad("bytes-utf8-surrogate", b'{"sentences": [["\xed\xa0\x80"]]}', None)
+    bad("bytes-utf16", '{"sentences": [["a"]]}'.encode("utf-16"), 400)
+    bad("bytes-utf32", '{"sentences": [["a"]]}'.encode("utf-32"), 400)
+    bad("bytes-nul", b"\x00" * 64, 400)
+    # limits
+    big = b'{"sentences": [["' + b"x" * lim["max_body_bytes"] + b'"]]}'
+    bad("limit-body", big, 413, "body")
+    case("limit-body-chunked", lambda port: [exchange(port, http_bytes(chunked=[big[i : i + 65536] for i in range(0, len(big), 65536)]))],
+         Want(413, "body"))  # fmt: skip
+    bad("limit-body-declared", b'{"sentences": [["a"]]}', 413, "body", headers={"Content-Length": str(10 * lim["max_body_bytes"])},
+        timeout=20)  # fmt: skip
+    bad(
+        "limit-sentences",
+        jbody({"sentences": [["a"]] * (lim["max_sentences"] + 1)}),
+        413,
+        "sentences",
+    )
+    bad("limit-text-lines", jbody({"text": "a\n" * (lim["max_sentences"] + 1)}), 413, "text")
+    bad(
+        "limit-tokens",
+        jbody({"sentences": [["a"], ["w"] * (lim["max_tokens"] + 1)]}),
+        422,
+        "sentences[1]",
+    )
+    bad("limit-text-tokens", jbody({"text": "a " * (lim["max_tokens"] + 1)}), 422, "text")
+    long_sentence = [
+        ["The", "dog", "barked", ".", "Smith", "went", "to", "Paris"][i % 8] + str(i % 13)
+        for i in range(2000)
+    ]
+    good("long-sentence-2000", [long_sentence])
+    good("most-sentences", [[f"w{i}", "ran", "."] for i in range(lim["max_sentences"])])
+    good("most-tokens", [["a"] * lim["max_tokens"]])
+    good("long-sentence-confidence-nbest", [long_sentence], confidence=True, nbest=2)
+    good(
+        "long-and-short",
+        [long_sentence[: 1 + (i * 397) % lim["max_tokens"]] for i in range(lim["max_sentences"])],
+    )
+    # hostile tokens: tagged, and back byte for byte
+    for name, token in SERVE_TOKENS.items():
+        good(f"token-{name}", [["The", token, "ran", "."]])
+    good("token-all-at-once", [list(SERVE_TOKENS.values())[:-1]])
+    good("sentences-empty", [])
+    good("plain", ok_sentences)
+    good("confidence", ok_sentences, confidence=True)
+    good("nbest", ok_sentences, nbest=3)
+    good("nbest-max-confidence", ok_sentences, nbest=lim["max_nbest"], confidence=True)
+    good("nbest-zero-confidence-false", ok_sentences, nbest=0, confidence=False)
+    # HTTP: content types, methods, paths, versions, framing
+    plain = jbody({"sentences": ok_sentences})
+    case(
+        "content-type-text-plain",
+        post(plain, headers={"Content-Type": "text/plain"}),
+        Want(sentences=ok_sentences),
+    )
+    case(
+        "content-type-none",
+        post(plain, headers={"Content-Type": None}),
+        Want(sentences=ok_sentences),
+    )
+    case("content-type-utf8-bom", post(b"\xef\xbb\xbf" + plain), Want(sentences=ok_sentences))
+    bad(
+        "content-type-form",
+        b"sentences=The+dog",
+        400,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    bad("method-get-tag", None, 405, method="GET")
+    bad("method-put-tag", plain, 405, method="PUT")
+    bad("method-delete-tag", None, 405, method="DELETE")
+    bad("method-post-ready", plain, 405, path="/ready")
+    bad("method-post-health", plain, 405, path="/health")
+    bad("method-post-model", plain, 405, path="/v1/model")
+    bad("path-unknown", None, 404, method="GET", path="/nope")
+    bad("path-v2", plain, 404, path="/v2/tag")
+    bad("path-case", plain, 404, path="/V1/TAG")
+    bad("path-traversal", None, 404, method="GET", path="/../../etc/passwd")
+    bad("path-newline-escape", None, 404, method="GET", path="/a%0Ab%00")
+    case(
+        "http10",
+        post(plain, version="HTTP/1.0", headers={"Connection": None}),
+        Want(sentences=ok_sentences),
+    )
+    bad("http10-no-length", None, 400, version="HTTP/1.0", headers={"Connection": None})
+    case("chunked", lambda port: [exchange(port, http_bytes(chunked=[plain[:7], plain[7:20], plain[20:]]))],
+         Want(sentences=ok_sentences))  # fmt: skip
+    bad("length-short", plain, 400, headers={"Content-Length": str(len(plain) - 5)})
+    case(
+        "length-long",
+        post(plain, headers={"Content-Length": str(len(plain) + 100)}, timeout=3),
+        Want(silent=True),
+    )
+    case(
+        "length-not-a-number",
+        post(plain, headers={"Content-Length": "12abc"}),
+        Want(json=False, silent=True),
+    )
+    case(
+        "length-negative",
+        post(plain, headers={"Content-Length": "-5"}),
+        Want(json=False, silent=True),
+    )
+    case(
+        "length-and-chunked",  # the framing of request smuggling: refused (RFC 9112, 6.1)
+        raw(http_bytes(chunked=[plain], headers={"Content-Length": "3"})),
+        Want(400, "body"),
+    )
+    case("chunk-size-garbage", raw(http_bytes(None, headers={"Transfer-Encoding": "chunked"}) + b"zz\r\nabc\r\n0\r\n\r\n", 10),
+         Want(json=False, silent=True))  # fmt: skip
+    case("not-http", raw(b"\x00\x01garbage\r\n\r\n", 10), Want(json=False, silent=True))
+    # a head that arrives whole is parsed whatever its size (h11 caps only an incomplete one, at
+    # 16 KiB): tagged, or refused by the HTTP parser
+    case(
+        "header-huge",
+        post(plain, headers={"X-Pad": "a" * 70_000}, timeout=10),
+        Want(sentences=ok_sentences, json=False, either=True),
+    )
+
+    def keep_alive(port: int) -> list[Reply]:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        replies = []
+        for body in (b"{oops", plain, b'{"sentences": [[]]}', plain):
+            conn.request("POST", "/v1/tag", body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            replies.append(Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()))
+        conn.close()
+        return replies
+
+    case("keep-alive-bad-then-good", keep_alive, Want(400), Want(sentences=ok_sentences), Want(422, "sentences[0]"),
+         Want(sentences=ok_sentences))  # fmt: skip
+
+    mixed: list[tuple[bytes, Want]] = []
+    for i in range(40):
+        if i % 3 == 2:
+            body, want = [(b"{", Want(400)), (b'{"sentences": [["a", 5]]}', Want(422, "sentences[0][1]")),
+                          (b'{"sentences": [["a"]], "nbest": 99}', Want(422, "nbest"))][i % 9 // 3]  # fmt: skip
+        else:
+            sentences = [
+                [f"w{i}", "went", "to", "Paris", "."][: 2 + i % 4],
+                ["The", SERVE_TOKENS["zwj-emoji"], str(i)],
+            ]
+            options = {"confidence": True} if i % 4 == 0 else {}
+            body, want = (
+                jbody({"sentences": sentences, **options}),
+                Want(sentences=sentences, options=options),
+            )
+        mixed.append((body, want))
+
+    def concurrent(port: int) -> list[Reply]:
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(lambda bw: exchange(port, http_bytes(bw[0])), mixed))
+
+    case("concurrent-mixed-40", concurrent, *(want for _, want in mixed))
+
+    return [Case(f"serve:{kind}", f"serve-{kind}-{name}", http=HttpCase(kind, send, wants), timeout=120)
+            for kind in SERVE_KINDS for name, (send, wants) in specs.items()]  # fmt: skip
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2, help="cases run side by side (default: 2)")
-    parser.add_argument("--family", action="append", help="run only this family (repeatable)")
+    parser.add_argument(
+        "--family",
+        action="append",
+        help="run only this family, or the families FAMILY:* "
+        "(repeatable; serve alone builds only the two models it serves)",
+    )
     parser.add_argument("--only", help="run only cases whose name contains this")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -1634,18 +2267,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start = time.perf_counter()
         world = World(root)
-        world.build(env, args.jobs)
+        serve_only = bool(args.family) and all(f.startswith("serve") for f in args.family)
+        world.build(env, args.jobs, serve_only)
         setup_s = time.perf_counter() - start
         print(f"setup: models trained and exported in {setup_s:.0f} s under {root}", flush=True)
-        cases = all_cases(world)
+        cases = serve_cases(world) if serve_only else all_cases(world)
         names = [c.name for c in cases]
         assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
         if args.family:
-            cases = [c for c in cases if c.family in args.family]
+            cases = [
+                c for c in cases if c.family in args.family or c.family.split(":")[0] in args.family
+            ]
         if args.only:
             cases = [c for c in cases if args.only in c.name]
         for c in cases:
             c.dir = world.cases / c.name
+        global RIG
+        if any(c.http for c in cases):
+            RIG = ServeRig(world, env)
+            RIG.build_oracle(cases)
         with ThreadPoolExecutor(args.jobs) as pool:
             results = []
             for r in pool.map(lambda c: run_case(c, env), cases):
@@ -1655,6 +2295,11 @@ def main(argv: list[str] | None = None) -> int:
         for z in ZYGOTES:
             z.stdin.close()
             z.wait()
+        if RIG is not None:
+            for kind, code in RIG.stop().items():
+                if code != 0:
+                    results.append(Result(f"serve:{kind}", f"serve-{kind}-sigterm-exit", "FAILED",
+                                          f"exit {code} after SIGTERM", code, 0.0, "", "", "kill -TERM"))  # fmt: skip
         total_s = time.perf_counter() - start
         report(results, total_s)
         if args.json:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqtag.config import PredictConfig, ServeConfig
-from seqtag.data.encoding import plan_batches
+from seqtag.data.encoding import lone_surrogate, plan_batches
 from seqtag.data.formats import Item, Tagged, Writer, read_items
 from seqtag.errors import SeqtagError
 from seqtag.serving.predictor import (
@@ -80,9 +80,11 @@ class RequestError(Exception):
     """A request refused before it is queued: an HTTP status and a JSON error body that names
     the field and, for a limit, the limit."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, limit: int | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, limit: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.status, self.message, self.field, self.limit = status, message, field, limit
+        self.headers = headers  # of the answer
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"status": self.status, "message": self.message}
@@ -127,13 +129,25 @@ def _type_name(value: Any) -> str:
     )
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of a request (``json.loads``'s ``object_pairs_hook``), refused when a field
+    comes twice, which ``json.loads`` would answer with the last one."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise RequestError(422, f"field {key!r} given twice", field=key)
+    return obj
+
+
 def parse_request(body: bytes, limits: Limits) -> TagRequest:
     """Check a ``POST /v1/tag`` body and return its sentences and options.
 
     Raises:
         RequestError: 400 for a body that is not JSON, 413 for more than ``max_sentences``
-            sentences, 422 for anything else (a wrong type, an empty sentence, a sentence longer
-            than ``max_tokens``, ``nbest`` out of range, an option the model cannot give).
+            sentences, 422 for anything else (a wrong type, a field given twice, an empty sentence,
+            a sentence longer than ``max_tokens``, ``nbest`` out of range, an option the model
+            cannot give).
 
     >>> parse_request(b'{"text": "The dog .\\\\n\\\\nIt slept"}', Limits(8, 8, 4)).items[1].tokens
     ['It', 'slept']
@@ -142,9 +156,13 @@ def parse_request(body: bytes, limits: Limits) -> TagRequest:
     ...
     seqtag.serving.server.RequestError: sentences[0]: expected at least one token
     """
+    try:  # UTF-8 (a byte order mark skipped): json.loads would also read UTF-16 and UTF-32 bytes
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"the body is not UTF-8: {e.reason} at byte {e.start}") from None
     try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError; RecursionError: [[[[...
+        obj = json.loads(text, object_pairs_hook=_object)
+    except (ValueError, RecursionError) as e:  # RecursionError: [[[[...
         raise RequestError(400, f"the body is not JSON: {str(e)[:200]}") from None
     if not isinstance(obj, dict):
         raise RequestError(422, f"expected a JSON object, got {_type_name(obj)}")
@@ -216,11 +234,9 @@ def _sentence_items(sentences: Any, limits: Limits) -> list[Item]:
             if not isinstance(token, str):
                 raise RequestError(422, f"{where}[{j}]: expected a string, got {_type_name(token)}",
                                    field=f"{where}[{j}]")  # fmt: skip
-            if not token.isascii():
-                try:
-                    token.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise RequestError(422, f"{where}[{j}]: a lone surrogate is not text", field=f"{where}[{j}]") from None
+        j = lone_surrogate(tokens)
+        if j is not None:
+            raise RequestError(422, f"{where}[{j}]: a lone surrogate is not text", field=f"{where}[{j}]")
         items.append(Item(tokens, i + 1))
     return items
 
@@ -508,6 +524,7 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
     """
     require_extra()
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
@@ -521,10 +538,13 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         metrics.requests.labels(str(e.status)).inc()
         if e.status >= 500:
             log.error("POST /v1/tag: %d %s", e.status, e.message)
-        return JSONResponse(e.body(), status_code=e.status, headers=headers)
+        return JSONResponse(e.body(), status_code=e.status, headers={**(e.headers or {}), **(headers or {})})
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
+        if declared is not None and "transfer-encoding" in request.headers:  # how requests are smuggled
+            raise RequestError(400, "both Content-Length and Transfer-Encoding: send one of them", field="body",
+                               headers={"Connection": "close"})  # fmt: skip
         too_large = RequestError(413, f"the body is larger than {config.max_body_bytes} bytes", field="body",
                                  limit=config.max_body_bytes)  # fmt: skip
         if declared is not None and (not declared.isdigit() or int(declared) > config.max_body_bytes):
@@ -615,6 +635,19 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def not_routed(request: Request, exc: HTTPException) -> Response:
+        """A path without an endpoint (404), a method the endpoint lacks (405, with ``Allow``): the
+        API's JSON error, as every refusal."""
+        where = f"{request.method} {request.url.path[:200]!r}"
+        if exc.status_code == 405:
+            message = f"{where}: this endpoint takes {(exc.headers or {}).get('Allow', 'other methods')}"
+        elif exc.status_code == 404:
+            message = f"{where}: no such endpoint; expected one of {', '.join(r.path for r in routes)}"
+        else:
+            message = f"{where}: {exc.detail}"
+        return JSONResponse(RequestError(exc.status_code, message).body(), status_code=exc.status_code,
+                            headers=exc.headers)  # fmt: skip
+
     @asynccontextmanager
     async def lifespan(app):
         if state["predictor"] is None:
@@ -635,7 +668,7 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
     app.state.serving = state  # the predictor, the batcher and readiness, for tests and embedding
     app.state.metrics = metrics
     return app

@@ -168,10 +168,15 @@ LIMITS = ServeConfig(max_body_bytes=300_000, max_sentences=3, max_tokens=5, max_
 BAD_REQUESTS = [
     (b"{not json", 400, None),
     (b"\xff\xfe\x00", 400, None),
+    ('{"sentences": [["a"]]}'.encode("utf-16"), 400, None),  # JSON, but not UTF-8
+    ('{"sentences": [["a"]]}'.encode("utf-32-le"), 400, None),
+    (b'{"sentences": [["\xed\xa0\x80"]]}', 400, None),  # a surrogate in UTF-8 bytes
     (b"[" * 200_000 + b"]" * 200_000, 413, "body"),
     (b"[" * 100_000 + b"]" * 100_000, 400, None),  # nested deeper than the JSON parser goes
     (b"[1, 2]", 422, None),
     (b'{"sentences": [["a"]], "extra": 1}', 422, "extra"),
+    (b'{"sentences": [["a"]], "sentences": [["b", "c"]]}', 422, "sentences"),  # not the last one silently
+    (b'{"sentences": [["a"]], "nbest": 9, "nbest": 1}', 422, "nbest"),
     (b'{"confidence": true}', 422, "sentences"),
     (b'{"sentences": [["a"]], "text": "a"}', 422, "sentences"),
     (b'{"sentences": "a b"}', 422, "sentences"),
@@ -212,6 +217,40 @@ def test_bad_requests_are_refused_with_the_field_and_leave_the_server_ready(mode
     if status == 413 and field == "sentences":
         assert error["limit"] == 3
     assert ready.status_code == 200 and good.status_code == 200
+
+
+def test_a_body_with_both_a_length_and_chunks_is_refused_and_the_connection_closed(models):
+    async def fn(client):
+        body = b'{"sentences": [["a"]]}'
+        return await client.post("/v1/tag", content=body, headers={"transfer-encoding": "chunked"})
+
+    response = _run(create_app(models["onnx"], LIMITS), fn)
+    assert response.status_code == 400 and response.json()["error"]["field"] == "body"
+    assert response.headers["connection"] == "close"  # RFC 9112, 6.1: the server MUST close
+
+
+def test_a_utf8_byte_order_mark_is_skipped(models):
+    async def fn(client):
+        return await client.post("/v1/tag", content=b'\xef\xbb\xbf{"sentences": [["a", "b"]]}')
+
+    response = _run(create_app(models["onnx"], LIMITS), fn)
+    assert response.status_code == 200 and response.json()["sentences"][0]["tokens"] == ["a", "b"]
+
+
+def test_unknown_paths_and_wrong_methods_get_the_json_error(models):
+    async def fn(client):
+        return [await client.get("/v1/tag"), await client.post("/ready", json={}), await client.get("/nope"),
+                await client.post("/v2/tag", json={"sentences": [["a"]]})]  # fmt: skip
+
+    get_tag, post_ready, nope, v2 = _run(create_app(models["onnx"], LIMITS), fn)
+    assert [r.status_code for r in (get_tag, post_ready, nope, v2)] == [405, 405, 404, 404]
+    assert get_tag.headers["allow"] == "POST" and "GET" in post_ready.headers["allow"]
+    for r in (get_tag, post_ready, nope, v2):
+        assert r.headers["content-type"] == "application/json"
+        error = r.json()["error"]
+        assert error["status"] == r.status_code and "\n" not in error["message"]
+    assert get_tag.json()["error"]["message"] == "GET '/v1/tag': this endpoint takes POST"
+    assert nope.json()["error"]["message"].startswith("GET '/nope': no such endpoint; expected one of /v1/tag, ")
 
 
 def test_a_body_without_a_length_is_cut_at_the_limit(models):
