@@ -563,11 +563,16 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         if batcher is None or not state["ready"]:
             return error(RequestError(503, "not ready"), {"Retry-After": str(RETRY_AFTER_S)})
         try:
-            parsed = parse_request(await read_body(request), state["limits"])
+            # the body's arrival counts in the request's time: a client that sends less than its
+            # Content-Length, or sends it slowly, does not hold a connection for ever
+            parsed = parse_request(await asyncio.wait_for(read_body(request), config.timeout_s), state["limits"])
             sentences = [item.tokens for item in parsed.items]
             job = batcher.submit(sentences, parsed.confidence, parsed.nbest) if sentences else None
         except RequestError as e:
             return error(e)
+        except asyncio.TimeoutError:
+            return error(RequestError(408, f"the body did not arrive within {config.timeout_s:g} s", field="body",
+                                      limit=int(config.timeout_s), headers={"Connection": "close"}))  # fmt: skip
         except ClientDisconnect:
             return Response(status_code=499)  # nobody reads it
         except QueueFull:

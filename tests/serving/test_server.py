@@ -499,6 +499,26 @@ def test_the_server_stays_ready_after_bad_requests(server):
     assert server.request("POST", "/v1/tag", {"sentences": [["a"]]})[0] == 200
 
 
+def test_a_body_short_of_its_length_is_answered_408_within_the_timeout_and_the_connection_closed(models):
+    server = Server(models["onnx"], "--timeout-s", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n" + b'{"sentences": [["a"')  # and then nothing  # fmt: skip
+            start, answer = time.monotonic(), b""
+            while chunk := raw.recv(65536):  # until the server closes the connection
+                answer += chunk
+            waited = time.monotonic() - start
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower(), answer
+        assert json.loads(body)["error"]["field"] == "body"
+        assert 0.9 < waited < 5
+        assert server.request("POST", "/v1/tag", {"sentences": [["a"]]})[0] == 200
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log, log
+
+
 def test_sigterm_answers_every_request_in_flight_and_exits_0(models):
     server = Server(models["onnx"], "--max-wait-ms", "2000", "--max-batch-size", "64")
     n, answers, sent = 24, [None] * 24, threading.Barrier(25)
