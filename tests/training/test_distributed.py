@@ -116,6 +116,10 @@ for job in settings["jobs"]:
 report["rank_1_wrote"] = written
 (work / f"report-rank{rank}.json").write_text(json.dumps(report))
 dist.destroy_process_group()
+# Every result is on disk. Skip the interpreter's finalization: gloo's threads torn down there can
+# abort a process that has finished (SIGABRT, "terminate called without an active exception").
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)
 '''
 
 
