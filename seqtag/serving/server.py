@@ -132,11 +132,11 @@ def _type_name(value: Any) -> str:
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object of a request (``json.loads``'s ``object_pairs_hook``), refused when a field
     comes twice, which ``json.loads`` would answer with the last one."""
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        seen: set[str] = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise RequestError(422, f"field {key!r} given twice", field=key)
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise RequestError(422, f"field {key!r} given twice", field=key)
+        obj[key] = value
     return obj
 
 
@@ -550,11 +550,21 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         if declared is not None and (not declared.isdigit() or int(declared) > config.max_body_bytes):
             raise too_large
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > config.max_body_bytes:
-                raise too_large
-            chunks.append(chunk)
+
+        async def receive() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > config.max_body_bytes:
+                    raise too_large
+                chunks.append(chunk)
+
+        try:  # the body's arrival counts in the request's time: a client sending less than its
+            # Content-Length, or sending it slowly, does not hold the connection for ever
+            await asyncio.wait_for(receive(), config.timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(408, f"the body did not arrive within {config.timeout_s:g} s", field="body",
+                               limit=int(config.timeout_s), headers={"Connection": "close"}) from None  # fmt: skip
         return b"".join(chunks)
 
     async def tag(request: Request) -> Response:
@@ -563,16 +573,11 @@ def create_app(model: str | os.PathLike, config: ServeConfig | None = None, pred
         if batcher is None or not state["ready"]:
             return error(RequestError(503, "not ready"), {"Retry-After": str(RETRY_AFTER_S)})
         try:
-            # the body's arrival counts in the request's time: a client that sends less than its
-            # Content-Length, or sends it slowly, does not hold a connection for ever
-            parsed = parse_request(await asyncio.wait_for(read_body(request), config.timeout_s), state["limits"])
+            parsed = parse_request(await read_body(request), state["limits"])
             sentences = [item.tokens for item in parsed.items]
             job = batcher.submit(sentences, parsed.confidence, parsed.nbest) if sentences else None
         except RequestError as e:
             return error(e)
-        except asyncio.TimeoutError:
-            return error(RequestError(408, f"the body did not arrive within {config.timeout_s:g} s", field="body",
-                                      limit=int(config.timeout_s), headers={"Connection": "close"}))  # fmt: skip
         except ClientDisconnect:
             return Response(status_code=499)  # nobody reads it
         except QueueFull:
